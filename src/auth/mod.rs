@@ -1,0 +1,9 @@
+//! The rules of authentication, free of HTTP: password hashing on a bounded pool, signing
+//! keys and access tokens, refresh-token rotation and the life of a session.
+
+pub mod accounts;
+pub mod keys;
+pub mod passwords;
+pub mod refresh_token;
+pub mod sessions;
+pub mod tokens;

@@ -1,0 +1,185 @@
+//! The life of a session: started by signup or login, kept alive by refresh-token rotation,
+//! ended by its lifetime, its idle timeout, a logout or a detected reuse.
+
+use std::time::Duration;
+
+use chrono::{NaiveDateTime, TimeDelta};
+
+use super::refresh_token::RefreshToken;
+use crate::db::refresh_tokens::{self, NewRefreshToken};
+use crate::db::sessions::{self, Liveness, NewSession, Session};
+use crate::db::{self, DbConn};
+use crate::error::Error;
+
+/// Why a session was revoked, as recorded in `sessions.revoked_reason`.
+pub mod reason {
+    pub const LOGOUT: &str = "logout";
+    pub const LOGOUT_OTHERS: &str = "logout_others";
+    pub const LOGOUT_GLOBAL: &str = "logout_global";
+    pub const ENDED_BY_USER: &str = "ended_by_user";
+    pub const PASSWORD_CHANGED: &str = "password_changed";
+    pub const REFRESH_TOKEN_REUSED: &str = "refresh_token_reused";
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct SessionPolicy {
+    /// Absolute lifetime from login.
+    pub lifetime: Duration,
+    /// A session not refreshed for this long ends.
+    pub idle_timeout: Duration,
+    /// How long after a rotation the retired token still answers with its successor.
+    pub reuse_grace: Duration,
+}
+
+impl SessionPolicy {
+    pub fn liveness(&self, now: NaiveDateTime) -> Liveness {
+        Liveness {
+            now,
+            idle_cutoff: now - delta(self.idle_timeout),
+        }
+    }
+}
+
+/// Who opened the session, as shown in the session list.
+#[derive(Debug, Clone, Default)]
+pub struct ClientInfo {
+    pub user_agent: Option<String>,
+    pub ip: Option<String>,
+}
+
+/// A session and the refresh token that continues it.
+pub struct Continued {
+    pub session: Session,
+    pub refresh_token: RefreshToken,
+}
+
+pub enum Rotation {
+    Continued(Continued),
+    /// A retired token came back outside the grace window: the session is now revoked.
+    Reused,
+}
+
+/// Opens a session for the user with its first refresh token (generation 0).
+pub fn start(
+    conn: &mut DbConn,
+    user_id: &str,
+    client: &ClientInfo,
+    policy: &SessionPolicy,
+) -> Result<Continued, Error> {
+    let now = db::now();
+    let id = uuid::Uuid::now_v7().to_string();
+    let new_session = NewSession {
+        id: &id,
+        user_id,
+        created_at: now,
+        last_used_at: now,
+        expires_at: now + delta(policy.lifetime),
+        user_agent: client.user_agent.as_deref(),
+        ip: client.ip.as_deref(),
+    };
+    sessions::insert(conn, &new_session)?;
+    let refresh_token = RefreshToken::generate().map_err(Error::internal)?;
+    refresh_tokens::insert(
+        conn,
+        &NewRefreshToken {
+            session_id: &id,
+            generation: 0,
+            token_hash: &refresh_token.digest(),
+            created_at: now,
+        },
+    )?;
+    let session = sessions::find(conn, &id)?
+        .ok_or_else(|| Error::internal(anyhow::anyhow!("session vanished after insert")))?;
+    Ok(Continued {
+        session,
+        refresh_token,
+    })
+}
+
+/// Exchanges a refresh token for its successor. Must run inside
+/// [`db::write_transaction`]: the revocation on reuse is part of the outcome, not an error,
+/// so that it commits.
+pub fn rotate(
+    conn: &mut DbConn,
+    presented: &RefreshToken,
+    policy: &SessionPolicy,
+) -> Result<Rotation, Error> {
+    let now = db::now();
+    let mut generation =
+        refresh_tokens::find_by_hash(conn, &presented.digest())?.ok_or(Error::InvalidRefreshToken)?;
+    let session = sessions::find(conn, &generation.session_id)?
+        .filter(|session| session.is_live(policy.liveness(now)))
+        .ok_or(Error::InvalidRefreshToken)?;
+
+    if generation.retired_at.is_none() {
+        let successor = RefreshToken::generate().map_err(Error::internal)?;
+        let sealed = presented.seal(&successor);
+        let won = refresh_tokens::retire(conn, &session.id, generation.generation, now, &sealed)? == 1;
+        if won {
+            refresh_tokens::insert(
+                conn,
+                &NewRefreshToken {
+                    session_id: &session.id,
+                    generation: generation.generation + 1,
+                    token_hash: &successor.digest(),
+                    created_at: now,
+                },
+            )?;
+            return continue_session(conn, session, successor, now);
+        }
+        // A concurrent request rotated this token first (PostgreSQL let our update wait for
+        // its commit): read what it recorded and answer with the same successor.
+        generation = refresh_tokens::find(conn, &session.id, generation.generation)?
+            .ok_or(Error::InvalidRefreshToken)?;
+    }
+
+    let within_grace = generation
+        .retired_at
+        .is_some_and(|retired_at| now < retired_at + delta(policy.reuse_grace));
+    let successor_row = refresh_tokens::find(conn, &session.id, generation.generation + 1)?;
+    let converged = match (within_grace, successor_row, generation.successor.as_deref()) {
+        // Only the immediate predecessor of the live token converges.
+        (true, Some(row), Some(sealed)) if row.retired_at.is_none() => presented
+            .unseal(sealed)
+            .filter(|successor| successor.digest() == row.token_hash),
+        _ => None,
+    };
+    match converged {
+        Some(successor) => continue_session(conn, session, successor, now),
+        None => {
+            sessions::revoke(conn, &session.id, now, reason::REFRESH_TOKEN_REUSED)?;
+            tracing::warn!(session_id = %session.id, user_id = %session.user_id, "refresh token reused; session revoked");
+            Ok(Rotation::Reused)
+        }
+    }
+}
+
+fn continue_session(
+    conn: &mut DbConn,
+    mut session: Session,
+    refresh_token: RefreshToken,
+    now: NaiveDateTime,
+) -> Result<Rotation, Error> {
+    sessions::touch(conn, &session.id, now)?;
+    session.last_used_at = now;
+    Ok(Rotation::Continued(Continued {
+        session,
+        refresh_token,
+    }))
+}
+
+/// The session an access token names, if it still belongs to the token's user and lives.
+pub fn live_session(
+    conn: &mut DbConn,
+    session_id: &str,
+    user_id: &str,
+    policy: &SessionPolicy,
+) -> Result<Session, Error> {
+    sessions::find(conn, session_id)?
+        .filter(|session| session.user_id == user_id && session.is_live(policy.liveness(db::now())))
+        .ok_or(Error::InvalidToken)
+}
+
+fn delta(duration: Duration) -> TimeDelta {
+    TimeDelta::from_std(duration).unwrap_or(TimeDelta::MAX)
+}

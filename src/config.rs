@@ -1,0 +1,331 @@
+//! Settings, read once from the environment at start-up and validated there, so that a bad
+//! value stops the process with one line naming the variable instead of failing later.
+
+use std::collections::HashMap;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::time::Duration;
+
+use secrecy::SecretString;
+
+use crate::db::DatabaseUrl;
+
+/// Every variable Latchkey reads, with its default. The table in the README mirrors it.
+pub const VARIABLES: &[&str] = &[
+    "DATABASE_URL",
+    "LATCHKEY_BIND",
+    "LATCHKEY_JWT_SECRET",
+    "LATCHKEY_ISSUER",
+    "LATCHKEY_AUDIENCE",
+    "LATCHKEY_ACCESS_TTL",
+    "LATCHKEY_SESSION_TTL",
+    "LATCHKEY_SESSION_IDLE_TTL",
+    "LATCHKEY_REFRESH_REUSE_GRACE",
+    "LATCHKEY_LOG",
+    "LATCHKEY_LOG_FORMAT",
+    "LATCHKEY_ARGON2_MEMORY_KIB",
+    "LATCHKEY_ARGON2_ITERATIONS",
+    "LATCHKEY_ARGON2_PARALLELISM",
+    "LATCHKEY_HASH_WORKERS",
+    "LATCHKEY_DB_POOL_SIZE",
+    "LATCHKEY_DB_TIMEOUT",
+];
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Pretty,
+    Json,
+}
+
+/// Argon2id cost. The defaults are OWASP's minimum for Argon2id: m = 19 MiB, t = 2, p = 1.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Argon2Params {
+    pub memory_kib: u32,
+    pub iterations: u32,
+    pub parallelism: u32,
+}
+
+impl Default for Argon2Params {
+    fn default() -> Self {
+        Self {
+            memory_kib: 19 * 1024,
+            iterations: 2,
+            parallelism: 1,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub database_url: DatabaseUrl,
+    pub bind: SocketAddr,
+    /// HS256 shared secret; `None` selects EdDSA with a key kept in the database.
+    pub jwt_secret: Option<SecretString>,
+    pub issuer: String,
+    pub audience: String,
+    pub access_ttl: Duration,
+    pub session_ttl: Duration,
+    pub session_idle_ttl: Duration,
+    pub refresh_reuse_grace: Duration,
+    pub log_filter: String,
+    pub log_format: LogFormat,
+    pub argon2: Argon2Params,
+    /// How many password hashes may run at once; each holds `argon2.memory_kib` of memory.
+    pub hash_workers: usize,
+    pub db_pool_size: u32,
+    /// How long a request waits for a database connection before answering `503`.
+    pub db_timeout: Duration,
+}
+
+/// A variable with a value Latchkey cannot use. Displays as one line naming the variable;
+/// it never repeats the value of a secret.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("{variable}: {problem}")]
+pub struct ConfigError {
+    pub variable: &'static str,
+    pub problem: String,
+}
+
+impl Settings {
+    /// Reads the process environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_env_with(&HashMap::new())
+    }
+
+    /// Reads the process environment, with `overrides` (from command-line flags) winning.
+    pub fn from_env_with(overrides: &HashMap<&str, String>) -> Result<Self, ConfigError> {
+        let mut values = HashMap::new();
+        for &variable in VARIABLES {
+            if let Some(value) = std::env::var_os(variable) {
+                let value = value.into_string().map_err(|_| ConfigError {
+                    variable,
+                    problem: "is not valid UTF-8".into(),
+                })?;
+                values.insert(variable.to_owned(), value);
+            }
+        }
+        for (variable, value) in overrides {
+            values.insert((*variable).to_owned(), value.clone());
+        }
+        Self::from_map(&values)
+    }
+
+    /// Reads settings from `values`, as if they were the environment.
+    pub fn from_map(values: &HashMap<String, String>) -> Result<Self, ConfigError> {
+        let env = Env(values);
+        let hash_workers_default = std::thread::available_parallelism().map_or(2, usize::from);
+        let settings = Self {
+            database_url: env.parse("DATABASE_URL", "latchkey.db", DatabaseUrl::parse)?,
+            bind: env.parse("LATCHKEY_BIND", "127.0.0.1:8080", parse_socket_addr)?,
+            jwt_secret: env.secret("LATCHKEY_JWT_SECRET")?,
+            issuer: env.non_empty("LATCHKEY_ISSUER", "latchkey")?,
+            audience: env.non_empty("LATCHKEY_AUDIENCE", "latchkey")?,
+            access_ttl: env.duration("LATCHKEY_ACCESS_TTL", "15m", 1)?,
+            session_ttl: env.duration("LATCHKEY_SESSION_TTL", "30d", 1)?,
+            session_idle_ttl: env.duration("LATCHKEY_SESSION_IDLE_TTL", "7d", 1)?,
+            refresh_reuse_grace: env.duration("LATCHKEY_REFRESH_REUSE_GRACE", "10s", 0)?,
+            log_filter: env.parse("LATCHKEY_LOG", "info", |raw| {
+                crate::telemetry::check_filter(raw).map(|()| raw.trim().to_owned())
+            })?,
+            log_format: env.parse("LATCHKEY_LOG_FORMAT", "pretty", parse_log_format)?,
+            argon2: Argon2Params {
+                memory_kib: env.number("LATCHKEY_ARGON2_MEMORY_KIB", 19 * 1024, 8 * 1024..=4 * 1024 * 1024)?,
+                iterations: env.number("LATCHKEY_ARGON2_ITERATIONS", 2, 1..=100)?,
+                parallelism: env.number("LATCHKEY_ARGON2_PARALLELISM", 1, 1..=64)?,
+            },
+            hash_workers: env.number("LATCHKEY_HASH_WORKERS", hash_workers_default, 1..=1024)?,
+            db_pool_size: env.number("LATCHKEY_DB_POOL_SIZE", 16, 1..=1000)?,
+            db_timeout: env.duration("LATCHKEY_DB_TIMEOUT", "5s", 1)?,
+        };
+        Ok(settings)
+    }
+}
+
+struct Env<'a>(&'a HashMap<String, String>);
+
+impl Env<'_> {
+    fn raw(&self, variable: &str) -> Option<&str> {
+        self.0.get(variable).map(String::as_str)
+    }
+
+    fn parse<T>(
+        &self,
+        variable: &'static str,
+        default: &str,
+        parse: impl FnOnce(&str) -> Result<T, String>,
+    ) -> Result<T, ConfigError> {
+        let raw = self.raw(variable).unwrap_or(default);
+        parse(raw).map_err(|problem| ConfigError { variable, problem })
+    }
+
+    fn non_empty(&self, variable: &'static str, default: &str) -> Result<String, ConfigError> {
+        self.parse(variable, default, |raw| {
+            let value = raw.trim();
+            if value.is_empty() {
+                Err("must not be empty".into())
+            } else {
+                Ok(value.to_owned())
+            }
+        })
+    }
+
+    fn duration(
+        &self,
+        variable: &'static str,
+        default: &str,
+        min_seconds: u64,
+    ) -> Result<Duration, ConfigError> {
+        self.parse(variable, default, |raw| {
+            let duration = parse_duration(raw)?;
+            if duration.as_secs() < min_seconds {
+                return Err(format!("must be at least {min_seconds} second(s)"));
+            }
+            Ok(duration)
+        })
+    }
+
+    fn number<T>(
+        &self,
+        variable: &'static str,
+        default: T,
+        range: std::ops::RangeInclusive<T>,
+    ) -> Result<T, ConfigError>
+    where
+        T: std::str::FromStr + PartialOrd + std::fmt::Display + Copy,
+    {
+        let Some(raw) = self.raw(variable) else {
+            return Ok(default);
+        };
+        match raw.trim().parse::<T>() {
+            Ok(value) if range.contains(&value) => Ok(value),
+            _ => Err(ConfigError {
+                variable,
+                problem: format!(
+                    "expected a whole number from {} to {}, got {raw:?}",
+                    range.start(),
+                    range.end()
+                ),
+            }),
+        }
+    }
+
+    fn secret(&self, variable: &'static str) -> Result<Option<SecretString>, ConfigError> {
+        match self.raw(variable) {
+            None => Ok(None),
+            Some(secret) if secret.len() >= 32 => Ok(Some(SecretString::from(secret))),
+            Some(_) => Err(ConfigError {
+                variable,
+                problem: "must be at least 32 bytes long".into(),
+            }),
+        }
+    }
+}
+
+/// Whole seconds (`900`) or a number with a unit: `s`, `m`, `h` or `d` (`15m`, `30d`).
+pub fn parse_duration(raw: &str) -> Result<Duration, String> {
+    let raw = raw.trim();
+    let problem = || format!("expected whole seconds or a number with s, m, h or d (like 15m), got {raw:?}");
+    let split = raw.find(|c: char| !c.is_ascii_digit()).unwrap_or(raw.len());
+    let (digits, unit) = raw.split_at(split);
+    let value: u64 = digits.parse().map_err(|_| problem())?;
+    let unit_seconds = match unit {
+        "" | "s" => 1,
+        "m" => 60,
+        "h" => 60 * 60,
+        "d" => 24 * 60 * 60,
+        _ => return Err(problem()),
+    };
+    // Ten years is beyond any sensible lifetime and keeps time arithmetic far from overflow.
+    const MAX_SECONDS: u64 = 10 * 365 * 24 * 60 * 60;
+    match value.checked_mul(unit_seconds) {
+        Some(seconds) if seconds <= MAX_SECONDS => Ok(Duration::from_secs(seconds)),
+        _ => Err(format!("must be at most ten years, got {raw:?}")),
+    }
+}
+
+fn parse_socket_addr(raw: &str) -> Result<SocketAddr, String> {
+    raw.trim()
+        .to_socket_addrs()
+        .ok()
+        .and_then(|mut addrs| addrs.next())
+        .ok_or_else(|| format!("expected HOST:PORT (like 127.0.0.1:8080), got {raw:?}"))
+}
+
+fn parse_log_format(raw: &str) -> Result<LogFormat, String> {
+    match raw.trim() {
+        "pretty" => Ok(LogFormat::Pretty),
+        "json" => Ok(LogFormat::Json),
+        other => Err(format!("expected `pretty` or `json`, got {other:?}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(pairs: &[(&str, &str)]) -> Result<Settings, ConfigError> {
+        let values = pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        Settings::from_map(&values)
+    }
+
+    #[test]
+    fn durations_take_seconds_or_a_unit() {
+        assert_eq!(parse_duration("900"), Ok(Duration::from_secs(900)));
+        assert_eq!(parse_duration("15m"), Ok(Duration::from_secs(900)));
+        assert_eq!(parse_duration("2h"), Ok(Duration::from_secs(7200)));
+        assert_eq!(parse_duration("30d"), Ok(Duration::from_secs(30 * 86_400)));
+        assert_eq!(parse_duration("0"), Ok(Duration::ZERO));
+        for bad in ["", "m", "-5", "1.5h", "15 minutes", "99999999999999999999d", "5y"] {
+            assert!(parse_duration(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn defaults_match_the_contract() {
+        let s = settings(&[]).unwrap();
+        assert_eq!(s.database_url, DatabaseUrl::Sqlite("latchkey.db".into()));
+        assert_eq!(s.bind.to_string(), "127.0.0.1:8080");
+        assert_eq!(s.access_ttl, Duration::from_secs(15 * 60));
+        assert_eq!(s.session_ttl, Duration::from_secs(30 * 86_400));
+        assert_eq!(s.session_idle_ttl, Duration::from_secs(7 * 86_400));
+        assert_eq!(s.refresh_reuse_grace, Duration::from_secs(10));
+        assert_eq!(s.argon2, Argon2Params::default());
+        assert!(s.jwt_secret.is_none());
+    }
+
+    #[test]
+    fn bad_values_name_their_variable() {
+        let cases = [
+            ("LATCHKEY_ACCESS_TTL", "soon"),
+            ("LATCHKEY_ACCESS_TTL", "0"),
+            ("LATCHKEY_BIND", "nowhere"),
+            ("LATCHKEY_LOG_FORMAT", "xml"),
+            ("LATCHKEY_JWT_SECRET", "short"),
+            ("DATABASE_URL", "mysql://localhost/x"),
+            ("DATABASE_URL", "sqlite::memory:"),
+            ("LATCHKEY_ARGON2_MEMORY_KIB", "12"),
+        ];
+        for (variable, value) in cases {
+            let error = settings(&[(variable, value)]).unwrap_err();
+            assert_eq!(error.variable, variable, "{value}");
+        }
+    }
+
+    #[test]
+    fn secret_errors_do_not_repeat_the_secret() {
+        let error = settings(&[("LATCHKEY_JWT_SECRET", "hunter2-hunter2")]).unwrap_err();
+        assert!(!error.to_string().contains("hunter2"));
+    }
+
+    #[test]
+    fn database_urls_select_the_backend() {
+        let parse = |raw| DatabaseUrl::parse(raw).unwrap();
+        assert_eq!(parse("data/l.db"), DatabaseUrl::Sqlite("data/l.db".into()));
+        assert_eq!(parse("sqlite://l.db"), DatabaseUrl::Sqlite("l.db".into()));
+        assert_eq!(parse("sqlite:///tmp/l.db"), DatabaseUrl::Sqlite("/tmp/l.db".into()));
+        assert!(matches!(parse("postgres://u@h/db"), DatabaseUrl::Postgres(_)));
+        assert!(matches!(parse("postgresql://u@h/db"), DatabaseUrl::Postgres(_)));
+    }
+}

@@ -1,0 +1,245 @@
+//! Storage: one diesel connection type over SQLite and PostgreSQL, its pool, migrations, and
+//! one repository module per table. This is the only place that writes SQL; it knows
+//! nothing of HTTP or JWT.
+
+pub mod refresh_tokens;
+pub mod schema;
+pub mod sessions;
+pub mod signing_keys;
+pub mod users;
+
+use std::time::Duration;
+
+use anyhow::Context as _;
+use diesel::connection::{AnsiTransactionManager, SimpleConnection, TransactionManager};
+use diesel::pg::PgConnection;
+use diesel::prelude::*;
+use diesel::sqlite::SqliteConnection;
+use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
+
+use crate::error::Error;
+
+const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
+const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");
+
+/// A connection to either backend. Queries written once against `schema` run on both.
+#[derive(diesel::MultiConnection)]
+pub enum DbConn {
+    Postgres(PgConnection),
+    Sqlite(SqliteConnection),
+}
+
+/// Where the data lives, parsed from `DATABASE_URL`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DatabaseUrl {
+    Postgres(String),
+    Sqlite(String),
+}
+
+impl DatabaseUrl {
+    /// `postgres://` and `postgresql://` select PostgreSQL; `sqlite://PATH` or a plain path
+    /// selects SQLite.
+    pub fn parse(url: &str) -> Result<Self, String> {
+        let url = url.trim();
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            return Ok(Self::Postgres(url.to_owned()));
+        }
+        let path = url
+            .strip_prefix("sqlite://")
+            .or_else(|| url.strip_prefix("sqlite:"))
+            .unwrap_or(url);
+        if path.is_empty() {
+            return Err("is empty; give a file path, sqlite://PATH or postgres://...".into());
+        }
+        if path.contains(":memory:") || path.contains("mode=memory") {
+            // Each pooled connection would open its own, empty database.
+            return Err("an in-memory SQLite database is not supported; give a file path".into());
+        }
+        if let Some((scheme, _)) = path.split_once("://") {
+            return Err(format!("the scheme `{scheme}://` is not supported"));
+        }
+        Ok(Self::Sqlite(path.to_owned()))
+    }
+
+    pub fn backend(&self) -> &'static str {
+        match self {
+            Self::Postgres(_) => "postgres",
+            Self::Sqlite(_) => "sqlite",
+        }
+    }
+}
+
+/// Opens connections for the pool, choosing the backend from the URL ourselves: the derived
+/// `MultiConnection::establish` tries each backend in turn and hides the real error.
+#[derive(Debug)]
+struct ConnectionManager {
+    url: DatabaseUrl,
+}
+
+#[derive(Debug, thiserror::Error)]
+enum ManagerError {
+    #[error(transparent)]
+    Connect(#[from] ConnectionError),
+    #[error(transparent)]
+    Query(#[from] diesel::result::Error),
+}
+
+impl r2d2::ManageConnection for ConnectionManager {
+    type Connection = DbConn;
+    type Error = ManagerError;
+
+    fn connect(&self) -> Result<DbConn, ManagerError> {
+        match &self.url {
+            DatabaseUrl::Postgres(url) => Ok(DbConn::Postgres(PgConnection::establish(url)?)),
+            DatabaseUrl::Sqlite(path) => {
+                let mut conn = SqliteConnection::establish(path)?;
+                // WAL lets readers proceed beside the one writer; the busy timeout makes a
+                // writer wait for the lock instead of failing; SQLite leaves foreign keys
+                // off unless asked on every connection.
+                conn.batch_execute(
+                    "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
+                     PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON;",
+                )?;
+                Ok(DbConn::Sqlite(conn))
+            }
+        }
+    }
+
+    fn is_valid(&self, conn: &mut DbConn) -> Result<(), ManagerError> {
+        Ok(conn.batch_execute("SELECT 1")?)
+    }
+
+    fn has_broken(&self, conn: &mut DbConn) -> bool {
+        <DbConn as Connection>::TransactionManager::is_broken_transaction_manager(conn)
+    }
+}
+
+/// Pool settings; the defaults suit one process on a small machine.
+#[derive(Debug, Clone)]
+pub struct PoolOptions {
+    pub max_connections: u32,
+    pub acquire_timeout: Duration,
+}
+
+/// The connection pool. Every query runs on a blocking thread through [`Db::run`].
+#[derive(Clone)]
+pub struct Db {
+    pool: r2d2::Pool<ConnectionManager>,
+    backend: &'static str,
+}
+
+impl Db {
+    /// Connects (failing fast when the database is unreachable) and applies migrations.
+    pub fn connect(url: &DatabaseUrl, options: &PoolOptions) -> anyhow::Result<Self> {
+        let url = with_connect_timeout(url, options.acquire_timeout);
+        let pool = r2d2::Pool::builder()
+            .max_size(options.max_connections)
+            .min_idle(Some(1))
+            .connection_timeout(options.acquire_timeout)
+            .build(ConnectionManager { url: url.clone() })
+            .with_context(|| format!("connecting to the {} database", url.backend()))?;
+        let db = Self {
+            pool,
+            backend: url.backend(),
+        };
+        db.migrate()?;
+        Ok(db)
+    }
+
+    pub fn backend(&self) -> &'static str {
+        self.backend
+    }
+
+    /// Applies the pending migrations of this backend.
+    pub fn migrate(&self) -> anyhow::Result<()> {
+        let mut conn = self.pool.get().context("connecting to apply migrations")?;
+        let applied = match &mut *conn {
+            DbConn::Postgres(conn) => conn.run_pending_migrations(POSTGRES_MIGRATIONS),
+            DbConn::Sqlite(conn) => conn.run_pending_migrations(SQLITE_MIGRATIONS),
+        }
+        .map_err(|error| anyhow::anyhow!("applying migrations: {error}"))?;
+        for version in applied {
+            tracing::info!(%version, "applied migration");
+        }
+        Ok(())
+    }
+
+    /// Runs `work` with a pooled connection on a blocking thread, so that neither the pool
+    /// wait nor the query ever blocks an async worker.
+    pub async fn run<T, F>(&self, work: F) -> Result<T, Error>
+    where
+        F: FnOnce(&mut DbConn) -> Result<T, Error> + Send + 'static,
+        T: Send + 'static,
+    {
+        let pool = self.pool.clone();
+        let span = tracing::Span::current();
+        tokio::task::spawn_blocking(move || {
+            let _entered = span.enter();
+            let mut conn = pool.get()?;
+            work(&mut conn)
+        })
+        .await
+        .map_err(|join_error| Error::internal(anyhow::anyhow!("database task failed: {join_error}")))?
+    }
+
+    /// Like [`Db::run`], for command-line use outside any async runtime.
+    pub fn run_now<T>(&self, work: impl FnOnce(&mut DbConn) -> Result<T, Error>) -> Result<T, Error> {
+        let mut conn = self.pool.get()?;
+        work(&mut conn)
+    }
+}
+
+/// Bounds the time a PostgreSQL connection attempt may take, unless the URL says otherwise,
+/// so an unreachable server turns into a `503` instead of a hang.
+fn with_connect_timeout(url: &DatabaseUrl, timeout: Duration) -> DatabaseUrl {
+    match url {
+        DatabaseUrl::Postgres(raw) if !raw.contains("connect_timeout") => {
+            let separator = if raw.contains('?') { '&' } else { '?' };
+            let seconds = timeout.as_secs().max(1);
+            DatabaseUrl::Postgres(format!("{raw}{separator}connect_timeout={seconds}"))
+        }
+        other => other.clone(),
+    }
+}
+
+/// Runs `work` in a transaction that takes the write lock up front. On SQLite a deferred
+/// transaction that reads and then writes fails at once with "database is locked" when
+/// another writer committed in between (the busy timeout does not apply to that upgrade);
+/// `BEGIN IMMEDIATE` queues behind the other writer instead. PostgreSQL needs no such care.
+pub fn write_transaction<T, E, F>(conn: &mut DbConn, work: F) -> Result<T, E>
+where
+    F: FnOnce(&mut DbConn) -> Result<T, E>,
+    E: From<diesel::result::Error>,
+{
+    match conn {
+        DbConn::Postgres(_) => conn.transaction(work),
+        DbConn::Sqlite(sqlite) => {
+            AnsiTransactionManager::begin_transaction_sql(sqlite, "BEGIN IMMEDIATE")?;
+            // The multi-connection's transaction state is the inner connection's, so the
+            // outer manager commits or rolls back what was begun on the inner one.
+            match work(conn) {
+                Ok(value) => {
+                    <DbConn as Connection>::TransactionManager::commit_transaction(conn)?;
+                    Ok(value)
+                }
+                Err(error) => {
+                    <DbConn as Connection>::TransactionManager::rollback_transaction(conn)?;
+                    Err(error)
+                }
+            }
+        }
+    }
+}
+
+/// Answers whether the database responds, for `/readyz`.
+pub fn ping(conn: &mut DbConn) -> QueryResult<()> {
+    conn.batch_execute("SELECT 1")
+}
+
+/// The current time as stored: UTC, truncated to microseconds, which PostgreSQL keeps and
+/// SQLite would otherwise exceed, so that a value read back equals the value written.
+pub fn now() -> chrono::NaiveDateTime {
+    use chrono::{DurationRound, TimeDelta};
+    let now = chrono::Utc::now().naive_utc();
+    now.duration_trunc(TimeDelta::microseconds(1)).unwrap_or(now)
+}

@@ -1,0 +1,54 @@
+//! The tables, as both migrations create them. Written by hand: see `diesel.toml`.
+
+diesel::table! {
+    users (id) {
+        id -> Text,
+        email -> Text,
+        username -> Nullable<Text>,
+        password_hash -> Text,
+        created_at -> Timestamp,
+        updated_at -> Timestamp,
+        disabled_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
+    sessions (id) {
+        id -> Text,
+        user_id -> Text,
+        created_at -> Timestamp,
+        last_used_at -> Timestamp,
+        expires_at -> Timestamp,
+        revoked_at -> Nullable<Timestamp>,
+        revoked_reason -> Nullable<Text>,
+        user_agent -> Nullable<Text>,
+        ip -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    refresh_tokens (session_id, generation) {
+        session_id -> Text,
+        generation -> Integer,
+        token_hash -> Binary,
+        created_at -> Timestamp,
+        retired_at -> Nullable<Timestamp>,
+        successor -> Nullable<Binary>,
+    }
+}
+
+diesel::table! {
+    signing_keys (kid) {
+        kid -> Text,
+        generation -> Integer,
+        algorithm -> Text,
+        private_key -> Binary,
+        public_key -> Binary,
+        created_at -> Timestamp,
+        retired_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::joinable!(sessions -> users (user_id));
+diesel::joinable!(refresh_tokens -> sessions (session_id));
+diesel::allow_tables_to_appear_in_same_query!(users, sessions, refresh_tokens, signing_keys);

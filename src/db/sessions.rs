@@ -1,0 +1,120 @@
+//! The `sessions` table.
+
+use chrono::NaiveDateTime;
+use diesel::prelude::*;
+
+use super::DbConn;
+use super::schema::sessions;
+
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = sessions)]
+pub struct Session {
+    pub id: String,
+    pub user_id: String,
+    pub created_at: NaiveDateTime,
+    pub last_used_at: NaiveDateTime,
+    pub expires_at: NaiveDateTime,
+    pub revoked_at: Option<NaiveDateTime>,
+    pub revoked_reason: Option<String>,
+    pub user_agent: Option<String>,
+    pub ip: Option<String>,
+}
+
+#[derive(Debug, Insertable)]
+#[diesel(table_name = sessions)]
+pub struct NewSession<'a> {
+    pub id: &'a str,
+    pub user_id: &'a str,
+    pub created_at: NaiveDateTime,
+    pub last_used_at: NaiveDateTime,
+    pub expires_at: NaiveDateTime,
+    pub user_agent: Option<&'a str>,
+    pub ip: Option<&'a str>,
+}
+
+/// The instant a session is judged at: `now`, and the oldest `last_used_at` that is not yet
+/// idle for too long. One type, so that the SQL filter and the Rust check cannot disagree.
+#[derive(Debug, Clone, Copy)]
+pub struct Liveness {
+    pub now: NaiveDateTime,
+    pub idle_cutoff: NaiveDateTime,
+}
+
+impl Session {
+    /// Not revoked, before its absolute end, and used recently enough.
+    pub fn is_live(&self, at: Liveness) -> bool {
+        self.revoked_at.is_none() && self.expires_at > at.now && self.last_used_at > at.idle_cutoff
+    }
+}
+
+pub fn insert(conn: &mut DbConn, session: &NewSession<'_>) -> QueryResult<()> {
+    diesel::insert_into(sessions::table)
+        .values(session)
+        .execute(conn)
+        .map(drop)
+}
+
+pub fn find(conn: &mut DbConn, id: &str) -> QueryResult<Option<Session>> {
+    sessions::table
+        .find(id)
+        .select(Session::as_select())
+        .first(conn)
+        .optional()
+}
+
+/// The user's live sessions, most recently used first.
+pub fn list_live(conn: &mut DbConn, user_id: &str, at: Liveness) -> QueryResult<Vec<Session>> {
+    sessions::table
+        .filter(sessions::user_id.eq(user_id))
+        .filter(sessions::revoked_at.is_null())
+        .filter(sessions::expires_at.gt(at.now))
+        .filter(sessions::last_used_at.gt(at.idle_cutoff))
+        .order((sessions::last_used_at.desc(), sessions::id.desc()))
+        .select(Session::as_select())
+        .load(conn)
+}
+
+pub fn touch(conn: &mut DbConn, id: &str, now: NaiveDateTime) -> QueryResult<usize> {
+    diesel::update(sessions::table.find(id))
+        .set(sessions::last_used_at.eq(now))
+        .execute(conn)
+}
+
+/// Revokes one session unless it already is; answers how many rows changed (0 or 1).
+pub fn revoke(
+    conn: &mut DbConn,
+    id: &str,
+    now: NaiveDateTime,
+    reason: &str,
+) -> QueryResult<usize> {
+    diesel::update(
+        sessions::table
+            .find(id)
+            .filter(sessions::revoked_at.is_null()),
+    )
+    .set((
+        sessions::revoked_at.eq(now),
+        sessions::revoked_reason.eq(reason),
+    ))
+    .execute(conn)
+}
+
+/// Revokes every unrevoked session of the user, except `keep` when given.
+pub fn revoke_all_of_user(
+    conn: &mut DbConn,
+    user_id: &str,
+    keep: Option<&str>,
+    now: NaiveDateTime,
+    reason: &str,
+) -> QueryResult<usize> {
+    let targets = sessions::table
+        .filter(sessions::user_id.eq(user_id))
+        .filter(sessions::revoked_at.is_null())
+        .filter(sessions::id.ne(keep.unwrap_or("")));
+    diesel::update(targets)
+        .set((
+            sessions::revoked_at.eq(now),
+            sessions::revoked_reason.eq(reason),
+        ))
+        .execute(conn)
+}

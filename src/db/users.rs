@@ -1,0 +1,123 @@
+//! The `users` table.
+
+use chrono::NaiveDateTime;
+use diesel::prelude::*;
+use diesel::result::{DatabaseErrorKind, Error as DieselError};
+use diesel::sql_types::{Nullable, Text};
+
+use super::DbConn;
+use super::schema::users;
+
+diesel::define_sql_function!(fn lower(x: Nullable<Text>) -> Nullable<Text>);
+
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = users)]
+pub struct User {
+    pub id: String,
+    pub email: String,
+    pub username: Option<String>,
+    pub password_hash: String,
+    pub created_at: NaiveDateTime,
+    pub updated_at: NaiveDateTime,
+    pub disabled_at: Option<NaiveDateTime>,
+}
+
+#[derive(Debug, Insertable)]
+#[diesel(table_name = users)]
+pub struct NewUser<'a> {
+    pub id: &'a str,
+    pub email: &'a str,
+    pub username: Option<&'a str>,
+    pub password_hash: &'a str,
+    pub created_at: NaiveDateTime,
+    pub updated_at: NaiveDateTime,
+}
+
+/// Which unique rule an insert broke.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Conflict {
+    Email,
+    Username,
+}
+
+pub fn insert(conn: &mut DbConn, user: &NewUser<'_>) -> QueryResult<()> {
+    diesel::insert_into(users::table)
+        .values(user)
+        .execute(conn)
+        .map(drop)
+}
+
+/// Tells a unique violation on `users` apart by its index: PostgreSQL names the constraint,
+/// SQLite names the column (`users.email`) or the expression index.
+pub fn conflict(error: &DieselError) -> Option<Conflict> {
+    let DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, info) = error else {
+        return None;
+    };
+    let name = info.constraint_name().unwrap_or_else(|| info.message());
+    if name.contains("users_email_key") || name.contains("users.email") {
+        Some(Conflict::Email)
+    } else if name.contains("users_username_key") || name.contains("users.username") {
+        Some(Conflict::Username)
+    } else {
+        None
+    }
+}
+
+pub fn find(conn: &mut DbConn, id: &str) -> QueryResult<Option<User>> {
+    users::table
+        .find(id)
+        .select(User::as_select())
+        .first(conn)
+        .optional()
+}
+
+/// `email` must already be normalised (trimmed, lowercased), as stored.
+pub fn find_by_email(conn: &mut DbConn, email: &str) -> QueryResult<Option<User>> {
+    users::table
+        .filter(users::email.eq(email))
+        .select(User::as_select())
+        .first(conn)
+        .optional()
+}
+
+/// Usernames match ignoring ASCII case, as the unique index compares them.
+pub fn find_by_username(conn: &mut DbConn, username: &str) -> QueryResult<Option<User>> {
+    users::table
+        .filter(lower(users::username).eq(username.to_ascii_lowercase()))
+        .select(User::as_select())
+        .first(conn)
+        .optional()
+}
+
+pub fn email_exists(conn: &mut DbConn, email: &str) -> QueryResult<bool> {
+    diesel::select(diesel::dsl::exists(
+        users::table.filter(users::email.eq(email)),
+    ))
+    .get_result(conn)
+}
+
+pub fn username_exists(conn: &mut DbConn, username: &str) -> QueryResult<bool> {
+    diesel::select(diesel::dsl::exists(
+        users::table.filter(lower(users::username).eq(username.to_ascii_lowercase())),
+    ))
+    .get_result(conn)
+}
+
+pub fn set_password_hash(
+    conn: &mut DbConn,
+    id: &str,
+    password_hash: &str,
+    now: NaiveDateTime,
+) -> QueryResult<usize> {
+    diesel::update(users::table.find(id))
+        .set((
+            users::password_hash.eq(password_hash),
+            users::updated_at.eq(now),
+        ))
+        .execute(conn)
+}
+
+/// Deletes the user; their sessions and refresh tokens go with them (ON DELETE CASCADE).
+pub fn delete(conn: &mut DbConn, id: &str) -> QueryResult<usize> {
+    diesel::delete(users::table.find(id)).execute(conn)
+}

@@ -1,0 +1,102 @@
+//! The one error type of the service. Each variant is a distinct answer a client can get;
+//! `http::problem` maps it to a status, a stable `code` and an RFC 9457 body.
+
+use diesel::result::{DatabaseErrorKind, Error as DieselError};
+
+/// One failing field of a `422`. The message describes the rule, never the submitted value.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct FieldError {
+    pub field: &'static str,
+    pub code: &'static str,
+    pub message: &'static str,
+}
+
+impl FieldError {
+    pub const fn new(field: &'static str, code: &'static str, message: &'static str) -> Self {
+        Self {
+            field,
+            code,
+            message,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The body is not JSON or has the wrong shape; the text names the place, not the value.
+    #[error("malformed request: {0}")]
+    MalformedRequest(String),
+    #[error("unsupported media type")]
+    UnsupportedMediaType,
+    #[error("payload too large")]
+    PayloadTooLarge,
+    #[error("validation failed")]
+    Validation(Vec<FieldError>),
+    #[error("not found")]
+    NotFound,
+    #[error("method not allowed")]
+    MethodNotAllowed { allow: &'static str },
+    #[error("email taken")]
+    EmailTaken,
+    #[error("username taken")]
+    UsernameTaken,
+    #[error("invalid credentials")]
+    InvalidCredentials,
+    #[error("account disabled")]
+    AccountDisabled,
+    #[error("invalid refresh token")]
+    InvalidRefreshToken,
+    #[error("refresh token reused")]
+    RefreshTokenReused,
+    #[error("missing bearer token")]
+    MissingToken,
+    #[error("invalid bearer token")]
+    InvalidToken,
+    /// The database cannot be reached or is overloaded: the client may retry.
+    #[error("service unavailable")]
+    Unavailable(#[source] anyhow::Error),
+    /// Anything unexpected. Logged with its cause; the client learns nothing about it.
+    #[error("internal error")]
+    Internal(#[source] anyhow::Error),
+}
+
+impl Error {
+    pub fn internal(error: impl Into<anyhow::Error>) -> Self {
+        Self::Internal(error.into())
+    }
+}
+
+impl From<DieselError> for Error {
+    fn from(error: DieselError) -> Self {
+        if is_unavailable(&error) {
+            Self::Unavailable(error.into())
+        } else {
+            Self::Internal(error.into())
+        }
+    }
+}
+
+impl From<r2d2::Error> for Error {
+    /// The pool gives up only when no connection could be had in time.
+    fn from(error: r2d2::Error) -> Self {
+        Self::Unavailable(error.into())
+    }
+}
+
+/// Errors that say "the database is not there right now" rather than "this query is wrong".
+fn is_unavailable(error: &DieselError) -> bool {
+    match error {
+        DieselError::DatabaseError(kind, info) => match kind {
+            DatabaseErrorKind::ClosedConnection | DatabaseErrorKind::UnableToSendCommand => true,
+            DatabaseErrorKind::Unknown => {
+                let message = info.message();
+                // SQLite under write contention past its busy timeout; PostgreSQL shutting down.
+                message.contains("database is locked")
+                    || message.contains("terminating connection")
+                    || message.contains("the database system is")
+            }
+            _ => false,
+        },
+        _ => false,
+    }
+}

@@ -1,0 +1,61 @@
+//! Bearer authentication for protected routes: handlers take [`Authenticated`] and never
+//! read headers themselves. The token's signature and claims are checked, and then that its
+//! session is still live, so a logout or revocation takes effect on the very next request.
+
+use actix_web::dev::Payload;
+use actix_web::http::header;
+use actix_web::{FromRequest, HttpRequest, web};
+use futures_util::future::LocalBoxFuture;
+
+use super::AppState;
+use crate::auth::sessions;
+use crate::error::Error;
+
+/// The caller of a protected route: a live session of an existing user.
+#[derive(Debug, Clone)]
+pub struct Authenticated {
+    pub user_id: String,
+    pub session_id: String,
+}
+
+impl FromRequest for Authenticated {
+    type Error = Error;
+    type Future = LocalBoxFuture<'static, Result<Self, Error>>;
+
+    fn from_request(request: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let state = request.app_data::<web::Data<AppState>>().cloned();
+        let claims = bearer_token(request).and_then(|token| match &state {
+            Some(state) => state.tokens.verify(token),
+            None => Err(Error::internal(anyhow::anyhow!("application state is missing"))),
+        });
+        Box::pin(async move {
+            let (claims, state) = (claims?, state.ok_or(Error::InvalidToken)?);
+            let policy = state.policy;
+            let session = state
+                .db
+                .run(move |conn| sessions::live_session(conn, &claims.sid, &claims.sub, &policy))
+                .await?;
+            Ok(Authenticated {
+                user_id: session.user_id,
+                session_id: session.id,
+            })
+        })
+    }
+}
+
+/// The token of an `Authorization: Bearer` header. Any other scheme, or none, is a missing
+/// token (RFC 6750 §3.1: no credentials, no error code).
+fn bearer_token(request: &HttpRequest) -> Result<&str, Error> {
+    let Some(value) = request.headers().get(header::AUTHORIZATION) else {
+        return Err(Error::MissingToken);
+    };
+    let value = value.to_str().map_err(|_| Error::InvalidToken)?;
+    let (scheme, token) = value.trim().split_once(' ').unwrap_or((value.trim(), ""));
+    if !scheme.eq_ignore_ascii_case("bearer") {
+        return Err(Error::MissingToken);
+    }
+    match token.trim() {
+        "" => Err(Error::InvalidToken),
+        token => Ok(token),
+    }
+}

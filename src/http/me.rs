@@ -1,0 +1,113 @@
+//! `GET /me`, `POST /me/password` and `DELETE /me`: the caller's own account.
+
+use actix_web::{HttpResponse, web};
+use secrecy::SecretString;
+use serde::Deserialize;
+
+use super::AppState;
+use super::authn::Authenticated;
+use super::extract::Json;
+use super::responses::{UserBody, private_json};
+use crate::auth::sessions::reason;
+use crate::db::users::User;
+use crate::db::{self, sessions, users};
+use crate::domain::NewPassword;
+use crate::error::Error;
+
+#[tracing::instrument(name = "me", skip_all, fields(user_id = %caller.user_id))]
+pub async fn show(
+    state: web::Data<AppState>,
+    caller: Authenticated,
+) -> Result<HttpResponse, Error> {
+    let user = load_user(&state, &caller).await?;
+    Ok(private_json(UserBody::from(user)))
+}
+
+#[derive(Deserialize)]
+pub struct ChangePasswordRequest {
+    current_password: SecretString,
+    new_password: SecretString,
+}
+
+/// Changes the password and ends every other session of the user.
+#[tracing::instrument(name = "change_password", skip_all, fields(user_id = %caller.user_id))]
+pub async fn change_password(
+    state: web::Data<AppState>,
+    caller: Authenticated,
+    Json(request): Json<ChangePasswordRequest>,
+) -> Result<HttpResponse, Error> {
+    let user = load_user(&state, &caller).await?;
+    let identity: Vec<&str> = std::iter::once(user.email.as_str())
+        .chain(user.username.as_deref())
+        .collect();
+    let new_password = NewPassword::parse("new_password", request.new_password, &identity)
+        .map_err(|error| Error::Validation(vec![error]))?;
+    verify_password(&state, &user, request.current_password).await?;
+    let new_hash = state.passwords.hash(new_password.into_secret()).await?;
+    let revoked = state
+        .db
+        .run(move |conn| {
+            db::write_transaction(conn, |conn| {
+                let now = db::now();
+                users::set_password_hash(conn, &caller.user_id, &new_hash, now)?;
+                let keep = Some(caller.session_id.as_str());
+                let revoked = sessions::revoke_all_of_user(
+                    conn,
+                    &caller.user_id,
+                    keep,
+                    now,
+                    reason::PASSWORD_CHANGED,
+                )?;
+                Ok::<_, Error>(revoked)
+            })
+        })
+        .await?;
+    tracing::info!(revoked, "password changed");
+    Ok(HttpResponse::NoContent().finish())
+}
+
+#[derive(Deserialize)]
+pub struct DeleteAccountRequest {
+    password: SecretString,
+}
+
+/// Deletes the account with all its sessions, once the password is confirmed.
+#[tracing::instrument(name = "delete_account", skip_all, fields(user_id = %caller.user_id))]
+pub async fn delete(
+    state: web::Data<AppState>,
+    caller: Authenticated,
+    Json(request): Json<DeleteAccountRequest>,
+) -> Result<HttpResponse, Error> {
+    let user = load_user(&state, &caller).await?;
+    verify_password(&state, &user, request.password).await?;
+    state
+        .db
+        .run(move |conn| Ok(users::delete(conn, &user.id)?))
+        .await?;
+    tracing::info!("account deleted");
+    Ok(HttpResponse::NoContent().finish())
+}
+
+async fn load_user(state: &AppState, caller: &Authenticated) -> Result<User, Error> {
+    let user_id = caller.user_id.clone();
+    state
+        .db
+        .run(move |conn| users::find(conn, &user_id)?.ok_or(Error::InvalidToken))
+        .await
+}
+
+async fn verify_password(
+    state: &AppState,
+    user: &User,
+    password: SecretString,
+) -> Result<(), Error> {
+    let verification = state
+        .passwords
+        .verify(password, Some(user.password_hash.clone()))
+        .await?;
+    if verification.matches {
+        Ok(())
+    } else {
+        Err(Error::InvalidCredentials)
+    }
+}

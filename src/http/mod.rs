@@ -1,0 +1,67 @@
+//! The HTTP layer: routes, extractors and the mapping of errors to problem documents.
+//! Handlers are thin: they parse the request, call `auth` and `db`, and shape the response.
+
+mod authn;
+mod extract;
+mod health;
+mod login;
+mod logout;
+mod me;
+pub mod problem;
+mod refresh;
+mod responses;
+mod sessions;
+mod signup;
+mod well_known;
+
+use actix_web::{Resource, Route, web};
+
+pub use authn::Authenticated;
+pub use extract::MAX_BODY_BYTES;
+
+use crate::auth::passwords::Passwords;
+use crate::auth::sessions::SessionPolicy;
+use crate::auth::tokens::AccessTokens;
+use crate::db::Db;
+use crate::error::Error;
+
+/// What every handler may use, shared by all workers.
+pub struct AppState {
+    pub db: Db,
+    pub passwords: Passwords,
+    pub tokens: AccessTokens,
+    pub policy: SessionPolicy,
+}
+
+/// Registers every route of `API.md`.
+pub fn routes(config: &mut web::ServiceConfig) {
+    config
+        .service(resource("/signup", "POST").route(web::post().to(signup::signup)))
+        .service(resource("/login", "POST").route(web::post().to(login::login)))
+        .service(resource("/refresh", "POST").route(web::post().to(refresh::refresh)))
+        .service(resource("/logout", "POST").route(web::post().to(logout::logout)))
+        .service(
+            resource("/me", "GET, DELETE")
+                .route(get().to(me::show))
+                .route(web::delete().to(me::delete)),
+        )
+        .service(resource("/me/password", "POST").route(web::post().to(me::change_password)))
+        .service(resource("/sessions", "GET").route(get().to(sessions::list)))
+        .service(resource("/sessions/{id}", "DELETE").route(web::delete().to(sessions::end)))
+        .service(resource("/.well-known/jwks.json", "GET").route(get().to(well_known::jwks)))
+        .service(resource("/healthz", "GET").route(get().to(health::healthz)))
+        .service(resource("/readyz", "GET").route(get().to(health::readyz)))
+        .default_service(web::to(|| async { Err::<actix_web::HttpResponse, _>(Error::NotFound) }));
+}
+
+/// A resource whose unmatched methods answer `405` with an `Allow` header.
+fn resource(path: &str, allow: &'static str) -> Resource {
+    web::resource(path).default_service(web::to(move || async move {
+        Err::<actix_web::HttpResponse, _>(Error::MethodNotAllowed { allow })
+    }))
+}
+
+/// GET, which also answers HEAD.
+fn get() -> Route {
+    web::route().guard(actix_web::guard::Any(actix_web::guard::Get()).or(actix_web::guard::Head()))
+}

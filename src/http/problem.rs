@@ -1,0 +1,187 @@
+//! RFC 9457 problem documents: the one place that turns an [`Error`] into a response.
+
+use actix_web::body::{BoxBody, EitherBody};
+use actix_web::dev::ServiceResponse;
+use actix_web::http::StatusCode;
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::middleware::ErrorHandlerResponse;
+use actix_web::{HttpResponse, ResponseError};
+use serde::Serialize;
+
+use crate::error::{Error, FieldError};
+
+pub const CONTENT_TYPE: &str = "application/problem+json";
+
+#[derive(Serialize)]
+struct Problem<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    title: &'static str,
+    status: u16,
+    detail: &'a str,
+    code: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    errors: Option<&'a [FieldError]>,
+}
+
+impl Error {
+    /// The stable, machine-readable code clients branch on.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::MalformedRequest(_) => "malformed_request",
+            Self::UnsupportedMediaType => "unsupported_media_type",
+            Self::PayloadTooLarge => "payload_too_large",
+            Self::Validation(_) => "validation_failed",
+            Self::NotFound => "not_found",
+            Self::MethodNotAllowed { .. } => "method_not_allowed",
+            Self::EmailTaken => "email_taken",
+            Self::UsernameTaken => "username_taken",
+            Self::InvalidCredentials => "invalid_credentials",
+            Self::AccountDisabled => "account_disabled",
+            Self::InvalidRefreshToken => "invalid_refresh_token",
+            Self::RefreshTokenReused => "refresh_token_reused",
+            Self::MissingToken => "missing_token",
+            Self::InvalidToken => "invalid_token",
+            Self::Unavailable(_) => "service_unavailable",
+            Self::Internal(_) => "internal_error",
+        }
+    }
+
+    fn detail(&self) -> &str {
+        match self {
+            Self::MalformedRequest(detail) => detail,
+            Self::UnsupportedMediaType => "Send the request body as application/json.",
+            Self::PayloadTooLarge => "The request body is larger than 64 KiB.",
+            Self::Validation(_) => "Some fields are invalid; see `errors`.",
+            Self::NotFound => "There is nothing here.",
+            Self::MethodNotAllowed { .. } => "This method is not allowed here; see the Allow header.",
+            Self::EmailTaken => "An account with this email address already exists.",
+            Self::UsernameTaken => "An account with this username already exists.",
+            Self::InvalidCredentials => "The account or password is wrong.",
+            Self::AccountDisabled => "This account has been disabled.",
+            Self::InvalidRefreshToken => "The refresh token is invalid, expired or revoked.",
+            Self::RefreshTokenReused => {
+                "The refresh token was already used; the session has been revoked. Log in again."
+            }
+            Self::MissingToken => "This endpoint needs an `Authorization: Bearer` access token.",
+            Self::InvalidToken => "The access token is malformed, expired or revoked.",
+            Self::Unavailable(_) => "The service is temporarily unavailable; try again shortly.",
+            Self::Internal(_) => "An unexpected error occurred.",
+        }
+    }
+}
+
+impl ResponseError for Error {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            Self::MalformedRequest(_) => StatusCode::BAD_REQUEST,
+            Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::NotFound => StatusCode::NOT_FOUND,
+            Self::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
+            Self::EmailTaken | Self::UsernameTaken => StatusCode::CONFLICT,
+            Self::InvalidCredentials
+            | Self::InvalidRefreshToken
+            | Self::RefreshTokenReused
+            | Self::MissingToken
+            | Self::InvalidToken => StatusCode::UNAUTHORIZED,
+            Self::AccountDisabled => StatusCode::FORBIDDEN,
+            Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        match self {
+            Self::Internal(cause) => tracing::error!(error = ?cause, "internal error"),
+            Self::Unavailable(cause) => tracing::warn!(error = %cause, "database unavailable"),
+            _ => {}
+        }
+        let errors = match self {
+            Self::Validation(errors) => Some(errors.as_slice()),
+            _ => None,
+        };
+        let mut response = problem(self.status_code(), self.code(), self.detail(), errors);
+        let headers = response.headers_mut();
+        match self {
+            Self::MissingToken => {
+                headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            }
+            Self::InvalidToken => {
+                headers.insert(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static(r#"Bearer error="invalid_token""#),
+                );
+            }
+            Self::MethodNotAllowed { allow } => {
+                headers.insert(header::ALLOW, HeaderValue::from_static(allow));
+            }
+            Self::Unavailable(_) => {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+            }
+            _ => {}
+        }
+        response
+    }
+}
+
+fn problem(
+    status: StatusCode,
+    code: &'static str,
+    detail: &str,
+    errors: Option<&[FieldError]>,
+) -> HttpResponse {
+    let body = Problem {
+        kind: "about:blank",
+        title: title(status),
+        status: status.as_u16(),
+        detail,
+        code,
+        errors,
+    };
+    HttpResponse::build(status)
+        .content_type(CONTENT_TYPE)
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .json(body)
+}
+
+/// The reason phrase, with RFC 9110's names where they differ from older ones.
+fn title(status: StatusCode) -> &'static str {
+    match status {
+        StatusCode::PAYLOAD_TOO_LARGE => "Content Too Large",
+        StatusCode::UNPROCESSABLE_ENTITY => "Unprocessable Content",
+        _ => status.canonical_reason().unwrap_or("Error"),
+    }
+}
+
+/// The safety net for responses that no handler of ours produced (actix-web's own errors,
+/// such as a malformed URL): any error status without a problem body gets one.
+pub fn ensure_problem<B>(
+    response: ServiceResponse<B>,
+) -> actix_web::Result<ErrorHandlerResponse<B>> {
+    let is_problem = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|value| value.as_bytes().starts_with(CONTENT_TYPE.as_bytes()));
+    if is_problem {
+        return Ok(ErrorHandlerResponse::Response(response.map_into_left_body()));
+    }
+    let status = response.status();
+    let (code, detail) = match status.as_u16() {
+        400 => ("malformed_request", "The request is malformed."),
+        404 => ("not_found", "There is nothing here."),
+        405 => ("method_not_allowed", "This method is not allowed here."),
+        413 => ("payload_too_large", "The request is too large."),
+        415 => ("unsupported_media_type", "Send the request body as application/json."),
+        500..=599 => ("internal_error", "An unexpected error occurred."),
+        _ => ("request_failed", "The request failed."),
+    };
+    let (request, _) = response.into_parts();
+    let replacement: HttpResponse<BoxBody> = problem(status, code, detail, None);
+    let response = ServiceResponse::new(request, replacement).map_into_right_body();
+    Ok(ErrorHandlerResponse::Response(response))
+}
+
+/// Used as the body type of [`ensure_problem`]'s responses.
+pub type ProblemBody<B> = EitherBody<B, BoxBody>;

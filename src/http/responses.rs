@@ -1,0 +1,104 @@
+//! The response bodies of `API.md` ("Objects"), and the token response shared by signup,
+//! login and refresh.
+
+use actix_web::HttpResponse;
+use actix_web::http::StatusCode;
+use actix_web::http::header;
+use chrono::{NaiveDateTime, SecondsFormat};
+use serde::Serialize;
+
+use super::AppState;
+use crate::auth::sessions::Continued;
+use crate::db::sessions::Session;
+use crate::db::users::User;
+use crate::error::Error;
+
+/// RFC 3339 in UTC, to the second: `2026-11-27T10:00:00Z`.
+pub fn timestamp(at: NaiveDateTime) -> String {
+    at.and_utc().to_rfc3339_opts(SecondsFormat::Secs, true)
+}
+
+#[derive(Serialize)]
+pub struct UserBody {
+    pub id: String,
+    pub email: String,
+    pub username: Option<String>,
+    pub created_at: String,
+}
+
+impl From<User> for UserBody {
+    fn from(user: User) -> Self {
+        Self {
+            id: user.id,
+            email: user.email,
+            username: user.username,
+            created_at: timestamp(user.created_at),
+        }
+    }
+}
+
+#[derive(Serialize)]
+pub struct SessionBody {
+    pub id: String,
+    pub created_at: String,
+    pub last_used_at: String,
+    pub expires_at: String,
+    pub user_agent: Option<String>,
+    pub ip: Option<String>,
+    pub current: bool,
+}
+
+impl SessionBody {
+    pub fn new(session: Session, current_session_id: &str) -> Self {
+        Self {
+            current: session.id == current_session_id,
+            id: session.id,
+            created_at: timestamp(session.created_at),
+            last_used_at: timestamp(session.last_used_at),
+            expires_at: timestamp(session.expires_at),
+            user_agent: session.user_agent,
+            ip: session.ip,
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct TokenBody {
+    access_token: String,
+    token_type: &'static str,
+    expires_in: i64,
+    refresh_token: String,
+    user: UserBody,
+}
+
+/// A fresh access token for the session, with its refresh token. Never cached (RFC 6749 §5.1).
+pub fn token_response(
+    state: &AppState,
+    status: StatusCode,
+    user: User,
+    continued: Continued,
+) -> Result<HttpResponse, Error> {
+    let access = state.tokens.issue(
+        &user.id,
+        &continued.session.id,
+        continued.session.expires_at,
+    )?;
+    let body = TokenBody {
+        access_token: access.token,
+        token_type: "Bearer",
+        expires_in: access.expires_in,
+        refresh_token: continued.refresh_token.encode(),
+        user: user.into(),
+    };
+    Ok(HttpResponse::build(status)
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .insert_header((header::PRAGMA, "no-cache"))
+        .json(body))
+}
+
+/// A response with private data: never stored by a shared or browser cache.
+pub fn private_json(body: impl Serialize) -> HttpResponse {
+    HttpResponse::Ok()
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .json(body)
+}

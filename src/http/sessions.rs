@@ -1,0 +1,55 @@
+//! `GET /sessions` and `DELETE /sessions/{id}`: the caller's live sessions.
+
+use actix_web::{HttpResponse, web};
+
+use super::AppState;
+use super::authn::Authenticated;
+use super::responses::{SessionBody, private_json};
+use crate::auth::sessions::reason;
+use crate::db::{self, sessions};
+use crate::error::Error;
+
+#[tracing::instrument(name = "list_sessions", skip_all, fields(user_id = %caller.user_id))]
+pub async fn list(
+    state: web::Data<AppState>,
+    caller: Authenticated,
+) -> Result<HttpResponse, Error> {
+    let policy = state.policy;
+    let user_id = caller.user_id.clone();
+    let live = state
+        .db
+        .run(move |conn| Ok(sessions::list_live(conn, &user_id, policy.liveness(db::now()))?))
+        .await?;
+    let body: Vec<SessionBody> = live
+        .into_iter()
+        .map(|session| SessionBody::new(session, &caller.session_id))
+        .collect();
+    Ok(private_json(body))
+}
+
+/// Ends one of the caller's sessions (the current one too). Someone else's session, an
+/// unknown one and an ended one are all the same `404`.
+#[tracing::instrument(name = "end_session", skip_all, fields(user_id = %caller.user_id))]
+pub async fn end(
+    state: web::Data<AppState>,
+    caller: Authenticated,
+    path: web::Path<String>,
+) -> Result<HttpResponse, Error> {
+    let session_id = path.into_inner();
+    let policy = state.policy;
+    state
+        .db
+        .run(move |conn| {
+            let now = db::now();
+            let owned_and_live = sessions::find(conn, &session_id)?.is_some_and(|session| {
+                session.user_id == caller.user_id && session.is_live(policy.liveness(now))
+            });
+            if !owned_and_live || sessions::revoke(conn, &session_id, now, reason::ENDED_BY_USER)? == 0
+            {
+                return Err(Error::NotFound);
+            }
+            Ok(())
+        })
+        .await?;
+    Ok(HttpResponse::NoContent().finish())
+}

@@ -1,0 +1,97 @@
+//! Building the application from its settings: database, keys, hashing pool, HTTP server.
+
+use std::net::TcpListener;
+use std::time::Duration;
+
+use actix_web::dev::Server;
+use actix_web::middleware::{ErrorHandlers, from_fn};
+use actix_web::{App, HttpServer, web};
+use anyhow::Context as _;
+
+use crate::auth::keys::KeySet;
+use crate::auth::passwords::Passwords;
+use crate::auth::sessions::SessionPolicy;
+use crate::auth::tokens::AccessTokens;
+use crate::config::Settings;
+use crate::db::{Db, PoolOptions};
+use crate::http::{self, AppState};
+use crate::{domain, request_log};
+
+pub struct Application {
+    port: u16,
+    server: Server,
+}
+
+impl Application {
+    /// Connects to the database (applying migrations), loads or creates the signing key and
+    /// binds the listener. Port 0 in the settings picks a free port (tests do).
+    pub async fn build(settings: Settings) -> anyhow::Result<Self> {
+        let db = connect(&settings).await?;
+        let keys = match &settings.jwt_secret {
+            Some(secret) => KeySet::from_secret(secret),
+            None => db
+                .run(KeySet::load_or_create)
+                .await
+                .context("loading the signing keys")?,
+        };
+        let tokens = AccessTokens::new(
+            keys,
+            settings.issuer.clone(),
+            settings.audience.clone(),
+            settings.access_ttl,
+        );
+        let (argon2, workers) = (settings.argon2, settings.hash_workers);
+        let passwords = tokio::task::spawn_blocking(move || {
+            domain::load_common_passwords();
+            Passwords::new(argon2, workers)
+        })
+        .await??;
+        let state = web::Data::new(AppState {
+            db,
+            passwords,
+            tokens,
+            policy: SessionPolicy {
+                lifetime: settings.session_ttl,
+                idle_timeout: settings.session_idle_ttl,
+                reuse_grace: settings.refresh_reuse_grace,
+            },
+        });
+
+        let listener = TcpListener::bind(settings.bind)
+            .with_context(|| format!("binding {}", settings.bind))?;
+        let port = listener.local_addr()?.port();
+        let server = HttpServer::new(move || {
+            App::new()
+                .app_data(state.clone())
+                .app_data(web::PayloadConfig::new(http::MAX_BODY_BYTES))
+                .wrap(ErrorHandlers::new().default_handler(http::problem::ensure_problem))
+                .wrap(from_fn(request_log::log_request))
+                .configure(http::routes)
+        })
+        .listen(listener)?
+        .client_request_timeout(Duration::from_secs(10))
+        .client_disconnect_timeout(Duration::from_secs(2))
+        .shutdown_timeout(30)
+        .run();
+        Ok(Self { port, server })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Serves until SIGINT or SIGTERM, then finishes the requests in flight.
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        self.server.await
+    }
+}
+
+/// Opens the pool on a blocking thread: connecting and migrating are blocking I/O.
+pub async fn connect(settings: &Settings) -> anyhow::Result<Db> {
+    let url = settings.database_url.clone();
+    let options = PoolOptions {
+        max_connections: settings.db_pool_size,
+        acquire_timeout: settings.db_timeout,
+    };
+    tokio::task::spawn_blocking(move || Db::connect(&url, &options)).await?
+}

@@ -1,0 +1,26 @@
+//! Logging: `tracing` to standard error, human-readable or one JSON object per line.
+
+use tracing_subscriber::EnvFilter;
+
+use crate::config::LogFormat;
+
+/// Installs the global subscriber. `filter` uses `RUST_LOG` syntax (`info`,
+/// `latchkey=debug,actix_web=warn`); it was validated with the settings.
+pub fn init(filter: &str, format: LogFormat) {
+    let filter = EnvFilter::try_new(filter).unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    // A second initialisation (tests start many apps in one process) is harmless.
+    let _ = match format {
+        LogFormat::Pretty => builder.try_init(),
+        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+    };
+}
+
+/// Checks a filter without installing it, so that a bad `LATCHKEY_LOG` stops start-up.
+pub fn check_filter(filter: &str) -> Result<(), String> {
+    EnvFilter::try_new(filter)
+        .map(drop)
+        .map_err(|error| format!("not a valid log filter: {error}"))
+}
