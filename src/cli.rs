@@ -13,7 +13,11 @@ use crate::error::Error;
 use crate::startup::{self, Application};
 
 #[derive(Debug, Parser)]
-#[command(name = "latchkey", version, about = "A small, fast, hard-to-break authentication service")]
+#[command(
+    name = "latchkey",
+    version,
+    about = "A small, fast, hard-to-break authentication service"
+)]
 pub struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
@@ -126,7 +130,9 @@ fn read_password() -> Result<SecretString, CliError> {
     let mut input = String::new();
     std::io::stdin()
         .read_to_string(&mut input)
-        .map_err(|error| CliError::Rejected(format!("reading the password from standard input: {error}")))?;
+        .map_err(|error| {
+            CliError::Rejected(format!("reading the password from standard input: {error}"))
+        })?;
     let password = input.strip_suffix('\n').unwrap_or(&input);
     let password = password.strip_suffix('\r').unwrap_or(password);
     Ok(SecretString::from(password))

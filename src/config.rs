@@ -128,7 +128,11 @@ impl Settings {
             })?,
             log_format: env.parse("LATCHKEY_LOG_FORMAT", "pretty", parse_log_format)?,
             argon2: Argon2Params {
-                memory_kib: env.number("LATCHKEY_ARGON2_MEMORY_KIB", 19 * 1024, 8 * 1024..=4 * 1024 * 1024)?,
+                memory_kib: env.number(
+                    "LATCHKEY_ARGON2_MEMORY_KIB",
+                    19 * 1024,
+                    8 * 1024..=4 * 1024 * 1024,
+                )?,
                 iterations: env.number("LATCHKEY_ARGON2_ITERATIONS", 2, 1..=100)?,
                 parallelism: env.number("LATCHKEY_ARGON2_PARALLELISM", 1, 1..=64)?,
             },
@@ -223,7 +227,8 @@ impl Env<'_> {
 /// Whole seconds (`900`) or a number with a unit: `s`, `m`, `h` or `d` (`15m`, `30d`).
 pub fn parse_duration(raw: &str) -> Result<Duration, String> {
     let raw = raw.trim();
-    let problem = || format!("expected whole seconds or a number with s, m, h or d (like 15m), got {raw:?}");
+    let problem =
+        || format!("expected whole seconds or a number with s, m, h or d (like 15m), got {raw:?}");
     let split = raw.find(|c: char| !c.is_ascii_digit()).unwrap_or(raw.len());
     let (digits, unit) = raw.split_at(split);
     let value: u64 = digits.parse().map_err(|_| problem())?;
@@ -277,7 +282,15 @@ mod tests {
         assert_eq!(parse_duration("2h"), Ok(Duration::from_secs(7200)));
         assert_eq!(parse_duration("30d"), Ok(Duration::from_secs(30 * 86_400)));
         assert_eq!(parse_duration("0"), Ok(Duration::ZERO));
-        for bad in ["", "m", "-5", "1.5h", "15 minutes", "99999999999999999999d", "5y"] {
+        for bad in [
+            "",
+            "m",
+            "-5",
+            "1.5h",
+            "15 minutes",
+            "99999999999999999999d",
+            "5y",
+        ] {
             assert!(parse_duration(bad).is_err(), "{bad:?}");
         }
     }
@@ -324,8 +337,17 @@ mod tests {
         let parse = |raw| DatabaseUrl::parse(raw).unwrap();
         assert_eq!(parse("data/l.db"), DatabaseUrl::Sqlite("data/l.db".into()));
         assert_eq!(parse("sqlite://l.db"), DatabaseUrl::Sqlite("l.db".into()));
-        assert_eq!(parse("sqlite:///tmp/l.db"), DatabaseUrl::Sqlite("/tmp/l.db".into()));
-        assert!(matches!(parse("postgres://u@h/db"), DatabaseUrl::Postgres(_)));
-        assert!(matches!(parse("postgresql://u@h/db"), DatabaseUrl::Postgres(_)));
+        assert_eq!(
+            parse("sqlite:///tmp/l.db"),
+            DatabaseUrl::Sqlite("/tmp/l.db".into())
+        );
+        assert!(matches!(
+            parse("postgres://u@h/db"),
+            DatabaseUrl::Postgres(_)
+        ));
+        assert!(matches!(
+            parse("postgresql://u@h/db"),
+            DatabaseUrl::Postgres(_)
+        ));
     }
 }

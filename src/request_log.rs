@@ -15,7 +15,9 @@ pub async fn log_request(
     let started = Instant::now();
     let method = request.method().clone();
     // The route pattern (`/sessions/{id}`), not the path, so that ids stay out of the logs.
-    let route = request.match_pattern().unwrap_or_else(|| "<unmatched>".to_owned());
+    let route = request
+        .match_pattern()
+        .unwrap_or_else(|| "<unmatched>".to_owned());
     let response = next.call(request).await?;
     tracing::info!(
         %method,

@@ -78,5 +78,6 @@ pub fn insert(conn: &mut DbConn, account: &NewAccount, password_hash: &str) -> R
         Some(Conflict::Username) => Error::UsernameTaken,
         None => error.into(),
     })?;
-    users::find(conn, &id)?.ok_or_else(|| Error::internal(anyhow::anyhow!("user vanished after insert")))
+    users::find(conn, &id)?
+        .ok_or_else(|| Error::internal(anyhow::anyhow!("user vanished after insert")))
 }

@@ -43,7 +43,10 @@ impl KeySet {
         let secret = secret.expose_secret().as_bytes();
         let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(secret).expect("HMAC takes any key");
         mac.update(b"latchkey key id");
-        let kid = format!("hs256-{}", &URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes())[..16]);
+        let kid = format!(
+            "hs256-{}",
+            &URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes())[..16]
+        );
         Self {
             signing: SigningKey {
                 kid: kid.clone(),
@@ -89,7 +92,11 @@ impl KeySet {
 
     /// The JWK Set of the public keys (empty for HS256, whose key must stay secret).
     pub fn jwks(&self) -> serde_json::Value {
-        let keys: Vec<_> = self.verifying.iter().filter_map(|key| key.jwk.clone()).collect();
+        let keys: Vec<_> = self
+            .verifying
+            .iter()
+            .filter_map(|key| key.jwk.clone())
+            .collect();
         json!({ "keys": keys })
     }
 }

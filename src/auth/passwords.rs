@@ -31,8 +31,13 @@ pub struct Passwords {
 
 impl Passwords {
     pub fn new(params: Argon2Params, workers: usize) -> anyhow::Result<Self> {
-        let params = Params::new(params.memory_kib, params.iterations, params.parallelism, None)
-            .map_err(|error| anyhow::anyhow!("invalid Argon2 parameters: {error}"))?;
+        let params = Params::new(
+            params.memory_kib,
+            params.iterations,
+            params.parallelism,
+            None,
+        )
+        .map_err(|error| anyhow::anyhow!("invalid Argon2 parameters: {error}"))?;
         let hasher = Argon2::new(Algorithm::Argon2id, Version::V0x13, params);
         let mut decoy_password = [0u8; 32];
         getrandom::fill(&mut decoy_password)?;
@@ -139,9 +144,21 @@ mod tests {
         let passwords = cheap(8192);
         let hash = passwords.hash("correct horse".into()).await.unwrap();
         assert!(hash.starts_with("$argon2id$v=19$m=8192,t=1,p=1$"));
-        let right = passwords.verify("correct horse".into(), Some(hash.clone())).await.unwrap();
-        assert_eq!(right, Verification { matches: true, needs_rehash: false });
-        let wrong = passwords.verify("Correct horse".into(), Some(hash)).await.unwrap();
+        let right = passwords
+            .verify("correct horse".into(), Some(hash.clone()))
+            .await
+            .unwrap();
+        assert_eq!(
+            right,
+            Verification {
+                matches: true,
+                needs_rehash: false
+            }
+        );
+        let wrong = passwords
+            .verify("Correct horse".into(), Some(hash))
+            .await
+            .unwrap();
         assert!(!wrong.matches);
     }
 
@@ -155,7 +172,16 @@ mod tests {
     #[actix_web::test]
     async fn flags_hashes_made_with_other_parameters() {
         let old = cheap(8192).hash("correct horse".into()).await.unwrap();
-        let outcome = cheap(9216).verify("correct horse".into(), Some(old)).await.unwrap();
-        assert_eq!(outcome, Verification { matches: true, needs_rehash: true });
+        let outcome = cheap(9216)
+            .verify("correct horse".into(), Some(old))
+            .await
+            .unwrap();
+        assert_eq!(
+            outcome,
+            Verification {
+                matches: true,
+                needs_rehash: true
+            }
+        );
     }
 }

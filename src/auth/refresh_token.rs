@@ -48,8 +48,8 @@ impl RefreshToken {
     }
 
     fn pad(&self) -> [u8; LEN] {
-        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.0)
-            .expect("HMAC takes keys of any length");
+        let mut mac =
+            <Hmac<Sha256> as Mac>::new_from_slice(&self.0).expect("HMAC takes keys of any length");
         mac.update(SEAL_LABEL);
         mac.finalize().into_bytes().into()
     }
@@ -68,13 +68,23 @@ mod tests {
         let token = RefreshToken::generate().unwrap();
         let encoded = token.encode();
         assert_eq!(encoded.len(), 43);
-        assert!(encoded.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'));
+        assert!(
+            encoded
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        );
         assert_eq!(RefreshToken::parse(&encoded).unwrap().0, token.0);
     }
 
     #[test]
     fn rejects_other_lengths_and_alphabets() {
-        for bad in ["", "abc", "not base64 at all!", &"A".repeat(44), &"+".repeat(43)] {
+        for bad in [
+            "",
+            "abc",
+            "not base64 at all!",
+            &"A".repeat(44),
+            &"+".repeat(43),
+        ] {
             assert!(RefreshToken::parse(bad).is_none(), "{bad}");
         }
     }
@@ -84,7 +94,11 @@ mod tests {
         let old = RefreshToken::generate().unwrap();
         let next = RefreshToken::generate().unwrap();
         let sealed = old.seal(&next);
-        assert_ne!(sealed, next.0.to_vec(), "the successor is not stored in plain text");
+        assert_ne!(
+            sealed,
+            next.0.to_vec(),
+            "the successor is not stored in plain text"
+        );
         assert_eq!(old.unseal(&sealed).unwrap().0, next.0);
         let stranger = RefreshToken::generate().unwrap();
         assert_ne!(stranger.unseal(&sealed).unwrap().0, next.0);

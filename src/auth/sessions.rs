@@ -105,8 +105,8 @@ pub fn rotate(
     policy: &SessionPolicy,
 ) -> Result<Rotation, Error> {
     let now = db::now();
-    let mut generation =
-        refresh_tokens::find_by_hash(conn, &presented.digest())?.ok_or(Error::InvalidRefreshToken)?;
+    let mut generation = refresh_tokens::find_by_hash(conn, &presented.digest())?
+        .ok_or(Error::InvalidRefreshToken)?;
     let session = sessions::find(conn, &generation.session_id)?
         .filter(|session| session.is_live(policy.liveness(now)))
         .ok_or(Error::InvalidRefreshToken)?;
@@ -114,7 +114,8 @@ pub fn rotate(
     if generation.retired_at.is_none() {
         let successor = RefreshToken::generate().map_err(Error::internal)?;
         let sealed = presented.seal(&successor);
-        let won = refresh_tokens::retire(conn, &session.id, generation.generation, now, &sealed)? == 1;
+        let won =
+            refresh_tokens::retire(conn, &session.id, generation.generation, now, &sealed)? == 1;
         if won {
             refresh_tokens::insert(
                 conn,

@@ -179,11 +179,16 @@ impl Db {
             work(&mut conn)
         })
         .await
-        .map_err(|join_error| Error::internal(anyhow::anyhow!("database task failed: {join_error}")))?
+        .map_err(|join_error| {
+            Error::internal(anyhow::anyhow!("database task failed: {join_error}"))
+        })?
     }
 
     /// Like [`Db::run`], for command-line use outside any async runtime.
-    pub fn run_now<T>(&self, work: impl FnOnce(&mut DbConn) -> Result<T, Error>) -> Result<T, Error> {
+    pub fn run_now<T>(
+        &self,
+        work: impl FnOnce(&mut DbConn) -> Result<T, Error>,
+    ) -> Result<T, Error> {
         let mut conn = self.pool.get()?;
         work(&mut conn)
     }
@@ -241,5 +246,6 @@ pub fn ping(conn: &mut DbConn) -> QueryResult<()> {
 pub fn now() -> chrono::NaiveDateTime {
     use chrono::{DurationRound, TimeDelta};
     let now = chrono::Utc::now().naive_utc();
-    now.duration_trunc(TimeDelta::microseconds(1)).unwrap_or(now)
+    now.duration_trunc(TimeDelta::microseconds(1))
+        .unwrap_or(now)
 }

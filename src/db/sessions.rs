@@ -81,12 +81,7 @@ pub fn touch(conn: &mut DbConn, id: &str, now: NaiveDateTime) -> QueryResult<usi
 }
 
 /// Revokes one session unless it already is; answers how many rows changed (0 or 1).
-pub fn revoke(
-    conn: &mut DbConn,
-    id: &str,
-    now: NaiveDateTime,
-    reason: &str,
-) -> QueryResult<usize> {
+pub fn revoke(conn: &mut DbConn, id: &str, now: NaiveDateTime, reason: &str) -> QueryResult<usize> {
     diesel::update(
         sessions::table
             .find(id)

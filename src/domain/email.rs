@@ -52,8 +52,19 @@ mod tests {
 
     #[test]
     fn rejects_what_is_not_an_address() {
-        for raw in ["", "ada", "ada@", "@example.com", "ada@exa mple.com", "a\u{0}@x.io"] {
-            assert_eq!(Email::parse(raw).unwrap_err().code, "invalid_email", "{raw:?}");
+        for raw in [
+            "",
+            "ada",
+            "ada@",
+            "@example.com",
+            "ada@exa mple.com",
+            "a\u{0}@x.io",
+        ] {
+            assert_eq!(
+                Email::parse(raw).unwrap_err().code,
+                "invalid_email",
+                "{raw:?}"
+            );
         }
     }
 

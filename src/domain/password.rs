@@ -80,7 +80,10 @@ mod tests {
         assert_eq!(check("😀😀😀😀", &[]).unwrap_err(), "password_too_short");
         assert!(check("😀😀😀😀😀😀😀😀x", &[]).is_ok());
         assert!(check(&"é".repeat(128), &[]).is_ok());
-        assert_eq!(check(&"é".repeat(129), &[]).unwrap_err(), "password_too_long");
+        assert_eq!(
+            check(&"é".repeat(129), &[]).unwrap_err(),
+            "password_too_long"
+        );
     }
 
     #[test]

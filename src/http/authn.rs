@@ -26,7 +26,9 @@ impl FromRequest for Authenticated {
         let state = request.app_data::<web::Data<AppState>>().cloned();
         let claims = bearer_token(request).and_then(|token| match &state {
             Some(state) => state.tokens.verify(token),
-            None => Err(Error::internal(anyhow::anyhow!("application state is missing"))),
+            None => Err(Error::internal(anyhow::anyhow!(
+                "application state is missing"
+            ))),
         });
         Box::pin(async move {
             let (claims, state) = (claims?, state.ok_or(Error::InvalidToken)?);

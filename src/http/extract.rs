@@ -72,9 +72,7 @@ fn has_json_content_type(request: &HttpRequest) -> bool {
 
 fn payload_error(error: actix_web::Error) -> Error {
     match error.as_error::<PayloadError>() {
-        Some(PayloadError::Overflow) => {
-            Error::PayloadTooLarge
-        }
+        Some(PayloadError::Overflow) => Error::PayloadTooLarge,
         _ => Error::MalformedRequest("The request body could not be read.".into()),
     }
 }

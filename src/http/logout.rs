@@ -39,9 +39,13 @@ pub async fn logout(
             let (user, session) = (&caller.user_id, &caller.session_id);
             Ok(match scope {
                 Scope::Local => sessions::revoke(conn, session, now, reason::LOGOUT)?,
-                Scope::Others => {
-                    sessions::revoke_all_of_user(conn, user, Some(session), now, reason::LOGOUT_OTHERS)?
-                }
+                Scope::Others => sessions::revoke_all_of_user(
+                    conn,
+                    user,
+                    Some(session),
+                    now,
+                    reason::LOGOUT_OTHERS,
+                )?,
                 Scope::Global => {
                     sessions::revoke_all_of_user(conn, user, None, now, reason::LOGOUT_GLOBAL)?
                 }

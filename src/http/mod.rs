@@ -51,7 +51,9 @@ pub fn routes(config: &mut web::ServiceConfig) {
         .service(resource("/.well-known/jwks.json", "GET").route(get().to(well_known::jwks)))
         .service(resource("/healthz", "GET").route(get().to(health::healthz)))
         .service(resource("/readyz", "GET").route(get().to(health::readyz)))
-        .default_service(web::to(|| async { Err::<actix_web::HttpResponse, _>(Error::NotFound) }));
+        .default_service(web::to(|| async {
+            Err::<actix_web::HttpResponse, _>(Error::NotFound)
+        }));
 }
 
 /// A resource whose unmatched methods answer `405` with an `Allow` header.

@@ -54,7 +54,9 @@ impl Error {
             Self::PayloadTooLarge => "The request body is larger than 64 KiB.",
             Self::Validation(_) => "Some fields are invalid; see `errors`.",
             Self::NotFound => "There is nothing here.",
-            Self::MethodNotAllowed { .. } => "This method is not allowed here; see the Allow header.",
+            Self::MethodNotAllowed { .. } => {
+                "This method is not allowed here; see the Allow header."
+            }
             Self::EmailTaken => "An account with this email address already exists.",
             Self::UsernameTaken => "An account with this username already exists.",
             Self::InvalidCredentials => "The account or password is wrong.",
@@ -165,7 +167,9 @@ pub fn ensure_problem<B>(
         .get(header::CONTENT_TYPE)
         .is_some_and(|value| value.as_bytes().starts_with(CONTENT_TYPE.as_bytes()));
     if is_problem {
-        return Ok(ErrorHandlerResponse::Response(response.map_into_left_body()));
+        return Ok(ErrorHandlerResponse::Response(
+            response.map_into_left_body(),
+        ));
     }
     let status = response.status();
     let (code, detail) = match status.as_u16() {
@@ -173,7 +177,10 @@ pub fn ensure_problem<B>(
         404 => ("not_found", "There is nothing here."),
         405 => ("method_not_allowed", "This method is not allowed here."),
         413 => ("payload_too_large", "The request is too large."),
-        415 => ("unsupported_media_type", "Send the request body as application/json."),
+        415 => (
+            "unsupported_media_type",
+            "Send the request body as application/json.",
+        ),
         500..=599 => ("internal_error", "An unexpected error occurred."),
         _ => ("request_failed", "The request failed."),
     };

@@ -22,18 +22,21 @@ pub async fn refresh(
     state: web::Data<AppState>,
     Json(request): Json<RefreshRequest>,
 ) -> Result<HttpResponse, Error> {
-    let presented = RefreshToken::parse(&request.refresh_token).ok_or(Error::InvalidRefreshToken)?;
+    let presented =
+        RefreshToken::parse(&request.refresh_token).ok_or(Error::InvalidRefreshToken)?;
     let policy = state.policy;
     let outcome = state
         .db
         .run(move |conn| {
-            db::write_transaction(conn, |conn| match sessions::rotate(conn, &presented, &policy)? {
-                Rotation::Continued(continued) => {
-                    let user = users::find(conn, &continued.session.user_id)?
-                        .ok_or(Error::InvalidRefreshToken)?;
-                    Ok::<_, Error>(Some((user, continued)))
+            db::write_transaction(conn, |conn| {
+                match sessions::rotate(conn, &presented, &policy)? {
+                    Rotation::Continued(continued) => {
+                        let user = users::find(conn, &continued.session.user_id)?
+                            .ok_or(Error::InvalidRefreshToken)?;
+                        Ok::<_, Error>(Some((user, continued)))
+                    }
+                    Rotation::Reused => Ok(None),
                 }
-                Rotation::Reused => Ok(None),
             })
         })
         .await?;

@@ -18,7 +18,13 @@ pub async fn list(
     let user_id = caller.user_id.clone();
     let live = state
         .db
-        .run(move |conn| Ok(sessions::list_live(conn, &user_id, policy.liveness(db::now()))?))
+        .run(move |conn| {
+            Ok(sessions::list_live(
+                conn,
+                &user_id,
+                policy.liveness(db::now()),
+            )?)
+        })
         .await?;
     let body: Vec<SessionBody> = live
         .into_iter()
@@ -44,7 +50,8 @@ pub async fn end(
             let owned_and_live = sessions::find(conn, &session_id)?.is_some_and(|session| {
                 session.user_id == caller.user_id && session.is_live(policy.liveness(now))
             });
-            if !owned_and_live || sessions::revoke(conn, &session_id, now, reason::ENDED_BY_USER)? == 0
+            if !owned_and_live
+                || sessions::revoke(conn, &session_id, now, reason::ENDED_BY_USER)? == 0
             {
                 return Err(Error::NotFound);
             }

@@ -26,7 +26,11 @@ pub async fn signup(
     client: ClientInfo,
     Json(request): Json<SignupRequest>,
 ) -> Result<HttpResponse, Error> {
-    let account = NewAccount::parse(&request.email, request.username.as_deref(), request.password)?;
+    let account = NewAccount::parse(
+        &request.email,
+        request.username.as_deref(),
+        request.password,
+    )?;
     let account = state
         .db
         .run(move |conn| accounts::ensure_available(conn, &account).map(|()| account))
