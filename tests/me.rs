@@ -1,0 +1,164 @@
+//! `GET /me`, `POST /me/password` and `DELETE /me`.
+
+mod support;
+
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+use support::{Backend, PASSWORD, TestApp, assert_invalid_token, assert_problem};
+
+backend_tests!(
+    me_returns_the_user,
+    changing_the_password_ends_the_other_sessions,
+    changing_the_password_needs_the_current_one,
+    the_new_password_follows_the_signup_rules,
+    deleting_the_account_ends_everything,
+    deleting_the_account_needs_the_password,
+);
+
+const NEW_PASSWORD: &str = "a brand new passphrase";
+
+async fn change_password(
+    app: &TestApp,
+    token: &str,
+    current: &str,
+    new: &str,
+) -> reqwest::Response {
+    let body = json!({"current_password": current, "new_password": new});
+    app.send(Method::POST, "/me/password", Some(token), Some(&body))
+        .await
+}
+
+async fn delete_me(app: &TestApp, token: &str, password: &str) -> reqwest::Response {
+    app.send(
+        Method::DELETE,
+        "/me",
+        Some(token),
+        Some(&json!({"password": password})),
+    )
+    .await
+}
+
+async fn me_returns_the_user(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let response = app
+        .signup(&json!({"email": "ken@example.com", "username": "ken", "password": PASSWORD}))
+        .await;
+    let signup: Value = response.json().await.unwrap();
+
+    let response = app.me(signup["access_token"].as_str().unwrap()).await;
+
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.headers()["cache-control"], "no-store");
+    let user: Value = response.json().await.unwrap();
+    assert_eq!(user, signup["user"]);
+    let keys: Vec<&str> = user
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    assert_eq!(
+        keys.len(),
+        4,
+        "only id, email, username, created_at: {keys:?}"
+    );
+}
+
+async fn changing_the_password_ends_the_other_sessions(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let current = app.signup_user().await;
+    let other = app.login_user(&current.email).await;
+
+    let response = change_password(&app, &current.access_token, PASSWORD, NEW_PASSWORD).await;
+
+    assert_eq!(response.status(), StatusCode::NO_CONTENT);
+    assert_eq!(app.me(&current.access_token).await.status(), StatusCode::OK);
+    assert_invalid_token(app.me(&other.access_token).await).await;
+    let refresh = app.refresh(&other.refresh_token).await;
+    assert_problem(refresh, StatusCode::UNAUTHORIZED, "invalid_refresh_token").await;
+    let old = app
+        .login(&json!({"email": current.email, "password": PASSWORD}))
+        .await;
+    assert_problem(old, StatusCode::UNAUTHORIZED, "invalid_credentials").await;
+    let new = app
+        .login(&json!({"email": current.email, "password": NEW_PASSWORD}))
+        .await;
+    assert_eq!(new.status(), StatusCode::OK);
+}
+
+async fn changing_the_password_needs_the_current_one(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let tokens = app.signup_user().await;
+    let other = app.login_user(&tokens.email).await;
+
+    let response =
+        change_password(&app, &tokens.access_token, "a wrong guess!", NEW_PASSWORD).await;
+
+    assert_problem(response, StatusCode::UNAUTHORIZED, "invalid_credentials").await;
+    assert_eq!(
+        app.me(&other.access_token).await.status(),
+        StatusCode::OK,
+        "nothing revoked"
+    );
+    app.login_user(&tokens.email).await;
+}
+
+async fn the_new_password_follows_the_signup_rules(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let tokens = app.signup_user().await;
+    let email = tokens.email.clone();
+    for (new, code) in [
+        ("tiny7", "password_too_short"),
+        ("password1", "password_too_common"),
+        (email.as_str(), "password_matches_identity"),
+    ] {
+        let response = change_password(&app, &tokens.access_token, PASSWORD, new).await;
+        let body = assert_problem(
+            response,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "validation_failed",
+        )
+        .await;
+        assert_eq!(body["errors"][0]["field"], "new_password");
+        assert_eq!(body["errors"][0]["code"], code);
+        assert!(!body.to_string().contains(new), "no echo");
+    }
+    app.login_user(&tokens.email).await;
+}
+
+async fn deleting_the_account_ends_everything(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let tokens = app.signup_user().await;
+    let other = app.login_user(&tokens.email).await;
+
+    let response = delete_me(&app, &tokens.access_token, PASSWORD).await;
+
+    assert_eq!(response.status(), StatusCode::NO_CONTENT);
+    assert_invalid_token(app.me(&tokens.access_token).await).await;
+    assert_invalid_token(app.me(&other.access_token).await).await;
+    let refresh = app.refresh(&other.refresh_token).await;
+    assert_problem(refresh, StatusCode::UNAUTHORIZED, "invalid_refresh_token").await;
+    let login = app
+        .login(&json!({"email": tokens.email, "password": PASSWORD}))
+        .await;
+    assert_problem(login, StatusCode::UNAUTHORIZED, "invalid_credentials").await;
+    // The email is free again.
+    let again = app
+        .signup(&json!({"email": tokens.email, "password": PASSWORD}))
+        .await;
+    assert_eq!(again.status(), StatusCode::CREATED);
+}
+
+async fn deleting_the_account_needs_the_password(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let tokens = app.signup_user().await;
+
+    let response = delete_me(&app, &tokens.access_token, "a wrong guess!").await;
+    assert_problem(response, StatusCode::UNAUTHORIZED, "invalid_credentials").await;
+    let response = app
+        .send(Method::DELETE, "/me", Some(&tokens.access_token), None)
+        .await;
+    assert_eq!(response.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
+
+    assert_eq!(app.me(&tokens.access_token).await.status(), StatusCode::OK);
+}
