@@ -54,10 +54,10 @@ pub fn ensure_available(conn: &mut DbConn, account: &NewAccount) -> Result<(), E
     if users::email_exists(conn, account.email.as_str())? {
         return Err(Error::EmailTaken);
     }
-    if let Some(username) = &account.username {
-        if users::username_exists(conn, username.as_str())? {
-            return Err(Error::UsernameTaken);
-        }
+    if let Some(username) = &account.username
+        && users::username_exists(conn, username.as_str())?
+    {
+        return Err(Error::UsernameTaken);
     }
     Ok(())
 }

@@ -31,7 +31,10 @@ pub async fn refresh(
             db::write_transaction(conn, |conn| {
                 match sessions::rotate(conn, &presented, &policy)? {
                     Rotation::Continued(continued) => {
+                        // Disabling an account revokes its sessions; refusing here too
+                        // keeps a disabled account out should one have been missed.
                         let user = users::find(conn, &continued.session.user_id)?
+                            .filter(|user| user.disabled_at.is_none())
                             .ok_or(Error::InvalidRefreshToken)?;
                         Ok::<_, Error>(Some((user, continued)))
                     }
