@@ -1,0 +1,210 @@
+//! Storage rules that HTTP alone cannot show: SQLite connection settings, cascades,
+//! migrations on restart, and concurrent writers on SQLite.
+
+mod support;
+
+use diesel::prelude::*;
+use diesel::sql_types::{BigInt, Integer, Text};
+use latchkey::db::DbConn;
+use latchkey::db::schema::{refresh_tokens, sessions};
+use reqwest::{Method, StatusCode};
+use serde_json::json;
+use support::{Backend, PASSWORD, TestApp, unique_email};
+
+backend_tests!(
+    deleting_an_account_deletes_its_sessions_and_refresh_tokens,
+    restarting_on_an_existing_database_keeps_everything,
+    refresh_tokens_are_stored_only_as_digests,
+    concurrent_writers_never_fail,
+);
+
+#[derive(QueryableByName)]
+struct TextRow {
+    #[diesel(sql_type = Text)]
+    value: String,
+}
+
+#[derive(QueryableByName)]
+struct IntRow {
+    #[diesel(sql_type = Integer)]
+    value: i32,
+}
+
+#[actix_web::test]
+async fn every_sqlite_connection_uses_wal_a_busy_timeout_and_foreign_keys() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let pragma = |name: &'static str| {
+        app.db
+            .run_now(move |conn: &mut DbConn| {
+                let row: TextRow =
+                    diesel::sql_query(format!("SELECT CAST(({}) AS TEXT) AS value", name))
+                        .get_result(conn)?;
+                Ok(row.value)
+            })
+            .unwrap()
+    };
+    // Pragmas are per connection: ask through the pool, as the application does.
+    assert_eq!(
+        pragma("SELECT journal_mode FROM pragma_journal_mode"),
+        "wal"
+    );
+    assert_eq!(pragma("SELECT foreign_keys FROM pragma_foreign_keys"), "1");
+    assert_eq!(pragma("SELECT timeout FROM pragma_busy_timeout"), "5000");
+}
+
+async fn deleting_an_account_deletes_its_sessions_and_refresh_tokens(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let tokens = app.signup_user().await;
+    app.login_user(&tokens.email).await;
+    let refreshed = app.refresh(&tokens.refresh_token).await;
+    assert_eq!(refreshed.status(), StatusCode::OK);
+    let counts = |app: &TestApp, user_id: String| {
+        app.db
+            .run_now(move |conn| {
+                let sessions: i64 = sessions::table
+                    .filter(sessions::user_id.eq(&user_id))
+                    .count()
+                    .get_result(conn)?;
+                let tokens: i64 = refresh_tokens::table
+                    .inner_join(sessions::table)
+                    .filter(sessions::user_id.eq(&user_id))
+                    .count()
+                    .get_result(conn)?;
+                Ok((sessions, tokens))
+            })
+            .unwrap()
+    };
+    assert_eq!(counts(&app, tokens.user_id.clone()), (2, 3));
+
+    let response = app
+        .send(
+            Method::DELETE,
+            "/me",
+            Some(&tokens.access_token),
+            Some(&json!({"password": PASSWORD})),
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::NO_CONTENT);
+
+    assert_eq!(counts(&app, tokens.user_id.clone()), (0, 0));
+    let orphans = app
+        .db
+        .run_now(|conn| {
+            #[derive(QueryableByName)]
+            struct Count {
+                #[diesel(sql_type = BigInt)]
+                n: i64,
+            }
+            let row: Count = diesel::sql_query(
+                "SELECT COUNT(*) AS n FROM refresh_tokens r \
+                 WHERE NOT EXISTS (SELECT 1 FROM sessions s WHERE s.id = r.session_id)",
+            )
+            .get_result(conn)?;
+            Ok(row.n)
+        })
+        .unwrap();
+    assert_eq!(orphans, 0);
+}
+
+async fn restarting_on_an_existing_database_keeps_everything(backend: Backend) {
+    let first = TestApp::spawn(backend).await;
+    let tokens = first.signup_user().await;
+
+    // Start-up applies migrations again (a no-op) and loads the same signing key.
+    let second = TestApp::spawn_on(first.database.clone(), &[]).await;
+
+    assert_eq!(
+        second.me(&tokens.access_token).await.status(),
+        StatusCode::OK
+    );
+    assert_eq!(
+        second.refresh(&tokens.refresh_token).await.status(),
+        StatusCode::OK
+    );
+    second.login_user(&tokens.email).await;
+    let migrations = second
+        .db
+        .run_now(|conn| {
+            let row: IntRow = diesel::sql_query(
+                "SELECT CAST(COUNT(*) AS INTEGER) AS value FROM __diesel_schema_migrations",
+            )
+            .get_result(conn)?;
+            Ok(row.value)
+        })
+        .unwrap();
+    assert_eq!(migrations, 1);
+}
+
+async fn refresh_tokens_are_stored_only_as_digests(backend: Backend) {
+    use base64::Engine as _;
+    let app = TestApp::spawn(backend).await;
+    let tokens = app.signup_user().await;
+    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(&tokens.refresh_token)
+        .unwrap();
+    let refreshed: serde_json::Value = app
+        .refresh(&tokens.refresh_token)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let successor = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(refreshed["refresh_token"].as_str().unwrap())
+        .unwrap();
+
+    let stored: Vec<(Vec<u8>, Option<Vec<u8>>)> = app
+        .db
+        .run_now(|conn| {
+            Ok(refresh_tokens::table
+                .select((refresh_tokens::token_hash, refresh_tokens::successor))
+                .load(conn)?)
+        })
+        .unwrap();
+    assert_eq!(stored.len(), 2);
+    for (hash, sealed) in stored {
+        for token in [&raw, &successor] {
+            assert_ne!(&hash, token);
+            assert_ne!(
+                sealed.as_ref(),
+                Some(token),
+                "a sealed successor is not the token"
+            );
+        }
+    }
+}
+
+/// Many writers at once: on SQLite they queue for the write lock (BEGIN IMMEDIATE and a busy
+/// timeout) instead of failing with "database is locked".
+async fn concurrent_writers_never_fail(backend: Backend) {
+    let app = TestApp::spawn_with(
+        backend,
+        &[
+            ("LATCHKEY_ARGON2_MEMORY_KIB", "8192"),
+            ("LATCHKEY_ARGON2_ITERATIONS", "1"),
+        ],
+    )
+    .await;
+    let signups = (0..16).map(|_| {
+        let app = &app;
+        async move {
+            app.signup(&json!({"email": unique_email(), "password": PASSWORD}))
+                .await
+                .status()
+        }
+    });
+    let statuses = futures_util::future::join_all(signups).await;
+    assert!(
+        statuses.iter().all(|s| *s == StatusCode::CREATED),
+        "{statuses:?}"
+    );
+
+    let tokens = app.signup_user().await;
+    let mut chains = Vec::new();
+    for _ in 0..8 {
+        chains.push(app.login_user(&tokens.email).await.refresh_token);
+    }
+    let refreshes = chains.iter().map(|token| app.refresh(token));
+    for response in futures_util::future::join_all(refreshes).await {
+        assert_eq!(response.status(), StatusCode::OK);
+    }
+}
