@@ -78,14 +78,47 @@ fn payload_error(error: actix_web::Error) -> Error {
 }
 
 /// Parses JSON, naming the failing field but never its value.
+///
+/// Every request body is an object: serde would otherwise read a struct from an array of its
+/// field values. Strings may not contain U+0000, which PostgreSQL cannot store or compare.
 pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, Error> {
+    let first = body.iter().find(|byte| !b" \t\r\n".contains(byte));
+    if first != Some(&b'{') {
+        serde_json::from_slice::<serde::de::IgnoredAny>(body)
+            .map_err(|error| describe(".", &error))?;
+        return Err(Error::MalformedRequest(
+            "The request body must be a JSON object.".into(),
+        ));
+    }
     let mut deserializer = serde_json::Deserializer::from_slice(body);
     let value = serde_path_to_error::deserialize(&mut deserializer).map_err(|error| {
         let path = error.path().to_string();
         describe(&path, &error.into_inner())
     })?;
     deserializer.end().map_err(|error| describe(".", &error))?;
+    if has_nul_escape(body) {
+        return Err(Error::MalformedRequest(
+            "Text fields must not contain the NUL character (\\u0000).".into(),
+        ));
+    }
     Ok(value)
+}
+
+/// Whether valid JSON contains the escape `\u0000`. In valid JSON a backslash only ever
+/// starts an escape inside a string, so skipping each escaped character is exact.
+fn has_nul_escape(json: &[u8]) -> bool {
+    let mut index = 0;
+    while index < json.len() {
+        if json[index] == b'\\' {
+            if json[index + 1..].starts_with(b"u0000") {
+                return true;
+            }
+            index += 2;
+        } else {
+            index += 1;
+        }
+    }
+    false
 }
 
 fn describe(path: &str, error: &serde_json::Error) -> Error {
@@ -156,5 +189,20 @@ mod tests {
         assert!(detail(r#"{"email": "#).contains("not valid JSON"));
         assert!(detail(r#"{"email": "a", "password": "b"} x"#).contains("not valid JSON"));
         assert!(detail("[1, 2]").contains("JSON object"));
+        assert!(detail("[1, 2").contains("not valid JSON"));
+    }
+
+    #[test]
+    fn refuses_arrays_even_of_the_right_length() {
+        assert!(detail(r#"["a@b.io", "secret"]"#).contains("JSON object"));
+        assert!(detail(r#" "text" "#).contains("JSON object"));
+    }
+
+    #[test]
+    fn refuses_nul_characters_but_not_escaped_backslashes() {
+        assert!(detail(r#"{"email": "a\u0000@b.io", "password": "x"}"#).contains("NUL"));
+        assert!(parse_json::<Login>(br#"{"email": "a\\u0000", "password": "x"}"#).is_ok());
+        assert!(parse_json::<Login>(br#"{"email": "\u00000", "password": "x"}"#).is_err());
+        assert!(parse_json::<Login>(br#"{"email": "\u0001", "password": "x"}"#).is_ok());
     }
 }
