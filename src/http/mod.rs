@@ -41,16 +41,16 @@ pub fn routes(config: &mut web::ServiceConfig) {
         .service(resource("/refresh", "POST").route(web::post().to(refresh::refresh)))
         .service(resource("/logout", "POST").route(web::post().to(logout::logout)))
         .service(
-            resource("/me", "GET, DELETE")
+            resource("/me", "GET, HEAD, DELETE")
                 .route(get().to(me::show))
                 .route(web::delete().to(me::delete)),
         )
         .service(resource("/me/password", "POST").route(web::post().to(me::change_password)))
-        .service(resource("/sessions", "GET").route(get().to(sessions::list)))
+        .service(resource("/sessions", "GET, HEAD").route(get().to(sessions::list)))
         .service(resource("/sessions/{id}", "DELETE").route(web::delete().to(sessions::end)))
-        .service(resource("/.well-known/jwks.json", "GET").route(get().to(well_known::jwks)))
-        .service(resource("/healthz", "GET").route(get().to(health::healthz)))
-        .service(resource("/readyz", "GET").route(get().to(health::readyz)))
+        .service(resource("/.well-known/jwks.json", "GET, HEAD").route(get().to(well_known::jwks)))
+        .service(resource("/healthz", "GET, HEAD").route(get().to(health::healthz)))
+        .service(resource("/readyz", "GET, HEAD").route(get().to(health::readyz)))
         .default_service(web::to(|| async {
             Err::<actix_web::HttpResponse, _>(Error::NotFound)
         }));

@@ -41,7 +41,10 @@ pub async fn end(
     caller: Authenticated,
     path: web::Path<String>,
 ) -> Result<HttpResponse, Error> {
-    let session_id = path.into_inner();
+    // Session ids are UUIDs; anything else names no session (and never reaches the query).
+    let session_id = uuid::Uuid::try_parse(&path.into_inner())
+        .map_err(|_| Error::NotFound)?
+        .to_string();
     let policy = state.policy;
     state
         .db
