@@ -16,6 +16,7 @@ pub const VARIABLES: &[&str] = &[
     "LATCHKEY_JWT_SECRET",
     "LATCHKEY_ISSUER",
     "LATCHKEY_AUDIENCE",
+    "LATCHKEY_CORS_ORIGINS",
     "LATCHKEY_ACCESS_TTL",
     "LATCHKEY_SESSION_TTL",
     "LATCHKEY_SESSION_IDLE_TTL",
@@ -66,6 +67,8 @@ pub struct Settings {
     pub session_ttl: Duration,
     pub session_idle_ttl: Duration,
     pub refresh_reuse_grace: Duration,
+    /// Origins (`https://app.example.com`) whose pages may call the API; none by default.
+    pub cors_origins: Vec<String>,
     pub log_filter: String,
     pub log_format: LogFormat,
     pub argon2: Argon2Params,
@@ -123,6 +126,7 @@ impl Settings {
             session_ttl: env.duration("LATCHKEY_SESSION_TTL", "30d", 1)?,
             session_idle_ttl: env.duration("LATCHKEY_SESSION_IDLE_TTL", "7d", 1)?,
             refresh_reuse_grace: env.duration("LATCHKEY_REFRESH_REUSE_GRACE", "10s", 0)?,
+            cors_origins: env.parse("LATCHKEY_CORS_ORIGINS", "", parse_origins)?,
             log_filter: env.parse("LATCHKEY_LOG", "info", |raw| {
                 crate::telemetry::check_filter(raw).map(|()| raw.trim().to_owned())
             })?,
@@ -255,6 +259,31 @@ fn parse_socket_addr(raw: &str) -> Result<SocketAddr, String> {
         .ok_or_else(|| format!("expected HOST:PORT (like 127.0.0.1:8080), got {raw:?}"))
 }
 
+/// A comma-separated list of origins: scheme, host and optional port, nothing more.
+fn parse_origins(raw: &str) -> Result<Vec<String>, String> {
+    raw.split(',')
+        .map(str::trim)
+        .filter(|origin| !origin.is_empty())
+        .map(|origin| {
+            let rest = origin
+                .strip_prefix("https://")
+                .or_else(|| origin.strip_prefix("http://"))
+                .ok_or_else(|| format!("{origin:?} is not an origin like https://app.example.com"))?;
+            let valid_host = !rest.is_empty()
+                && rest
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '[' | ']'));
+            if valid_host {
+                Ok(origin.to_owned())
+            } else {
+                Err(format!(
+                    "{origin:?} is not an origin like https://app.example.com (no path, no wildcard)"
+                ))
+            }
+        })
+        .collect()
+}
+
 fn parse_log_format(raw: &str) -> Result<LogFormat, String> {
     match raw.trim() {
         "pretty" => Ok(LogFormat::Pretty),
@@ -319,11 +348,28 @@ mod tests {
             ("DATABASE_URL", "mysql://localhost/x"),
             ("DATABASE_URL", "sqlite::memory:"),
             ("LATCHKEY_ARGON2_MEMORY_KIB", "12"),
+            ("LATCHKEY_CORS_ORIGINS", "*"),
+            ("LATCHKEY_CORS_ORIGINS", "https://app.example.com/"),
+            ("LATCHKEY_CORS_ORIGINS", "app.example.com"),
         ];
         for (variable, value) in cases {
             let error = settings(&[(variable, value)]).unwrap_err();
             assert_eq!(error.variable, variable, "{value}");
         }
+    }
+
+    #[test]
+    fn cors_origins_are_a_comma_separated_list() {
+        let s = settings(&[(
+            "LATCHKEY_CORS_ORIGINS",
+            " https://app.example.com, http://localhost:5173 ,",
+        )])
+        .unwrap();
+        assert_eq!(
+            s.cors_origins,
+            ["https://app.example.com", "http://localhost:5173"]
+        );
+        assert!(settings(&[]).unwrap().cors_origins.is_empty());
     }
 
     #[test]

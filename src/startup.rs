@@ -4,7 +4,7 @@ use std::net::TcpListener;
 use std::time::Duration;
 
 use actix_web::dev::Server;
-use actix_web::middleware::{ErrorHandlers, from_fn};
+use actix_web::middleware::from_fn;
 use actix_web::{App, HttpServer, web};
 use anyhow::Context as _;
 
@@ -60,11 +60,13 @@ impl Application {
         let listener = TcpListener::bind(settings.bind)
             .with_context(|| format!("binding {}", settings.bind))?;
         let port = listener.local_addr()?.port();
+        let cors_origins = settings.cors_origins.clone();
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(state.clone())
                 .app_data(web::PayloadConfig::new(http::MAX_BODY_BYTES))
-                .wrap(ErrorHandlers::new().default_handler(http::problem::ensure_problem))
+                .wrap(http::cors(&cors_origins))
+                .wrap(from_fn(http::problem::ensure_problem))
                 .wrap(from_fn(request_log::log_request))
                 .configure(http::routes)
         })

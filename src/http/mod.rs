@@ -2,6 +2,7 @@
 //! Handlers are thin: they parse the request, call `auth` and `db`, and shape the response.
 
 mod authn;
+mod cors;
 mod extract;
 mod health;
 mod login;
@@ -17,6 +18,7 @@ mod well_known;
 use actix_web::{Resource, Route, web};
 
 pub use authn::Authenticated;
+pub use cors::cors;
 pub use extract::MAX_BODY_BYTES;
 
 use crate::auth::passwords::Passwords;

@@ -1,10 +1,10 @@
 //! RFC 9457 problem documents: the one place that turns an [`Error`] into a response.
 
-use actix_web::body::{BoxBody, EitherBody};
-use actix_web::dev::ServiceResponse;
+use actix_web::body::{BoxBody, MessageBody};
+use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderValue};
-use actix_web::middleware::ErrorHandlerResponse;
+use actix_web::middleware::Next;
 use actix_web::{HttpResponse, ResponseError};
 use serde::Serialize;
 
@@ -157,22 +157,31 @@ fn title(status: StatusCode) -> &'static str {
     }
 }
 
-/// The safety net for responses that no handler of ours produced (actix-web's own errors,
-/// such as a malformed URL): any error status without a problem body gets one.
-pub fn ensure_problem<B>(
-    response: ServiceResponse<B>,
-) -> actix_web::Result<ErrorHandlerResponse<B>> {
+/// Middleware, the safety net for responses that no handler of ours produced (actix-web's
+/// own errors such as a malformed URL, and refusals by other middleware such as CORS):
+/// any error status without a problem body gets one.
+pub async fn ensure_problem(
+    request: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
+    let response = next.call(request).await?.map_into_boxed_body();
+    let status = response.status();
     let is_problem = response
         .headers()
         .get(header::CONTENT_TYPE)
         .is_some_and(|value| value.as_bytes().starts_with(CONTENT_TYPE.as_bytes()));
-    if is_problem {
-        return Ok(ErrorHandlerResponse::Response(
-            response.map_into_left_body(),
-        ));
+    if !(status.is_client_error() || status.is_server_error()) || is_problem {
+        return Ok(response);
     }
-    let status = response.status();
+    let from_cors = response
+        .response()
+        .error()
+        .is_some_and(|error| error.as_error::<actix_cors::CorsError>().is_some());
     let (code, detail) = match status.as_u16() {
+        _ if from_cors => (
+            "cors_rejected",
+            "This origin may not make cross-origin requests to this service.",
+        ),
         400 => ("malformed_request", "The request is malformed."),
         404 => ("not_found", "There is nothing here."),
         405 => ("method_not_allowed", "This method is not allowed here."),
@@ -185,10 +194,8 @@ pub fn ensure_problem<B>(
         _ => ("request_failed", "The request failed."),
     };
     let (request, _) = response.into_parts();
-    let replacement: HttpResponse<BoxBody> = problem(status, code, detail, None);
-    let response = ServiceResponse::new(request, replacement).map_into_right_body();
-    Ok(ErrorHandlerResponse::Response(response))
+    Ok(ServiceResponse::new(
+        request,
+        problem(status, code, detail, None),
+    ))
 }
-
-/// Used as the body type of [`ensure_problem`]'s responses.
-pub type ProblemBody<B> = EitherBody<B, BoxBody>;
