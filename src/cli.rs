@@ -32,6 +32,8 @@ enum Command {
     Serve(ServeArgs),
     /// Apply pending database migrations and exit.
     Migrate,
+    /// Print the OpenAPI document (YAML) and exit; touches no database.
+    Openapi,
     /// Manage user accounts.
     #[command(subcommand)]
     User(UserCommand),
@@ -79,8 +81,17 @@ impl Cli {
         Ok(Settings::from_env_with(&overrides)?)
     }
 
+    /// Commands that need no settings, run before the environment is read.
+    pub fn run_standalone(&self) -> Option<Result<(), CliError>> {
+        match self.command {
+            Some(Command::Openapi) => Some(print_openapi()),
+            _ => None,
+        }
+    }
+
     pub async fn run(self, settings: Settings) -> Result<(), CliError> {
         match self.command {
+            Some(Command::Openapi) => print_openapi(),
             None | Some(Command::Serve(_)) => serve(settings).await,
             Some(Command::Migrate) => {
                 let db = startup::connect(&settings).await?;
@@ -92,6 +103,11 @@ impl Cli {
             }
         }
     }
+}
+
+fn print_openapi() -> Result<(), CliError> {
+    print!("{}", crate::http::openapi::yaml());
+    Ok(())
 }
 
 async fn serve(settings: Settings) -> Result<(), CliError> {

@@ -4,7 +4,7 @@
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
 
 /// One failing field of a `422`. The message describes the rule, never the submitted value.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 pub struct FieldError {
     pub field: &'static str,
     pub code: &'static str,

@@ -1,12 +1,15 @@
 use std::process::ExitCode;
 
 use clap::Parser as _;
-use latchkey::cli::Cli;
+use latchkey::cli::{Cli, CliError};
 use latchkey::telemetry;
 
 #[actix_web::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Some(outcome) = cli.run_standalone() {
+        return exit_code(outcome);
+    }
     let settings = match cli.settings() {
         Ok(settings) => settings,
         Err(error) => {
@@ -15,7 +18,11 @@ async fn main() -> ExitCode {
         }
     };
     telemetry::init(&settings.log_filter, settings.log_format);
-    match cli.run(settings).await {
+    exit_code(cli.run(settings).await)
+}
+
+fn exit_code(outcome: Result<(), CliError>) -> ExitCode {
+    match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("latchkey: {error}");

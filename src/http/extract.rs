@@ -29,20 +29,13 @@ impl<T: DeserializeOwned + 'static> FromRequest for Json<T> {
     type Future = LocalBoxFuture<'static, Result<Self, Error>>;
 
     fn from_request(request: &HttpRequest, payload: &mut Payload) -> Self::Future {
-        let is_json = has_json_content_type(request);
-        let body = web::Bytes::from_request(request, payload);
-        Box::pin(async move {
-            if !is_json {
-                return Err(Error::UnsupportedMediaType);
-            }
-            let body = body.await.map_err(payload_error)?;
-            parse_json(&body).map(Json)
-        })
+        let body = json_body(request, payload);
+        Box::pin(async move { parse_json(&body.await?).map(Json) })
     }
 }
 
-/// A JSON body that may be absent altogether (no body and no `Content-Type`), as the body
-/// of `POST /logout` is. A body that is present must be valid.
+/// A JSON body that may be absent altogether (no body and no `Content-Type`, or a JSON
+/// `null`), as the body of `POST /logout` is. A body that is present must be valid.
 pub struct OptionalJson<T>(pub Option<T>);
 
 impl<T: DeserializeOwned + 'static> FromRequest for OptionalJson<T> {
@@ -57,9 +50,30 @@ impl<T: DeserializeOwned + 'static> FromRequest for OptionalJson<T> {
         if declared_empty && !request.headers().contains_key(header::CONTENT_TYPE) {
             return Box::pin(ready(Ok(OptionalJson(None))));
         }
-        let json = Json::<T>::from_request(request, payload);
-        Box::pin(async move { Ok(OptionalJson(Some(json.await?.0))) })
+        let body = json_body(request, payload);
+        Box::pin(async move {
+            let body = body.await?;
+            if body.trim_ascii() == b"null" {
+                return Ok(OptionalJson(None));
+            }
+            parse_json(&body).map(|value| OptionalJson(Some(value)))
+        })
     }
+}
+
+/// The raw body of a request that declares JSON, read up to [`MAX_BODY_BYTES`].
+fn json_body(
+    request: &HttpRequest,
+    payload: &mut Payload,
+) -> LocalBoxFuture<'static, Result<web::Bytes, Error>> {
+    let is_json = has_json_content_type(request);
+    let body = web::Bytes::from_request(request, payload);
+    Box::pin(async move {
+        if !is_json {
+            return Err(Error::UnsupportedMediaType);
+        }
+        body.await.map_err(payload_error)
+    })
 }
 
 fn has_json_content_type(request: &HttpRequest) -> bool {

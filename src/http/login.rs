@@ -7,16 +7,21 @@ use serde::Deserialize;
 
 use super::AppState;
 use super::extract::Json;
-use super::responses::token_response;
+use super::problem::Problem;
+use super::responses::{TokenBody, token_response};
 use crate::auth::sessions::{self, ClientInfo};
 use crate::db::{self, users};
 use crate::domain::Email;
 use crate::error::{Error, FieldError};
 
-#[derive(Deserialize)]
+/// Exactly one of `email` and `username`, and the password.
+#[derive(Deserialize, utoipa::ToSchema)]
 pub struct LoginRequest {
+    #[schema(nullable = false, examples("ada@example.com"))]
     email: Option<String>,
+    #[schema(nullable = false, examples("ada"))]
     username: Option<String>,
+    #[schema(value_type = String, examples("correct horse battery staple"))]
     password: SecretString,
 }
 
@@ -44,6 +49,16 @@ impl LoginRequest {
     }
 }
 
+/// Log in with an email or a username and the password; opens a new session.
+#[utoipa::path(post, path = "/login", tag = "auth", operation_id = "login",
+    request_body = LoginRequest,
+    responses(
+        (status = 200, description = "A new session.", body = TokenBody,
+            headers(("Cache-Control" = String, description = "Always `no-store`."))),
+        (status = 401, description = "`invalid_credentials`: the account or the password is wrong (one answer for both).", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "`account_disabled`: the right password for a disabled account.", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`validation_failed`: give exactly one of `email` and `username`.", body = Problem, content_type = "application/problem+json"),
+    ))]
 #[tracing::instrument(name = "login", skip_all)]
 pub async fn login(
     state: web::Data<AppState>,

@@ -10,7 +10,8 @@ use crate::auth::sessions::reason;
 use crate::db::{self, sessions};
 use crate::error::Error;
 
-#[derive(Debug, Default, Clone, Copy, Deserialize)]
+/// `local`: this session; `others`: every other session of the user; `global`: all of them.
+#[derive(Debug, Default, Clone, Copy, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Scope {
     #[default]
@@ -19,12 +20,19 @@ pub enum Scope {
     Global,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 pub struct LogoutRequest {
     #[serde(default)]
+    #[schema(default = "local")]
     scope: Scope,
 }
 
+/// End this session (the default), the user's other sessions, or all of them. Their access
+/// and refresh tokens stop working at once. The body is optional.
+#[utoipa::path(post, path = "/logout", tag = "auth", operation_id = "logout",
+    request_body(content = Option<LogoutRequest>, description = "Optional; without it the scope is `local`."),
+    responses((status = 204, description = "The sessions are revoked.")),
+    security(("bearer" = [])))]
 #[tracing::instrument(name = "logout", skip_all, fields(user_id = %caller.user_id))]
 pub async fn logout(
     state: web::Data<AppState>,

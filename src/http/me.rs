@@ -7,6 +7,7 @@ use serde::Deserialize;
 use super::AppState;
 use super::authn::Authenticated;
 use super::extract::Json;
+use super::problem::Problem;
 use super::responses::{UserBody, private_json};
 use crate::auth::sessions::reason;
 use crate::db::users::User;
@@ -14,6 +15,11 @@ use crate::db::{self, sessions, users};
 use crate::domain::NewPassword;
 use crate::error::Error;
 
+/// The caller's account.
+#[utoipa::path(get, path = "/me", tag = "account", operation_id = "getMe",
+    responses((status = 200, description = "The user.", body = UserBody,
+        headers(("Cache-Control" = String, description = "Always `no-store`.")))),
+    security(("bearer" = [])))]
 #[tracing::instrument(name = "me", skip_all, fields(user_id = %caller.user_id))]
 pub async fn show(
     state: web::Data<AppState>,
@@ -23,13 +29,24 @@ pub async fn show(
     Ok(private_json(UserBody::from(user)))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 pub struct ChangePasswordRequest {
+    #[schema(value_type = String)]
     current_password: SecretString,
+    /// Follows the signup rules for passwords.
+    #[schema(value_type = String)]
     new_password: SecretString,
 }
 
-/// Changes the password and ends every other session of the user.
+/// Change the password; every other session of the user ends.
+#[utoipa::path(post, path = "/me/password", tag = "account", operation_id = "changePassword",
+    request_body = ChangePasswordRequest,
+    responses(
+        (status = 204, description = "Changed; the other sessions are revoked."),
+        (status = 401, description = "`invalid_credentials`: the current password is wrong. Also `missing_token`, `invalid_token`.", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`validation_failed`: the new password breaks a rule (field `new_password`).", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = [])))]
 #[tracing::instrument(name = "change_password", skip_all, fields(user_id = %caller.user_id))]
 pub async fn change_password(
     state: web::Data<AppState>,
@@ -66,12 +83,20 @@ pub async fn change_password(
     Ok(HttpResponse::NoContent().finish())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 pub struct DeleteAccountRequest {
+    #[schema(value_type = String)]
     password: SecretString,
 }
 
-/// Deletes the account with all its sessions, once the password is confirmed.
+/// Delete the account and all its sessions, once the password is confirmed.
+#[utoipa::path(delete, path = "/me", tag = "account", operation_id = "deleteMe",
+    request_body = DeleteAccountRequest,
+    responses(
+        (status = 204, description = "The account is gone."),
+        (status = 401, description = "`invalid_credentials`: the password is wrong. Also `missing_token`, `invalid_token`.", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = [])))]
 #[tracing::instrument(name = "delete_account", skip_all, fields(user_id = %caller.user_id))]
 pub async fn delete(
     state: web::Data<AppState>,

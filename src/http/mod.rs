@@ -8,6 +8,7 @@ mod health;
 mod login;
 mod logout;
 mod me;
+pub mod openapi;
 pub mod problem;
 mod refresh;
 mod responses;
@@ -53,6 +54,7 @@ pub fn routes(config: &mut web::ServiceConfig) {
         .service(resource("/.well-known/jwks.json", "GET, HEAD").route(get().to(well_known::jwks)))
         .service(resource("/healthz", "GET, HEAD").route(get().to(health::healthz)))
         .service(resource("/readyz", "GET, HEAD").route(get().to(health::readyz)))
+        .configure(openapi::routes)
         .default_service(web::to(|| async {
             Err::<actix_web::HttpResponse, _>(Error::NotFound)
         }));

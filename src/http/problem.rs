@@ -12,15 +12,20 @@ use crate::error::{Error, FieldError};
 
 pub const CONTENT_TYPE: &str = "application/problem+json";
 
-#[derive(Serialize)]
-struct Problem<'a> {
+/// An RFC 9457 problem document. `code` is the stable, machine-readable part; `errors`
+/// appears only on `422`.
+#[derive(Serialize, utoipa::ToSchema)]
+pub(super) struct Problem<'a> {
     #[serde(rename = "type")]
+    #[schema(examples("about:blank"))]
     kind: &'static str,
     title: &'static str,
     status: u16,
     detail: &'a str,
+    #[schema(examples("validation_failed"))]
     code: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     errors: Option<&'a [FieldError]>,
 }
 

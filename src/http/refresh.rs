@@ -6,17 +6,28 @@ use serde::Deserialize;
 
 use super::AppState;
 use super::extract::Json;
-use super::responses::token_response;
+use super::problem::Problem;
+use super::responses::{TokenBody, token_response};
 use crate::auth::refresh_token::RefreshToken;
 use crate::auth::sessions::{self, Rotation};
 use crate::db::{self, users};
 use crate::error::Error;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 pub struct RefreshRequest {
+    /// The `refresh_token` of the last token response.
     refresh_token: String,
 }
 
+/// Exchange a refresh token for a new pair. The presented token is retired; within the
+/// grace window it answers again with the same successor, so concurrent refreshes converge.
+#[utoipa::path(post, path = "/refresh", tag = "auth", operation_id = "refresh",
+    request_body = RefreshRequest,
+    responses(
+        (status = 200, description = "A fresh access token and the successor refresh token.", body = TokenBody,
+            headers(("Cache-Control" = String, description = "Always `no-store`."))),
+        (status = 401, description = "`invalid_refresh_token`: unknown, expired or revoked. `refresh_token_reused`: a retired token was replayed, and the session is now revoked.", body = Problem, content_type = "application/problem+json"),
+    ))]
 #[tracing::instrument(name = "refresh", skip_all)]
 pub async fn refresh(
     state: web::Data<AppState>,

@@ -18,11 +18,16 @@ pub fn timestamp(at: NaiveDateTime) -> String {
     at.and_utc().to_rfc3339_opts(SecondsFormat::Secs, true)
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = User)]
 pub struct UserBody {
+    #[schema(format = Uuid)]
     pub id: String,
+    #[schema(examples("ada@example.com"))]
     pub email: String,
+    #[schema(required = true, examples("ada"))]
     pub username: Option<String>,
+    #[schema(format = DateTime)]
     pub created_at: String,
 }
 
@@ -37,14 +42,24 @@ impl From<User> for UserBody {
     }
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = Session)]
 pub struct SessionBody {
+    #[schema(format = Uuid)]
     pub id: String,
+    #[schema(format = DateTime)]
     pub created_at: String,
+    /// The last login or refresh.
+    #[schema(format = DateTime)]
     pub last_used_at: String,
+    /// The absolute end; the session also ends when idle too long.
+    #[schema(format = DateTime)]
     pub expires_at: String,
+    #[schema(required = true, examples("curl/8.5.0"))]
     pub user_agent: Option<String>,
+    #[schema(required = true, examples("127.0.0.1"))]
     pub ip: Option<String>,
+    /// Whether this is the session of the token making the request.
     pub current: bool,
 }
 
@@ -62,11 +77,17 @@ impl SessionBody {
     }
 }
 
-#[derive(Serialize)]
-struct TokenBody {
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = TokenResponse)]
+pub struct TokenBody {
+    /// A JWT (`typ: at+jwt`) for `Authorization: Bearer`.
     access_token: String,
+    #[schema(examples("Bearer"))]
     token_type: &'static str,
+    /// Seconds until the access token expires.
+    #[schema(examples(900))]
     expires_in: i64,
+    /// Opaque; exchange it at `/refresh` for a new pair. Keep it secret.
     refresh_token: String,
     user: UserBody,
 }

@@ -4,11 +4,17 @@ use actix_web::{HttpResponse, web};
 
 use super::AppState;
 use super::authn::Authenticated;
+use super::problem::Problem;
 use super::responses::{SessionBody, private_json};
 use crate::auth::sessions::reason;
 use crate::db::{self, sessions};
 use crate::error::Error;
 
+/// The caller's live sessions, most recently used first; `current` marks this one.
+#[utoipa::path(get, path = "/sessions", tag = "sessions", operation_id = "listSessions",
+    responses((status = 200, description = "The live sessions.", body = Vec<SessionBody>,
+        headers(("Cache-Control" = String, description = "Always `no-store`.")))),
+    security(("bearer" = [])))]
 #[tracing::instrument(name = "list_sessions", skip_all, fields(user_id = %caller.user_id))]
 pub async fn list(
     state: web::Data<AppState>,
@@ -33,8 +39,15 @@ pub async fn list(
     Ok(private_json(body))
 }
 
-/// Ends one of the caller's sessions (the current one too). Someone else's session, an
+/// End one of the caller's sessions (the current one too). Someone else's session, an
 /// unknown one and an ended one are all the same `404`.
+#[utoipa::path(delete, path = "/sessions/{id}", tag = "sessions", operation_id = "endSession",
+    params(("id" = String, Path, description = "The session's id.", format = Uuid)),
+    responses(
+        (status = 204, description = "The session is revoked."),
+        (status = 404, description = "`not_found`: no live session of the caller has this id.", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = [])))]
 #[tracing::instrument(name = "end_session", skip_all, fields(user_id = %caller.user_id))]
 pub async fn end(
     state: web::Data<AppState>,

@@ -7,19 +7,35 @@ use serde::Deserialize;
 
 use super::AppState;
 use super::extract::Json;
-use super::responses::token_response;
+use super::problem::Problem;
+use super::responses::{TokenBody, token_response};
 use crate::auth::accounts::{self, NewAccount};
 use crate::auth::sessions::{self, ClientInfo};
 use crate::db;
 use crate::error::Error;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 pub struct SignupRequest {
+    /// A valid address of at most 254 characters; stored trimmed and lowercased.
+    #[schema(examples("ada@example.com"))]
     email: String,
+    /// 8 to 128 characters, not a common password, not the email or username.
+    #[schema(value_type = String, examples("correct horse battery staple"))]
     password: SecretString,
+    /// 3 to 32 characters of `A-Z a-z 0-9 _ . -`, unique ignoring case.
+    #[schema(nullable = false, examples("ada"))]
     username: Option<String>,
 }
 
+/// Create an account; the new user is logged in.
+#[utoipa::path(post, path = "/signup", tag = "auth", operation_id = "signup",
+    request_body = SignupRequest,
+    responses(
+        (status = 201, description = "The account exists and this is its first session.", body = TokenBody,
+            headers(("Cache-Control" = String, description = "Always `no-store`."))),
+        (status = 409, description = "`email_taken` or `username_taken` (compared ignoring case).", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`validation_failed`: every invalid field is listed in `errors`.", body = Problem, content_type = "application/problem+json"),
+    ))]
 #[tracing::instrument(name = "signup", skip_all)]
 pub async fn signup(
     state: web::Data<AppState>,

@@ -1,0 +1,204 @@
+//! The OpenAPI 3.1 document, generated from the handlers' annotations: `openapi.yaml` at the
+//! repository root is this document (a test fails when they differ), `GET /openapi.yaml`
+//! serves it and `GET /docs` renders it with Swagger UI built into the binary.
+//!
+//! The responses every operation of a kind shares (a bad body, a missing token, the
+//! database being down) are added here once, by [`CommonResponses`], rather than repeated on
+//! each handler.
+
+use std::sync::LazyLock;
+
+use actix_web::{HttpResponse, web};
+use utoipa::openapi::header::Header;
+use utoipa::openapi::path::Operation;
+use utoipa::openapi::schema::{Object, Type};
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::{Content, OpenApi as Document, Ref, RefOr, Response, ResponseBuilder};
+use utoipa::{Modify, OpenApi};
+use utoipa_swagger_ui::{Config, SwaggerUi};
+
+use super::{health, login, logout, me, problem, refresh, sessions, signup, well_known};
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Latchkey",
+        description = "Signup, login, short-lived JWT access tokens, rotating refresh tokens, \
+                       sessions and logout. Every error is an RFC 9457 problem document whose \
+                       `code` is stable; each response below lists the codes it can carry.",
+    ),
+    paths(
+        signup::signup,
+        login::login,
+        refresh::refresh,
+        logout::logout,
+        me::show,
+        me::change_password,
+        me::delete,
+        sessions::list,
+        sessions::end,
+        well_known::jwks,
+        health::healthz,
+        health::readyz,
+    ),
+    components(schemas(problem::Problem, crate::error::FieldError)),
+    modifiers(&BearerScheme, &CommonResponses),
+    tags(
+        (name = "auth", description = "Accounts, logins and tokens"),
+        (name = "account", description = "The caller's own account"),
+        (name = "sessions", description = "The caller's sessions"),
+        (name = "keys", description = "Public keys for verifying access tokens offline"),
+        (name = "health", description = "Liveness and readiness"),
+    ),
+)]
+struct ApiDoc;
+
+/// The document.
+pub fn document() -> Document {
+    ApiDoc::openapi()
+}
+
+/// The document as YAML, rendered once.
+pub fn yaml() -> &'static str {
+    static YAML: LazyLock<String> = LazyLock::new(|| {
+        document()
+            .to_yaml()
+            .expect("the OpenAPI document serialises to YAML")
+    });
+    &YAML
+}
+
+pub fn routes(config: &mut web::ServiceConfig) {
+    config
+        .route(
+            "/openapi.yaml",
+            web::get().to(|| async {
+                HttpResponse::Ok()
+                    .content_type("application/yaml")
+                    .body(yaml())
+            }),
+        )
+        .service(web::redirect("/docs", "/docs/"))
+        .service(
+            SwaggerUi::new("/docs/{_:.*}")
+                // The validator badge would send the document to a third-party service.
+                .config(Config::from("/openapi.yaml").validator_url("none")),
+        );
+}
+
+struct BearerScheme;
+
+impl Modify for BearerScheme {
+    fn modify(&self, openapi: &mut Document) {
+        let scheme = HttpBuilder::new()
+            .scheme(HttpAuthScheme::Bearer)
+            .bearer_format("JWT")
+            .description(Some("The `access_token` of a token response."))
+            .build();
+        openapi
+            .components
+            .get_or_insert_with(Default::default)
+            .add_security_scheme("bearer", SecurityScheme::Http(scheme));
+    }
+}
+
+struct CommonResponses;
+
+impl Modify for CommonResponses {
+    fn modify(&self, openapi: &mut Document) {
+        for (path, item) in openapi.paths.paths.iter_mut() {
+            let uses_database = path != "/healthz" && path != "/.well-known/jwks.json";
+            for operation in [&mut item.get, &mut item.post, &mut item.delete]
+                .into_iter()
+                .flatten()
+            {
+                add_common_responses(operation, uses_database);
+            }
+        }
+    }
+}
+
+fn add_common_responses(operation: &mut Operation, uses_database: bool) {
+    let responses = &mut operation.responses.responses;
+    let mut add = |status: &str, response: Response| {
+        responses
+            .entry(status.to_owned())
+            .or_insert(RefOr::T(response));
+    };
+    if operation.request_body.is_some() {
+        add(
+            "400",
+            problem_response(
+                "`malformed_request`: the body is not JSON, or JSON of the wrong shape.",
+            )
+            .build(),
+        );
+        add(
+            "413",
+            problem_response("`payload_too_large`: the body is over 64 KiB.").build(),
+        );
+        add(
+            "415",
+            problem_response("`unsupported_media_type`: the body is not `application/json`.")
+                .build(),
+        );
+    }
+    if operation.security.is_some() {
+        let challenge = string_header(
+            "`Bearer` when the token is missing, `Bearer error=\"invalid_token\"` when it is not valid.",
+        );
+        add(
+            "401",
+            problem_response(
+                "`missing_token`: no `Authorization: Bearer` header. `invalid_token`: the token is \
+                 malformed, forged, expired or its session has ended.",
+            )
+            .header("WWW-Authenticate", challenge)
+            .build(),
+        );
+    }
+    if uses_database {
+        add(
+            "503",
+            problem_response("`service_unavailable`: the database cannot be reached; retry later.")
+                .header(
+                    "Retry-After",
+                    string_header("Seconds to wait before retrying."),
+                )
+                .build(),
+        );
+    }
+}
+
+/// A response whose body is a problem document.
+fn problem_response(description: &str) -> ResponseBuilder {
+    ResponseBuilder::new().description(description).content(
+        problem::CONTENT_TYPE,
+        Content::new(Some(Ref::from_schema_name("Problem"))),
+    )
+}
+
+fn string_header(description: &str) -> Header {
+    let mut header = Header::new(Object::with_type(Type::String));
+    header.description = Some(description.to_owned());
+    header
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn every_operation_has_an_id_and_a_tag() {
+        let document = super::ApiDoc::openapi();
+        for (path, item) in &document.paths.paths {
+            for operation in [&item.get, &item.post, &item.delete].into_iter().flatten() {
+                assert!(operation.operation_id.is_some(), "{path}");
+                assert!(
+                    operation.tags.as_ref().is_some_and(|t| !t.is_empty()),
+                    "{path}"
+                );
+            }
+        }
+    }
+
+    use utoipa::OpenApi as _;
+}
