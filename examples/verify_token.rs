@@ -68,7 +68,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .await?;
     // The defaults of LATCHKEY_ISSUER and LATCHKEY_AUDIENCE.
     match verify(&jwks, &token, "latchkey", "latchkey") {
-        Ok(claims) => println!("valid: user {} session {} until {}", claims.sub, claims.sid, claims.exp),
+        Ok(claims) => println!(
+            "valid: user {} session {} until {}",
+            claims.sub, claims.sid, claims.exp
+        ),
         Err(reason) => {
             println!("rejected: {reason}");
             std::process::exit(1);

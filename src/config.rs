@@ -21,6 +21,10 @@ pub const VARIABLES: &[&str] = &[
     "LATCHKEY_SESSION_TTL",
     "LATCHKEY_SESSION_IDLE_TTL",
     "LATCHKEY_REFRESH_REUSE_GRACE",
+    "LATCHKEY_LOGIN_MAX_FAILURES",
+    "LATCHKEY_LOGIN_IP_MAX_FAILURES",
+    "LATCHKEY_LOGIN_WINDOW",
+    "LATCHKEY_TRUSTED_PROXIES",
     "LATCHKEY_LOG",
     "LATCHKEY_LOG_FORMAT",
     "LATCHKEY_ARGON2_MEMORY_KIB",
@@ -67,6 +71,13 @@ pub struct Settings {
     pub session_ttl: Duration,
     pub session_idle_ttl: Duration,
     pub refresh_reuse_grace: Duration,
+    /// Failed logins an account may take within `login_window`.
+    pub login_max_failures: usize,
+    /// Failed logins a client address may make within `login_window`.
+    pub login_ip_max_failures: usize,
+    pub login_window: Duration,
+    /// Proxies whose `X-Forwarded-For` names the client; empty: the socket peer is the client.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
     /// Origins (`https://app.example.com`) whose pages may call the API; none by default.
     pub cors_origins: Vec<String>,
     pub log_filter: String,
@@ -98,11 +109,7 @@ impl Settings {
     pub fn from_env_with(overrides: &HashMap<&str, String>) -> Result<Self, ConfigError> {
         let mut values = HashMap::new();
         for &variable in VARIABLES {
-            if let Some(value) = std::env::var_os(variable) {
-                let value = value.into_string().map_err(|_| ConfigError {
-                    variable,
-                    problem: "is not valid UTF-8".into(),
-                })?;
+            if let Some(value) = env_var(variable)? {
                 values.insert(variable.to_owned(), value);
             }
         }
@@ -112,13 +119,23 @@ impl Settings {
         Self::from_map(&values)
     }
 
+    /// `LATCHKEY_BIND` alone, for `latchkey healthcheck`: a container health check must not
+    /// fail because some other variable is unusable.
+    pub fn bind_from_env() -> Result<SocketAddr, ConfigError> {
+        let values = env_var("LATCHKEY_BIND")?
+            .map(|value| ("LATCHKEY_BIND".to_owned(), value))
+            .into_iter()
+            .collect();
+        Env(&values).bind()
+    }
+
     /// Reads settings from `values`, as if they were the environment.
     pub fn from_map(values: &HashMap<String, String>) -> Result<Self, ConfigError> {
         let env = Env(values);
         let hash_workers_default = std::thread::available_parallelism().map_or(2, usize::from);
         let settings = Self {
             database_url: env.parse("DATABASE_URL", "latchkey.db", DatabaseUrl::parse)?,
-            bind: env.parse("LATCHKEY_BIND", "127.0.0.1:8080", parse_socket_addr)?,
+            bind: env.bind()?,
             jwt_secret: env.secret("LATCHKEY_JWT_SECRET")?,
             issuer: env.non_empty("LATCHKEY_ISSUER", "latchkey")?,
             audience: env.non_empty("LATCHKEY_AUDIENCE", "latchkey")?,
@@ -126,6 +143,14 @@ impl Settings {
             session_ttl: env.duration("LATCHKEY_SESSION_TTL", "30d", 1)?,
             session_idle_ttl: env.duration("LATCHKEY_SESSION_IDLE_TTL", "7d", 1)?,
             refresh_reuse_grace: env.duration("LATCHKEY_REFRESH_REUSE_GRACE", "10s", 0)?,
+            login_max_failures: env.number("LATCHKEY_LOGIN_MAX_FAILURES", 10, 1..=1_000_000)?,
+            login_ip_max_failures: env.number(
+                "LATCHKEY_LOGIN_IP_MAX_FAILURES",
+                100,
+                1..=1_000_000,
+            )?,
+            login_window: env.duration("LATCHKEY_LOGIN_WINDOW", "15m", 1)?,
+            trusted_proxies: env.parse("LATCHKEY_TRUSTED_PROXIES", "", parse_networks)?,
             cors_origins: env.parse("LATCHKEY_CORS_ORIGINS", "", parse_origins)?,
             log_filter: env.parse("LATCHKEY_LOG", "info", |raw| {
                 crate::telemetry::check_filter(raw).map(|()| raw.trim().to_owned())
@@ -148,9 +173,25 @@ impl Settings {
     }
 }
 
+/// One variable from the process environment.
+fn env_var(variable: &'static str) -> Result<Option<String>, ConfigError> {
+    std::env::var_os(variable)
+        .map(|value| {
+            value.into_string().map_err(|_| ConfigError {
+                variable,
+                problem: "is not valid UTF-8".into(),
+            })
+        })
+        .transpose()
+}
+
 struct Env<'a>(&'a HashMap<String, String>);
 
 impl Env<'_> {
+    fn bind(&self) -> Result<SocketAddr, ConfigError> {
+        self.parse("LATCHKEY_BIND", "127.0.0.1:8080", parse_socket_addr)
+    }
+
     fn raw(&self, variable: &str) -> Option<&str> {
         self.0.get(variable).map(String::as_str)
     }
@@ -284,6 +325,19 @@ fn parse_origins(raw: &str) -> Result<Vec<String>, String> {
         .collect()
 }
 
+/// A comma-separated list of addresses (`10.0.0.7`) or networks (`10.0.0.0/8`, `fd00::/8`).
+fn parse_networks(raw: &str) -> Result<Vec<ipnet::IpNet>, String> {
+    raw.split(',')
+        .map(str::trim)
+        .filter(|item| !item.is_empty())
+        .map(|item| {
+            item.parse::<ipnet::IpNet>()
+                .or_else(|_| item.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                .map_err(|_| format!("{item:?} is not an IP address or network like 10.0.0.0/8"))
+        })
+        .collect()
+}
+
 fn parse_log_format(raw: &str) -> Result<LogFormat, String> {
     match raw.trim() {
         "pretty" => Ok(LogFormat::Pretty),
@@ -335,6 +389,10 @@ mod tests {
         assert_eq!(s.refresh_reuse_grace, Duration::from_secs(10));
         assert_eq!(s.argon2, Argon2Params::default());
         assert!(s.jwt_secret.is_none());
+        assert_eq!(s.login_max_failures, 10);
+        assert_eq!(s.login_ip_max_failures, 100);
+        assert_eq!(s.login_window, Duration::from_secs(15 * 60));
+        assert!(s.trusted_proxies.is_empty());
     }
 
     #[test]
@@ -349,6 +407,10 @@ mod tests {
             ("DATABASE_URL", "sqlite::memory:"),
             ("LATCHKEY_ARGON2_MEMORY_KIB", "12"),
             ("LATCHKEY_CORS_ORIGINS", "*"),
+            ("LATCHKEY_TRUSTED_PROXIES", "10.0.0.0/33"),
+            ("LATCHKEY_TRUSTED_PROXIES", "proxy.internal"),
+            ("LATCHKEY_LOGIN_MAX_FAILURES", "0"),
+            ("LATCHKEY_LOGIN_WINDOW", "forever"),
             ("LATCHKEY_CORS_ORIGINS", "https://app.example.com/"),
             ("LATCHKEY_CORS_ORIGINS", "app.example.com"),
         ];
@@ -370,6 +432,13 @@ mod tests {
             ["https://app.example.com", "http://localhost:5173"]
         );
         assert!(settings(&[]).unwrap().cors_origins.is_empty());
+    }
+
+    #[test]
+    fn trusted_proxies_take_addresses_and_networks() {
+        let s = settings(&[("LATCHKEY_TRUSTED_PROXIES", "10.0.0.0/8, 127.0.0.1,::1")]).unwrap();
+        let rendered: Vec<String> = s.trusted_proxies.iter().map(|n| n.to_string()).collect();
+        assert_eq!(rendered, ["10.0.0.0/8", "127.0.0.1/32", "::1/128"]);
     }
 
     #[test]

@@ -9,6 +9,7 @@ pub mod db;
 pub mod domain;
 pub mod error;
 pub mod http;
+pub mod maintenance;
 mod request_log;
 pub mod startup;
 pub mod telemetry;

@@ -6,4 +6,5 @@ pub mod keys;
 pub mod passwords;
 pub mod refresh_token;
 pub mod sessions;
+pub mod throttle;
 pub mod tokens;

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use chrono::{NaiveDateTime, TimeDelta};
+use chrono::NaiveDateTime;
 
 use super::refresh_token::RefreshToken;
 use crate::db::refresh_tokens::{self, NewRefreshToken};
@@ -35,7 +35,7 @@ impl SessionPolicy {
     pub fn liveness(&self, now: NaiveDateTime) -> Liveness {
         Liveness {
             now,
-            idle_cutoff: now - delta(self.idle_timeout),
+            idle_cutoff: now - db::span(self.idle_timeout),
         }
     }
 }
@@ -73,7 +73,7 @@ pub fn start(
         user_id,
         created_at: now,
         last_used_at: now,
-        expires_at: now + delta(policy.lifetime),
+        expires_at: now + db::span(policy.lifetime),
         user_agent: client.user_agent.as_deref(),
         ip: client.ip.as_deref(),
     };
@@ -136,7 +136,7 @@ pub fn rotate(
 
     let within_grace = generation
         .retired_at
-        .is_some_and(|retired_at| now < retired_at + delta(policy.reuse_grace));
+        .is_some_and(|retired_at| now < retired_at + db::span(policy.reuse_grace));
     let successor_row = refresh_tokens::find(conn, &session.id, generation.generation + 1)?;
     let converged = match (within_grace, successor_row, generation.successor.as_deref()) {
         // Only the immediate predecessor of the live token converges.
@@ -179,8 +179,4 @@ pub fn live_session(
     sessions::find(conn, session_id)?
         .filter(|session| session.user_id == user_id && session.is_live(policy.liveness(db::now())))
         .ok_or(Error::InvalidToken)
-}
-
-fn delta(duration: Duration) -> TimeDelta {
-    TimeDelta::from_std(duration).unwrap_or(TimeDelta::MAX)
 }

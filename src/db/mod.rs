@@ -2,6 +2,7 @@
 //! one repository module per table. This is the only place that writes SQL; it knows
 //! nothing of HTTP or JWT.
 
+pub mod login_failures;
 pub mod refresh_tokens;
 pub mod schema;
 pub mod sessions;
@@ -239,6 +240,12 @@ where
 /// Answers whether the database responds, for `/readyz`.
 pub fn ping(conn: &mut DbConn) -> QueryResult<()> {
     conn.batch_execute("SELECT 1")
+}
+
+/// A configured duration as a time span; durations are bounded at start-up (ten years), so
+/// the saturation never shows.
+pub fn span(duration: Duration) -> chrono::TimeDelta {
+    chrono::TimeDelta::from_std(duration).unwrap_or(chrono::TimeDelta::MAX)
 }
 
 /// The current time as stored: UTC, truncated to microseconds, which PostgreSQL keeps and

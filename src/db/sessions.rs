@@ -113,3 +113,22 @@ pub fn revoke_all_of_user(
         ))
         .execute(conn)
 }
+
+/// Deletes sessions that ended (revoked, expired or idle) before `cutoff`, with their
+/// refresh tokens (ON DELETE CASCADE). `idle_timeout_cutoff` is `cutoff` minus the idle
+/// timeout: a session last used before it had gone idle by `cutoff`.
+pub fn delete_ended_before(
+    conn: &mut DbConn,
+    cutoff: NaiveDateTime,
+    idle_timeout_cutoff: NaiveDateTime,
+) -> QueryResult<usize> {
+    diesel::delete(
+        sessions::table.filter(
+            sessions::revoked_at
+                .lt(cutoff)
+                .or(sessions::expires_at.lt(cutoff))
+                .or(sessions::last_used_at.lt(idle_timeout_cutoff)),
+        ),
+    )
+    .execute(conn)
+}

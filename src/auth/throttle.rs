@@ -1,0 +1,161 @@
+//! Login throttling: at most N failed attempts per account and M per client address within
+//! a sliding window, counted in the database so that every instance enforces one limit.
+//!
+//! An attempt is recorded *before* the password is checked (and withdrawn when it succeeds),
+//! under a per-key lock, so that concurrent attempts cannot all take the same last slot, and
+//! a refused attempt costs no hashing at all.
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use chrono::NaiveDateTime;
+
+use crate::db::{self, DbConn, login_failures};
+use crate::error::Error;
+
+#[derive(Debug, Clone, Copy)]
+pub struct ThrottlePolicy {
+    pub account_max_failures: usize,
+    pub address_max_failures: usize,
+    pub window: Duration,
+}
+
+/// The keys an attempt counts against.
+#[derive(Debug, Clone)]
+pub struct AttemptKeys {
+    account: String,
+    address: String,
+}
+
+impl AttemptKeys {
+    /// `account_id` is the id of the account the identifier names, if any. Attempts on an
+    /// unknown identifier count against the identifier itself, so that they are throttled
+    /// exactly like attempts on a real account and the lockout reveals nothing.
+    pub fn new(account_id: Option<&str>, identifier: &str, address: Option<IpAddr>) -> Self {
+        let account = match account_id {
+            Some(id) => format!("user:{id}"),
+            None => format!("identifier:{}", identifier.trim().to_lowercase()),
+        };
+        let address = match address {
+            Some(address) => format!("ip:{}", network_of(address)),
+            None => "ip:unknown".to_owned(),
+        };
+        Self { account, address }
+    }
+}
+
+/// IPv4 addresses count one by one; IPv6 addresses by /64, the block one subscriber holds.
+fn network_of(address: IpAddr) -> String {
+    match address {
+        IpAddr::V4(v4) => v4.to_string(),
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => v4.to_string(),
+            None => {
+                let s = v6.segments();
+                format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+            }
+        },
+    }
+}
+
+/// A counted attempt, to be withdrawn if the password turns out right.
+#[derive(Debug)]
+pub struct Reservation {
+    keys: AttemptKeys,
+    address_attempt_id: String,
+}
+
+pub enum Admission {
+    Admitted(Reservation),
+    /// Over a limit: the client may try again after this many seconds.
+    Refused {
+        retry_after: u64,
+    },
+}
+
+/// Counts the attempt if both keys are under their limits. Runs in a write transaction.
+pub fn admit(
+    conn: &mut DbConn,
+    keys: AttemptKeys,
+    policy: &ThrottlePolicy,
+) -> Result<Admission, Error> {
+    let now = db::now();
+    let window = db::span(policy.window);
+    let since = now - window;
+    login_failures::lock_keys(conn, &[&keys.account, &keys.address])?;
+
+    let mut retry_after = 0;
+    for (key, max) in [
+        (&keys.account, policy.account_max_failures),
+        (&keys.address, policy.address_max_failures),
+    ] {
+        let times = login_failures::times_since(conn, key, since)?;
+        if times.len() >= max {
+            // The attempt that must age out of the window for a slot to free up.
+            let freeing = times[times.len() - max];
+            retry_after = retry_after.max(seconds_until(freeing + window, now));
+        }
+    }
+    if retry_after > 0 {
+        return Ok(Admission::Refused { retry_after });
+    }
+
+    let address_attempt_id = uuid::Uuid::now_v7().to_string();
+    login_failures::insert(conn, &uuid::Uuid::now_v7().to_string(), &keys.account, now)?;
+    login_failures::insert(conn, &address_attempt_id, &keys.address, now)?;
+    Ok(Admission::Admitted(Reservation {
+        keys,
+        address_attempt_id,
+    }))
+}
+
+/// A successful login resets the account's count and withdraws its attempt from the
+/// address's count.
+pub fn succeeded(conn: &mut DbConn, reservation: &Reservation) -> Result<(), Error> {
+    login_failures::delete_key(conn, &reservation.keys.account)?;
+    login_failures::delete(conn, &reservation.address_attempt_id)?;
+    Ok(())
+}
+
+/// Whole seconds from `now` until `at`, at least 1.
+fn seconds_until(at: NaiveDateTime, now: NaiveDateTime) -> u64 {
+    let millis = (at - now).num_milliseconds().max(0) as u64;
+    millis.div_ceil(1000).max(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ipv6_clients_are_grouped_by_their_64_block() {
+        let a: IpAddr = "2001:db8:1:2:aaaa::1".parse().unwrap();
+        let b: IpAddr = "2001:db8:1:2:bbbb::2".parse().unwrap();
+        let c: IpAddr = "2001:db8:1:3::1".parse().unwrap();
+        assert_eq!(network_of(a), network_of(b));
+        assert_ne!(network_of(a), network_of(c));
+        let mapped: IpAddr = "::ffff:192.0.2.7".parse().unwrap();
+        assert_eq!(network_of(mapped), "192.0.2.7");
+    }
+
+    #[test]
+    fn unknown_identifiers_are_keyed_case_insensitively() {
+        let a = AttemptKeys::new(None, " Ada@Example.com", None);
+        let b = AttemptKeys::new(None, "ada@example.com", None);
+        assert_eq!(a.account, b.account);
+        let known = AttemptKeys::new(Some("42"), "ada@example.com", None);
+        assert_eq!(known.account, "user:42");
+    }
+
+    #[test]
+    fn retry_after_rounds_up_to_whole_seconds() {
+        let now = chrono::DateTime::from_timestamp(1_000, 0)
+            .unwrap()
+            .naive_utc();
+        assert_eq!(
+            seconds_until(now + chrono::TimeDelta::milliseconds(1500), now),
+            2
+        );
+        assert_eq!(seconds_until(now, now), 1);
+    }
+}

@@ -1,0 +1,65 @@
+//! The `login_failures` table: one row per counted login attempt, per throttling key.
+
+use chrono::NaiveDateTime;
+use diesel::prelude::*;
+use diesel::sql_types::Text;
+
+use super::DbConn;
+use super::schema::login_failures;
+
+/// Serialises the callers that count and record attempts for these keys until the end of
+/// the transaction, so that concurrent attempts cannot all pass the same last free slot.
+/// SQLite needs nothing more: its write transactions already run one at a time.
+pub fn lock_keys(conn: &mut DbConn, keys: &[&str]) -> QueryResult<()> {
+    let DbConn::Postgres(pg) = conn else {
+        return Ok(());
+    };
+    let mut keys = keys.to_vec();
+    // One order for everybody, so two transactions never wait on each other in a cycle.
+    keys.sort_unstable();
+    keys.dedup();
+    for key in keys {
+        diesel::sql_query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
+            .bind::<Text, _>(key)
+            .execute(pg)?;
+    }
+    Ok(())
+}
+
+pub fn insert(conn: &mut DbConn, id: &str, key: &str, at: NaiveDateTime) -> QueryResult<()> {
+    diesel::insert_into(login_failures::table)
+        .values((
+            login_failures::id.eq(id),
+            login_failures::throttle_key.eq(key),
+            login_failures::failed_at.eq(at),
+        ))
+        .execute(conn)
+        .map(drop)
+}
+
+/// The times of the key's attempts since `since`, oldest first.
+pub fn times_since(
+    conn: &mut DbConn,
+    key: &str,
+    since: NaiveDateTime,
+) -> QueryResult<Vec<NaiveDateTime>> {
+    login_failures::table
+        .filter(login_failures::throttle_key.eq(key))
+        .filter(login_failures::failed_at.gt(since))
+        .order(login_failures::failed_at.asc())
+        .select(login_failures::failed_at)
+        .load(conn)
+}
+
+pub fn delete(conn: &mut DbConn, id: &str) -> QueryResult<usize> {
+    diesel::delete(login_failures::table.find(id)).execute(conn)
+}
+
+pub fn delete_key(conn: &mut DbConn, key: &str) -> QueryResult<usize> {
+    diesel::delete(login_failures::table.filter(login_failures::throttle_key.eq(key))).execute(conn)
+}
+
+/// Forgets attempts too old to count any more.
+pub fn prune_before(conn: &mut DbConn, cutoff: NaiveDateTime) -> QueryResult<usize> {
+    diesel::delete(login_failures::table.filter(login_failures::failed_at.le(cutoff))).execute(conn)
+}

@@ -1,0 +1,59 @@
+//! Housekeeping that keeps the tables from growing without bound: ended sessions (with
+//! their refresh-token generations) and login attempts too old to count. Every instance
+//! runs it; the deletes are idempotent.
+
+use std::time::Duration;
+
+use chrono::NaiveDateTime;
+
+use crate::auth::sessions::SessionPolicy;
+use crate::db::{self, Db, DbConn, login_failures, sessions};
+use crate::error::Error;
+
+/// How long an ended session stays in the table, for an operator's inspection.
+pub const ENDED_SESSION_RETENTION: Duration = Duration::from_secs(24 * 60 * 60);
+
+#[derive(Debug, Clone, Copy)]
+pub struct PrunePolicy {
+    pub sessions: SessionPolicy,
+    pub login_window: Duration,
+}
+
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Pruned {
+    pub sessions: usize,
+    pub login_failures: usize,
+}
+
+/// Deletes what no rule needs any more, as of `now`.
+pub fn prune(conn: &mut DbConn, policy: &PrunePolicy, now: NaiveDateTime) -> Result<Pruned, Error> {
+    let cutoff = now - db::span(ENDED_SESSION_RETENTION);
+    let idle_cutoff = cutoff - db::span(policy.sessions.idle_timeout);
+    Ok(Pruned {
+        sessions: sessions::delete_ended_before(conn, cutoff, idle_cutoff)?,
+        login_failures: login_failures::prune_before(conn, now - db::span(policy.login_window))?,
+    })
+}
+
+/// Prunes every `every`, for as long as the server runs. Failures (the database being down)
+/// are logged and retried at the next tick.
+pub fn spawn(db: Db, policy: PrunePolicy, every: Duration) {
+    actix_web::rt::spawn(async move {
+        let mut ticks = actix_web::rt::time::interval(every);
+        ticks.tick().await; // the first tick is immediate; start-up has enough to do
+        loop {
+            ticks.tick().await;
+            match db.run(move |conn| prune(conn, &policy, db::now())).await {
+                Ok(pruned) if pruned != Pruned::default() => {
+                    tracing::info!(
+                        sessions = pruned.sessions,
+                        login_failures = pruned.login_failures,
+                        "pruned"
+                    );
+                }
+                Ok(_) => {}
+                Err(error) => tracing::warn!(error = %error, "pruning failed; will retry"),
+            }
+        }
+    });
+}
