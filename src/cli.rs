@@ -1,4 +1,7 @@
-//! The command line: `serve` (the default), `migrate` and `user create`.
+//! The command line: `serve` (the default), `migrate`, `openapi`, `healthcheck` and
+//! `user create`.
+
+mod healthcheck;
 
 use std::collections::HashMap;
 use std::io::Read as _;
@@ -34,6 +37,9 @@ enum Command {
     Migrate,
     /// Print the OpenAPI document (YAML) and exit; touches no database.
     Openapi,
+    /// Exit 0 if the server on LATCHKEY_BIND answers GET /healthz with 200 within 3 s, 1
+    /// otherwise (a container HEALTHCHECK); reads no other setting, touches no database.
+    Healthcheck(HealthcheckArgs),
     /// Manage user accounts.
     #[command(subcommand)]
     User(UserCommand),
@@ -44,6 +50,14 @@ struct ServeArgs {
     /// Address to listen on (overrides LATCHKEY_BIND), like 127.0.0.1:8080.
     #[arg(long)]
     bind: Option<String>,
+}
+
+#[derive(Debug, Args)]
+struct HealthcheckArgs {
+    /// The URL to check instead of http://LATCHKEY_BIND/healthz (0.0.0.0 and :: are read
+    /// as loopback), like http://127.0.0.1:8080/healthz.
+    #[arg(long)]
+    url: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -64,6 +78,8 @@ pub enum CliError {
     Config(#[from] crate::config::ConfigError),
     #[error("{0}")]
     Rejected(String),
+    #[error("healthcheck: {0}")]
+    Unhealthy(String),
     #[error("{0:#}")]
     Failed(#[from] anyhow::Error),
 }
@@ -85,6 +101,7 @@ impl Cli {
     pub fn run_standalone(&self) -> Option<Result<(), CliError>> {
         match self.command {
             Some(Command::Openapi) => Some(print_openapi()),
+            Some(Command::Healthcheck(ref args)) => Some(healthcheck(args)),
             _ => None,
         }
     }
@@ -92,6 +109,7 @@ impl Cli {
     pub async fn run(self, settings: Settings) -> Result<(), CliError> {
         match self.command {
             Some(Command::Openapi) => print_openapi(),
+            Some(Command::Healthcheck(args)) => healthcheck(&args),
             None | Some(Command::Serve(_)) => serve(settings).await,
             Some(Command::Migrate) => {
                 let db = startup::connect(&settings).await?;
@@ -108,6 +126,15 @@ impl Cli {
 fn print_openapi() -> Result<(), CliError> {
     print!("{}", crate::http::openapi::yaml());
     Ok(())
+}
+
+/// Fails with exit code 1 whatever went wrong: container runtimes reserve 2.
+fn healthcheck(args: &HealthcheckArgs) -> Result<(), CliError> {
+    let url = match &args.url {
+        Some(url) => url.clone(),
+        None => healthcheck::url_for_bind(Settings::bind_from_env()?),
+    };
+    healthcheck::check(&url, healthcheck::TIMEOUT).map_err(CliError::Unhealthy)
 }
 
 async fn serve(settings: Settings) -> Result<(), CliError> {

@@ -1,5 +1,5 @@
 //! The `latchkey` binary (API.md "Running it"): configuration errors, `migrate`,
-//! `user create`, serving by default, and `--help`.
+//! `user create`, serving by default, `healthcheck`, and `--help`.
 
 mod support;
 
@@ -422,7 +422,7 @@ async fn help_lists_the_subcommands() {
     let output = run(latchkey(dir.path(), &[]), &["--help"], "").await;
     assert!(output.status.success(), "{}", stderr_of(&output));
     let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-    for subcommand in ["serve", "migrate", "user"] {
+    for subcommand in ["serve", "migrate", "healthcheck", "user"] {
         assert!(
             stdout
                 .lines()
@@ -439,4 +439,79 @@ async fn help_lists_the_subcommands() {
     assert!(!output.status.success());
     assert!(!stderr_of(&output).contains("panicked"));
     assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+}
+
+#[actix_web::test]
+async fn healthcheck_passes_against_a_running_server() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let port = app.address.rsplit(':').next().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    // LATCHKEY_BIND as the server has it, a wildcard bind (checked over loopback), or --url.
+    // Nothing else is read: settings `serve` would refuse do not matter, and no database
+    // is opened.
+    let unusable = [
+        ("DATABASE_URL", "mysql://x"),
+        ("LATCHKEY_JWT_SECRET", "tiny-s3cret"),
+    ];
+    for bind in [format!("127.0.0.1:{port}"), format!("0.0.0.0:{port}")] {
+        let mut env = vec![("LATCHKEY_BIND", bind.as_str())];
+        env.extend(unusable);
+        let output = run(latchkey(dir.path(), &env), &["healthcheck"], "").await;
+        assert!(output.status.success(), "{bind}: {}", stderr_of(&output));
+    }
+    let url = app.url("/healthz");
+    let output = run(
+        latchkey(dir.path(), &unusable),
+        &["healthcheck", "--url", &url],
+        "",
+    )
+    .await;
+    assert!(output.status.success(), "{}", stderr_of(&output));
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+
+    // Any answer but 200 is a failure.
+    let url = app.url("/no-such-page");
+    let output = run(
+        latchkey(dir.path(), &[]),
+        &["healthcheck", "--url", &url],
+        "",
+    )
+    .await;
+    let stderr = assert_one_line_failure(&output);
+    assert!(stderr.contains("404"), "{stderr}");
+}
+
+#[actix_web::test]
+async fn healthcheck_fails_within_seconds_when_nothing_answers() {
+    let dir = tempfile::tempdir().unwrap();
+    // A closed port: refused at once.
+    let bind = format!("127.0.0.1:{}", free_port());
+    let started = Instant::now();
+    let output = run(
+        latchkey(dir.path(), &[("LATCHKEY_BIND", &bind)]),
+        &["healthcheck"],
+        "",
+    )
+    .await;
+    assert!(started.elapsed() < Duration::from_secs(5));
+    let stderr = assert_one_line_failure(&output);
+    // 1, not 2: container runtimes reserve exit code 2 of a health check.
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains(&bind), "{stderr}");
+
+    // A port that accepts connections but never answers: the timeout ends the wait.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/healthz", silent.local_addr().unwrap());
+    let started = Instant::now();
+    let output = run(
+        latchkey(dir.path(), &[]),
+        &["healthcheck", "--url", &url],
+        "",
+    )
+    .await;
+    assert!(started.elapsed() < Duration::from_secs(10));
+    let stderr = assert_one_line_failure(&output);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("no answer within"), "{stderr}");
+    drop(silent);
 }
