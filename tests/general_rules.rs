@@ -23,6 +23,9 @@ backend_tests!(
     a_chunked_body_over_64_kib_is_too_large,
     a_body_just_under_64_kib_is_accepted,
     unknown_json_fields_are_ignored,
+    unknown_json_fields_are_ignored_even_with_nul_characters,
+    nul_characters_in_known_fields_are_refused_like_any_bad_value,
+    null_in_an_optional_field_counts_as_absent,
     unknown_paths_are_not_found,
     wrong_methods_are_not_allowed_with_an_allow_header,
     validation_problems_carry_errors,
@@ -447,6 +450,132 @@ async fn unknown_json_fields_are_ignored(backend: Backend) {
         )
         .await;
     assert_eq!(response.status(), StatusCode::OK);
+}
+
+/// Regression: a NUL anywhere in the body used to refuse it with 400, though unknown fields are
+/// ignored (found by Schemathesis, which adds such fields to schema-valid bodies).
+async fn unknown_json_fields_are_ignored_even_with_nul_characters(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let email = unique_email();
+    let extra = json!({"k\u{0}": ["\u{0}", {"\u{0}": "a\u{0}b"}], "n": 1});
+    let response = app
+        .signup(&json!({
+            "email": email, "password": PASSWORD, "note": "a\u{0}b", "\u{0}": extra,
+        }))
+        .await;
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let tokens = support::Tokens::from(response.json::<Value>().await.unwrap());
+
+    let response = app
+        .login(&json!({"email": email, "password": PASSWORD, "note\u{0}": extra}))
+        .await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let response = app
+        .post(
+            "/refresh",
+            &json!({"refresh_token": tokens.refresh_token, "note": extra}),
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let tokens = support::Tokens::from(response.json::<Value>().await.unwrap());
+    let response = app
+        .send(
+            Method::POST,
+            "/me/password",
+            Some(&tokens.access_token),
+            Some(&json!({
+                "current_password": PASSWORD,
+                "new_password": "a different passphrase",
+                "note": extra,
+            })),
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::NO_CONTENT);
+    let response = app
+        .logout(
+            &tokens.access_token,
+            Some(&json!({"scope": "local", "note": extra})),
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::NO_CONTENT);
+}
+
+/// A NUL is one more character that no email, username or refresh token may hold: each
+/// request gets the answer any other invalid value gets, and PostgreSQL never sees it.
+async fn nul_characters_in_known_fields_are_refused_like_any_bad_value(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let tokens = app.signup_user().await;
+    let cases = [
+        (
+            "/signup",
+            json!({"email": "a\u{0}b@example.com", "password": PASSWORD}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "validation_failed",
+        ),
+        (
+            "/signup",
+            json!({"email": unique_email(), "password": PASSWORD, "username": "ab\u{0}c"}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "validation_failed",
+        ),
+        (
+            "/login",
+            json!({"email": format!("{}\u{0}", tokens.email), "password": PASSWORD}),
+            StatusCode::UNAUTHORIZED,
+            "invalid_credentials",
+        ),
+        (
+            "/login",
+            json!({"username": "ab\u{0}c", "password": PASSWORD}),
+            StatusCode::UNAUTHORIZED,
+            "invalid_credentials",
+        ),
+        (
+            "/login",
+            json!({"email": tokens.email, "password": "\u{0}"}),
+            StatusCode::UNAUTHORIZED,
+            "invalid_credentials",
+        ),
+        (
+            "/refresh",
+            json!({"refresh_token": format!("{}\u{0}", tokens.refresh_token)}),
+            StatusCode::UNAUTHORIZED,
+            "invalid_refresh_token",
+        ),
+    ];
+    for (path, body, status, code) in cases {
+        let response = app.post(path, &body).await;
+        assert_problem(response, status, code).await;
+    }
+    // Nothing was refused for the wrong reason: the session is intact.
+    assert_eq!(app.me(&tokens.access_token).await.status(), StatusCode::OK);
+}
+
+/// `null` in an optional field is the same as leaving it out (openapi.yaml says so).
+async fn null_in_an_optional_field_counts_as_absent(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let email = unique_email();
+    let response = app
+        .signup(&json!({"email": email, "password": PASSWORD, "username": null}))
+        .await;
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["user"]["username"], Value::Null);
+
+    let response = app
+        .login(&json!({"email": email, "username": null, "password": PASSWORD}))
+        .await;
+    assert_eq!(response.status(), StatusCode::OK);
+    // Still exactly one of the two: two nulls are neither.
+    let response = app
+        .login(&json!({"email": null, "username": null, "password": PASSWORD}))
+        .await;
+    assert_problem(
+        response,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "validation_failed",
+    )
+    .await;
 }
 
 async fn unknown_paths_are_not_found(backend: Backend) {

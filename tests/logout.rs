@@ -12,6 +12,7 @@ backend_tests!(
     others_scope_keeps_this_session,
     global_scope_ends_every_session,
     rejects_an_unknown_scope,
+    an_empty_json_body_means_the_default_scope,
     a_second_logout_with_the_same_token_is_refused,
 );
 
@@ -121,4 +122,27 @@ async fn a_second_logout_with_the_same_token_is_refused(backend: Backend) {
         StatusCode::NO_CONTENT
     );
     assert_invalid_token(app.logout(&tokens.access_token, None).await).await;
+}
+
+/// Generated clients send `Content-Type: application/json` with an empty body when the
+/// optional body is left out. A JSON `null` is not an object, so it is malformed.
+async fn an_empty_json_body_means_the_default_scope(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let tokens = app.signup_user().await;
+    let post = |body: &'static str| {
+        app.client
+            .post(app.url("/logout"))
+            .bearer_auth(&tokens.access_token)
+            .header("Content-Type", "application/json")
+            .body(body)
+            .send()
+    };
+
+    let null = post("null").await.unwrap();
+    assert_problem(null, StatusCode::BAD_REQUEST, "malformed_request").await;
+    assert_alive(&app, &tokens).await;
+
+    let empty = post("").await.unwrap();
+    assert_eq!(empty.status(), StatusCode::NO_CONTENT);
+    assert_ended(&app, &tokens).await;
 }

@@ -26,8 +26,15 @@ fn the_binary_prints_it_without_touching_a_database() {
         .env("LATCHKEY_ACCESS_TTL", "not a duration")
         .output()
         .unwrap();
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
-    assert_eq!(String::from_utf8(output.stdout).unwrap(), latchkey::http::openapi::yaml());
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(
+        String::from_utf8(output.stdout).unwrap(),
+        latchkey::http::openapi::yaml()
+    );
 }
 
 #[test]
@@ -50,10 +57,14 @@ fn every_path_of_the_contract_is_documented() {
         .paths
         .iter()
         .flat_map(|(path, item)| {
-            [("GET", &item.get), ("POST", &item.post), ("DELETE", &item.delete)]
-                .into_iter()
-                .filter(|(_, operation)| operation.is_some())
-                .map(move |(method, _)| format!("{method} {path}"))
+            [
+                ("GET", &item.get),
+                ("POST", &item.post),
+                ("DELETE", &item.delete),
+            ]
+            .into_iter()
+            .filter(|(_, operation)| operation.is_some())
+            .map(move |(method, _)| format!("{method} {path}"))
         })
         .collect();
     for expected in [
@@ -70,7 +81,10 @@ fn every_path_of_the_contract_is_documented() {
         "GET /healthz",
         "GET /readyz",
     ] {
-        assert!(documented.contains(&expected.to_owned()), "{expected} is missing");
+        assert!(
+            documented.contains(&expected.to_owned()),
+            "{expected} is missing"
+        );
     }
 }
 
@@ -82,10 +96,18 @@ backend_tests!(
 async fn serves_the_document_and_offline_docs(backend: Backend) {
     let app = TestApp::spawn(backend).await;
 
-    let response = app.client.get(app.url("/openapi.yaml")).send().await.unwrap();
+    let response = app
+        .client
+        .get(app.url("/openapi.yaml"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), StatusCode::OK);
     assert_eq!(response.headers()["content-type"], "application/yaml");
-    assert_eq!(response.text().await.unwrap(), latchkey::http::openapi::yaml());
+    assert_eq!(
+        response.text().await.unwrap(),
+        latchkey::http::openapi::yaml()
+    );
 
     let redirect = app.client.get(app.url("/docs")).send().await.unwrap();
     assert!(redirect.status().is_redirection());

@@ -4,6 +4,10 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, web};
 use secrecy::SecretString;
 use serde::Deserialize;
+use utoipa::openapi::RefOr;
+use utoipa::openapi::schema::{
+    AllOfBuilder, ObjectBuilder, OneOfBuilder, Schema, SchemaType, Type,
+};
 
 use super::AppState;
 use super::extract::Json;
@@ -14,16 +18,55 @@ use crate::db::{self, users};
 use crate::domain::Email;
 use crate::error::{Error, FieldError};
 
-/// Exactly one of `email` and `username`, and the password.
-#[derive(Deserialize, utoipa::ToSchema)]
+/// Exactly one of `email` and `username`, and the password. A `null` is the same as leaving
+/// the field out.
+#[derive(Deserialize)]
 pub struct LoginRequest {
-    #[schema(nullable = false, examples("ada@example.com"))]
     email: Option<String>,
-    #[schema(nullable = false, examples("ada"))]
     username: Option<String>,
-    #[schema(value_type = String, examples("correct horse battery staple"))]
     password: SecretString,
 }
+
+/// The fields, and `oneOf` for "exactly one of `email` and `username`", which the derived
+/// schema cannot say: a request with both or neither is schema-invalid, as the `422` says.
+impl utoipa::PartialSchema for LoginRequest {
+    fn schema() -> RefOr<Schema> {
+        let text = |example: &str| {
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .examples([example])
+        };
+        let text_or_null = |example: &str| {
+            ObjectBuilder::new()
+                .schema_type(SchemaType::from_iter([Type::String, Type::Null]))
+                .examples([example])
+        };
+        let fields = ObjectBuilder::new()
+            .property("email", text_or_null("ada@example.com"))
+            .property("username", text_or_null("ada"))
+            .property("password", text("correct horse battery staple"))
+            .required("password");
+        let given = |field: &str| {
+            ObjectBuilder::new()
+                .property(field, ObjectBuilder::new().schema_type(Type::String))
+                .required(field)
+        };
+        AllOfBuilder::new()
+            .description(Some(
+                "Exactly one of `email` and `username` (a `null` counts as absent), and the \
+                 password.",
+            ))
+            .item(fields)
+            .item(
+                OneOfBuilder::new()
+                    .item(given("email"))
+                    .item(given("username")),
+            )
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for LoginRequest {}
 
 enum Identifier {
     Email(String),
@@ -69,6 +112,9 @@ pub async fn login(
     let user = state
         .db
         .run(move |conn| match identifier {
+            // No stored email or username holds a NUL (signup refuses control characters),
+            // and PostgreSQL cannot even compare text with one: such a name matches nobody.
+            Identifier::Email(name) | Identifier::Username(name) if name.contains('\0') => Ok(None),
             Identifier::Email(email) => Ok(users::find_by_email(conn, &email)?),
             Identifier::Username(username) => Ok(users::find_by_username(conn, &username)?),
         })

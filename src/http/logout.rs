@@ -30,7 +30,7 @@ pub struct LogoutRequest {
 /// End this session (the default), the user's other sessions, or all of them. Their access
 /// and refresh tokens stop working at once. The body is optional.
 #[utoipa::path(post, path = "/logout", tag = "auth", operation_id = "logout",
-    request_body(content = Option<LogoutRequest>, description = "Optional; without it the scope is `local`."),
+    request_body(content = LogoutRequest, description = "Optional; without it the scope is `local`."),
     responses((status = 204, description = "The sessions are revoked.")),
     security(("bearer" = [])))]
 #[tracing::instrument(name = "logout", skip_all, fields(user_id = %caller.user_id))]

@@ -34,7 +34,7 @@ pub struct ChangePasswordRequest {
     #[schema(value_type = String)]
     current_password: SecretString,
     /// Follows the signup rules for passwords.
-    #[schema(value_type = String)]
+    #[schema(value_type = String, min_length = 8, max_length = 128)]
     new_password: SecretString,
 }
 

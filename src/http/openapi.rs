@@ -42,7 +42,7 @@ use super::{health, login, logout, me, problem, refresh, sessions, signup, well_
         health::readyz,
     ),
     components(schemas(problem::Problem, crate::error::FieldError)),
-    modifiers(&BearerScheme, &CommonResponses),
+    modifiers(&BearerScheme, &CommonResponses, &OptionalBodies),
     tags(
         (name = "auth", description = "Accounts, logins and tokens"),
         (name = "account", description = "The caller's own account"),
@@ -167,6 +167,32 @@ fn add_common_responses(operation: &mut Operation, uses_database: bool) {
                 )
                 .build(),
         );
+    }
+}
+
+/// Operations whose body may be left out. utoipa marks a body optional only by typing it
+/// `Option<T>`, which also makes it `oneOf: [T, null]` and trips client generators.
+struct OptionalBodies;
+
+const OPTIONAL_BODY_OPERATIONS: &[&str] = &["logout"];
+
+impl Modify for OptionalBodies {
+    fn modify(&self, openapi: &mut Document) {
+        let operations = openapi
+            .paths
+            .paths
+            .values_mut()
+            .flat_map(|item| [&mut item.get, &mut item.post, &mut item.delete])
+            .flatten();
+        for operation in operations {
+            let optional = operation
+                .operation_id
+                .as_deref()
+                .is_some_and(|id| OPTIONAL_BODY_OPERATIONS.contains(&id));
+            if let (true, Some(RefOr::T(body))) = (optional, &mut operation.request_body) {
+                body.required = Some(utoipa::openapi::Required::False);
+            }
+        }
     }
 }
 

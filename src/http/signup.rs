@@ -17,13 +17,15 @@ use crate::error::Error;
 #[derive(Deserialize, utoipa::ToSchema)]
 pub struct SignupRequest {
     /// A valid address of at most 254 characters; stored trimmed and lowercased.
-    #[schema(examples("ada@example.com"))]
+    #[schema(format = Email, examples("ada@example.com"))]
     email: String,
     /// 8 to 128 characters, not a common password, not the email or username.
-    #[schema(value_type = String, examples("correct horse battery staple"))]
+    #[schema(value_type = String, min_length = 8, max_length = 128,
+        examples("correct horse battery staple"))]
     password: SecretString,
-    /// 3 to 32 characters of `A-Z a-z 0-9 _ . -`, unique ignoring case.
-    #[schema(nullable = false, examples("ada"))]
+    /// 3 to 32 characters of `A-Z a-z 0-9 _ . -`, unique ignoring case. Optional; `null` is
+    /// the same as leaving it out.
+    #[schema(pattern = "^[A-Za-z0-9_.-]{3,32}$", examples("ada"))]
     username: Option<String>,
 }
 
