@@ -25,6 +25,7 @@ pub const VARIABLES: &[&str] = &[
     "LATCHKEY_LOGIN_IP_MAX_FAILURES",
     "LATCHKEY_LOGIN_WINDOW",
     "LATCHKEY_TRUSTED_PROXIES",
+    "LATCHKEY_PRUNE_INTERVAL",
     "LATCHKEY_LOG",
     "LATCHKEY_LOG_FORMAT",
     "LATCHKEY_ARGON2_MEMORY_KIB",
@@ -78,6 +79,8 @@ pub struct Settings {
     pub login_window: Duration,
     /// Proxies whose `X-Forwarded-For` names the client; empty: the socket peer is the client.
     pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// How often ended sessions and stale login attempts are deleted.
+    pub prune_interval: Duration,
     /// Origins (`https://app.example.com`) whose pages may call the API; none by default.
     pub cors_origins: Vec<String>,
     pub log_filter: String,
@@ -151,6 +154,7 @@ impl Settings {
             )?,
             login_window: env.duration("LATCHKEY_LOGIN_WINDOW", "15m", 1)?,
             trusted_proxies: env.parse("LATCHKEY_TRUSTED_PROXIES", "", parse_networks)?,
+            prune_interval: env.duration("LATCHKEY_PRUNE_INTERVAL", "10m", 1)?,
             cors_origins: env.parse("LATCHKEY_CORS_ORIGINS", "", parse_origins)?,
             log_filter: env.parse("LATCHKEY_LOG", "info", |raw| {
                 crate::telemetry::check_filter(raw).map(|()| raw.trim().to_owned())

@@ -44,6 +44,9 @@ pub enum Error {
     InvalidCredentials,
     #[error("account disabled")]
     AccountDisabled,
+    /// Too many failed logins for the account or the client address.
+    #[error("too many attempts")]
+    TooManyAttempts { retry_after: u64 },
     #[error("invalid refresh token")]
     InvalidRefreshToken,
     #[error("refresh token reused")]

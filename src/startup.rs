@@ -11,10 +11,12 @@ use anyhow::Context as _;
 use crate::auth::keys::KeySet;
 use crate::auth::passwords::Passwords;
 use crate::auth::sessions::SessionPolicy;
+use crate::auth::throttle::ThrottlePolicy;
 use crate::auth::tokens::AccessTokens;
 use crate::config::Settings;
 use crate::db::{Db, PoolOptions};
 use crate::http::{self, AppState};
+use crate::maintenance::{self, PrunePolicy};
 use crate::{domain, request_log};
 
 pub struct Application {
@@ -46,16 +48,28 @@ impl Application {
             Passwords::new(argon2, workers)
         })
         .await??;
+        let policy = SessionPolicy {
+            lifetime: settings.session_ttl,
+            idle_timeout: settings.session_idle_ttl,
+            reuse_grace: settings.refresh_reuse_grace,
+        };
         let state = web::Data::new(AppState {
             db,
             passwords,
             tokens,
-            policy: SessionPolicy {
-                lifetime: settings.session_ttl,
-                idle_timeout: settings.session_idle_ttl,
-                reuse_grace: settings.refresh_reuse_grace,
+            policy,
+            throttle: ThrottlePolicy {
+                account_max_failures: settings.login_max_failures,
+                address_max_failures: settings.login_ip_max_failures,
+                window: settings.login_window,
             },
+            trusted_proxies: settings.trusted_proxies.clone(),
         });
+        let prune = PrunePolicy {
+            sessions: policy,
+            login_window: settings.login_window,
+        };
+        maintenance::spawn(state.db.clone(), prune, settings.prune_interval);
 
         let listener = TcpListener::bind(settings.bind)
             .with_context(|| format!("binding {}", settings.bind))?;

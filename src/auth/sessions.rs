@@ -44,7 +44,7 @@ impl SessionPolicy {
 #[derive(Debug, Clone, Default)]
 pub struct ClientInfo {
     pub user_agent: Option<String>,
-    pub ip: Option<String>,
+    pub ip: Option<std::net::IpAddr>,
 }
 
 /// A session and the refresh token that continues it.
@@ -68,6 +68,7 @@ pub fn start(
 ) -> Result<Continued, Error> {
     let now = db::now();
     let id = uuid::Uuid::now_v7().to_string();
+    let ip = client.ip.map(|ip| ip.to_string());
     let new_session = NewSession {
         id: &id,
         user_id,
@@ -75,7 +76,7 @@ pub fn start(
         last_used_at: now,
         expires_at: now + db::span(policy.lifetime),
         user_agent: client.user_agent.as_deref(),
-        ip: client.ip.as_deref(),
+        ip: ip.as_deref(),
     };
     sessions::insert(conn, &new_session)?;
     let refresh_token = RefreshToken::generate().map_err(Error::internal)?;

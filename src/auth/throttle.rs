@@ -8,7 +8,10 @@
 use std::net::IpAddr;
 use std::time::Duration;
 
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::NaiveDateTime;
+use sha2::{Digest, Sha256};
 
 use crate::db::{self, DbConn, login_failures};
 use crate::error::Error;
@@ -34,7 +37,11 @@ impl AttemptKeys {
     pub fn new(account_id: Option<&str>, identifier: &str, address: Option<IpAddr>) -> Self {
         let account = match account_id {
             Some(id) => format!("user:{id}"),
-            None => format!("identifier:{}", identifier.trim().to_lowercase()),
+            // A digest: what strangers typed is not kept, and any text (NUL included) fits.
+            None => {
+                let digest = Sha256::digest(identifier.trim().to_lowercase().as_bytes());
+                format!("identifier:{}", URL_SAFE_NO_PAD.encode(digest))
+            }
         };
         let address = match address {
             Some(address) => format!("ip:{}", network_of(address)),
@@ -143,6 +150,12 @@ mod tests {
         let a = AttemptKeys::new(None, " Ada@Example.com", None);
         let b = AttemptKeys::new(None, "ada@example.com", None);
         assert_eq!(a.account, b.account);
+        assert!(
+            !a.account.contains("ada"),
+            "typed identifiers are not stored"
+        );
+        let nul = AttemptKeys::new(None, "a\0b", None);
+        assert!(!nul.account.contains('\0'));
         let known = AttemptKeys::new(Some("42"), "ada@example.com", None);
         assert_eq!(known.account, "user:42");
     }

@@ -5,13 +5,15 @@ use std::future::{Ready, ready};
 
 use actix_web::dev::Payload;
 use actix_web::error::PayloadError;
-use actix_web::http::header;
+use actix_web::http::header::{self, HeaderName};
 use actix_web::mime;
 use actix_web::{FromRequest, HttpMessage as _, HttpRequest, web};
 use futures_util::future::LocalBoxFuture;
 use serde::de::DeserializeOwned;
 use serde_json::error::Category;
 
+use super::AppState;
+use super::client_address::client_address;
 use crate::auth::sessions::ClientInfo;
 use crate::error::Error;
 
@@ -146,7 +148,16 @@ impl FromRequest for ClientInfo {
             .get(header::USER_AGENT)
             .and_then(|value| value.to_str().ok())
             .map(|agent| agent.chars().take(MAX_USER_AGENT_CHARS).collect());
-        let ip = request.peer_addr().map(|addr| addr.ip().to_string());
+        let trusted = request
+            .app_data::<web::Data<AppState>>()
+            .map_or(&[][..], |state| &state.trusted_proxies[..]);
+        let forwarded_for = request
+            .headers()
+            .get_all(HeaderName::from_static("x-forwarded-for"))
+            .filter_map(|value| value.to_str().ok());
+        let ip = request
+            .peer_addr()
+            .map(|peer| client_address(peer.ip(), forwarded_for, trusted));
         ready(Ok(ClientInfo { user_agent, ip }))
     }
 }

@@ -14,6 +14,7 @@ use super::extract::Json;
 use super::problem::Problem;
 use super::responses::{TokenBody, token_response};
 use crate::auth::sessions::{self, ClientInfo};
+use crate::auth::throttle::{self, Admission, AttemptKeys};
 use crate::db::{self, users};
 use crate::domain::Email;
 use crate::error::{Error, FieldError};
@@ -73,6 +74,14 @@ enum Identifier {
     Username(String),
 }
 
+impl Identifier {
+    fn text(&self) -> &str {
+        match self {
+            Self::Email(text) | Self::Username(text) => text,
+        }
+    }
+}
+
 impl LoginRequest {
     fn identifier(&self) -> Result<Identifier, Error> {
         match (&self.email, &self.username) {
@@ -101,6 +110,8 @@ impl LoginRequest {
         (status = 401, description = "`invalid_credentials`: the account or the password is wrong (one answer for both).", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "`account_disabled`: the right password for a disabled account.", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "`validation_failed`: give exactly one of `email` and `username`.", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "`too_many_attempts`: too many failed logins for this account or from this address within the window; the right password is refused too until `Retry-After` has passed.", body = Problem, content_type = "application/problem+json",
+            headers(("Retry-After" = u64, description = "Seconds until an attempt is allowed again."))),
     ))]
 #[tracing::instrument(name = "login", skip_all)]
 pub async fn login(
@@ -109,16 +120,34 @@ pub async fn login(
     Json(request): Json<LoginRequest>,
 ) -> Result<HttpResponse, Error> {
     let identifier = request.identifier()?;
-    let user = state
+    let (throttle, address) = (state.throttle, client.ip);
+    let (user, admission) = state
         .db
-        .run(move |conn| match identifier {
-            // No stored email or username holds a NUL (signup refuses control characters),
-            // and PostgreSQL cannot even compare text with one: such a name matches nobody.
-            Identifier::Email(name) | Identifier::Username(name) if name.contains('\0') => Ok(None),
-            Identifier::Email(email) => Ok(users::find_by_email(conn, &email)?),
-            Identifier::Username(username) => Ok(users::find_by_username(conn, &username)?),
+        .run(move |conn| {
+            let user = match &identifier {
+                // No stored email or username holds a NUL (signup refuses control
+                // characters), and PostgreSQL cannot even compare text with one.
+                Identifier::Email(name) | Identifier::Username(name) if name.contains('\0') => None,
+                Identifier::Email(email) => users::find_by_email(conn, email)?,
+                Identifier::Username(username) => users::find_by_username(conn, username)?,
+            };
+            let keys = AttemptKeys::new(
+                user.as_ref().map(|u| u.id.as_str()),
+                identifier.text(),
+                address,
+            );
+            let admission =
+                db::write_transaction(conn, |conn| throttle::admit(conn, keys, &throttle))?;
+            Ok((user, admission))
         })
         .await?;
+    let reservation = match admission {
+        Admission::Admitted(reservation) => reservation,
+        Admission::Refused { retry_after } => {
+            tracing::warn!(retry_after, "login throttled");
+            return Err(Error::TooManyAttempts { retry_after });
+        }
+    };
     // An unknown account is checked against a decoy hash: the same work, the same answer.
     let stored_hash = user.as_ref().map(|user| user.password_hash.clone());
     let verification = state
@@ -149,6 +178,7 @@ pub async fn login(
                 if let Some(hash) = &rehashed {
                     users::set_password_hash(conn, &user_id, hash, db::now())?;
                 }
+                throttle::succeeded(conn, &reservation)?;
                 sessions::start(conn, &user_id, &client, &policy)
             })
         })

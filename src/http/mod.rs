@@ -2,6 +2,7 @@
 //! Handlers are thin: they parse the request, call `auth` and `db`, and shape the response.
 
 mod authn;
+mod client_address;
 mod cors;
 mod extract;
 mod health;
@@ -24,6 +25,7 @@ pub use extract::MAX_BODY_BYTES;
 
 use crate::auth::passwords::Passwords;
 use crate::auth::sessions::SessionPolicy;
+use crate::auth::throttle::ThrottlePolicy;
 use crate::auth::tokens::AccessTokens;
 use crate::db::Db;
 use crate::error::Error;
@@ -34,6 +36,9 @@ pub struct AppState {
     pub passwords: Passwords,
     pub tokens: AccessTokens,
     pub policy: SessionPolicy,
+    pub throttle: ThrottlePolicy,
+    /// Proxies whose `X-Forwarded-For` is believed.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
 }
 
 /// Registers every route of `API.md`.

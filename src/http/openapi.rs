@@ -163,7 +163,7 @@ fn add_common_responses(operation: &mut Operation, uses_database: bool) {
             problem_response("`service_unavailable`: the database cannot be reached; retry later.")
                 .header(
                     "Retry-After",
-                    string_header("Seconds to wait before retrying."),
+                    integer_header("Seconds to wait before retrying."),
                 )
                 .build(),
         );
@@ -205,7 +205,15 @@ fn problem_response(description: &str) -> ResponseBuilder {
 }
 
 fn string_header(description: &str) -> Header {
-    let mut header = Header::new(Object::with_type(Type::String));
+    described_header(Type::String, description)
+}
+
+fn integer_header(description: &str) -> Header {
+    described_header(Type::Integer, description)
+}
+
+fn described_header(kind: Type, description: &str) -> Header {
+    let mut header = Header::new(Object::with_type(kind));
     header.description = Some(description.to_owned());
     header
 }

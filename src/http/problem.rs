@@ -43,6 +43,7 @@ impl Error {
             Self::UsernameTaken => "username_taken",
             Self::InvalidCredentials => "invalid_credentials",
             Self::AccountDisabled => "account_disabled",
+            Self::TooManyAttempts { .. } => "too_many_attempts",
             Self::InvalidRefreshToken => "invalid_refresh_token",
             Self::RefreshTokenReused => "refresh_token_reused",
             Self::MissingToken => "missing_token",
@@ -66,6 +67,9 @@ impl Error {
             Self::UsernameTaken => "An account with this username already exists.",
             Self::InvalidCredentials => "The account or password is wrong.",
             Self::AccountDisabled => "This account has been disabled.",
+            Self::TooManyAttempts { .. } => {
+                "Too many failed login attempts; try again after the time in Retry-After."
+            }
             Self::InvalidRefreshToken => "The refresh token is invalid, expired or revoked.",
             Self::RefreshTokenReused => {
                 "The refresh token was already used; the session has been revoked. Log in again."
@@ -94,6 +98,7 @@ impl ResponseError for Error {
             | Self::MissingToken
             | Self::InvalidToken => StatusCode::UNAUTHORIZED,
             Self::AccountDisabled => StatusCode::FORBIDDEN,
+            Self::TooManyAttempts { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -126,6 +131,9 @@ impl ResponseError for Error {
             }
             Self::Unavailable(_) => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+            }
+            Self::TooManyAttempts { retry_after } => {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from(*retry_after));
             }
             _ => {}
         }
