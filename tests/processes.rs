@@ -1,0 +1,375 @@
+//! Real `latchkey serve` processes: several instances on one PostgreSQL database agree on
+//! every rule, and a whole flow leaves no secret in the logs.
+
+mod support;
+
+use std::io::Read as _;
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use reqwest::{Method, Response, StatusCode};
+use serde_json::{Value, json};
+use support::{Backend, PASSWORD, TestDatabase, Tokens, assert_problem, unique_email};
+
+/// A `latchkey serve` child process, killed when dropped. Its standard error (the logs) goes
+/// to a file, read by [`ServerProcess::logs`].
+struct ServerProcess {
+    child: Child,
+    url: String,
+    log_path: std::path::PathBuf,
+    _dir: tempfile::TempDir,
+    client: reqwest::Client,
+}
+
+impl ServerProcess {
+    async fn start(database_url: &str, env: &[(&str, &str)]) -> Self {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let dir = tempfile::tempdir().unwrap();
+        let log_path = dir.path().join("server.log");
+        let log = std::fs::File::create(&log_path).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_latchkey"))
+            .arg("serve")
+            .env_clear()
+            .env("DATABASE_URL", database_url)
+            .env("LATCHKEY_BIND", format!("127.0.0.1:{port}"))
+            .env("LATCHKEY_DB_POOL_SIZE", "4")
+            .envs(env.iter().copied())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("starting latchkey");
+        let server = Self {
+            child,
+            url: format!("http://127.0.0.1:{port}"),
+            log_path,
+            _dir: dir,
+            client: reqwest::Client::new(),
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let ready = server.client.get(server.at("/healthz")).send().await;
+            if ready.is_ok_and(|r| r.status() == StatusCode::OK) {
+                return server;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "latchkey did not start:\n{}",
+                server.logs()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    fn at(&self, path: &str) -> String {
+        format!("{}{path}", self.url)
+    }
+
+    async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> Response {
+        let mut request = self.client.request(method, self.at(path));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        request.send().await.unwrap()
+    }
+
+    async fn post(&self, path: &str, body: Value) -> Response {
+        self.send(Method::POST, path, None, Some(body)).await
+    }
+
+    async fn tokens(&self, path: &str, body: Value) -> Tokens {
+        let response = self.post(path, body).await;
+        assert!(
+            response.status().is_success(),
+            "{path}: {}",
+            response.status()
+        );
+        Tokens::from(response.json::<Value>().await.unwrap())
+    }
+
+    async fn me(&self, token: &str) -> StatusCode {
+        self.send(Method::GET, "/me", Some(token), None)
+            .await
+            .status()
+    }
+
+    fn logs(&self) -> String {
+        let mut text = String::new();
+        std::fs::File::open(&self.log_path)
+            .and_then(|mut file| file.read_to_string(&mut text))
+            .unwrap();
+        text
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Two instances on one fresh PostgreSQL database, or `None` when PostgreSQL is skipped.
+async fn two_instances(
+    env: &[(&str, &str)],
+) -> Option<(TestDatabase, ServerProcess, ServerProcess)> {
+    if !support::postgres_available() {
+        return None;
+    }
+    let database = TestDatabase::create(Backend::Postgres);
+    let first = ServerProcess::start(&database.url, env).await;
+    let second = ServerProcess::start(&database.url, env).await;
+    Some((database, first, second))
+}
+
+fn credentials(email: &str, password: &str) -> Value {
+    json!({"email": email, "password": password})
+}
+
+#[actix_web::test]
+async fn logout_and_password_change_on_one_instance_hold_on_the_other() {
+    let Some((_db, a, b)) = two_instances(&[]).await else {
+        return;
+    };
+    let email = unique_email();
+    let first = a.tokens("/signup", credentials(&email, PASSWORD)).await;
+    let second = b.tokens("/login", credentials(&email, PASSWORD)).await;
+    let third = a.tokens("/login", credentials(&email, PASSWORD)).await;
+    assert_eq!(
+        b.me(&first.access_token).await,
+        StatusCode::OK,
+        "one key for both"
+    );
+
+    let logout = a
+        .send(Method::POST, "/logout", Some(&second.access_token), None)
+        .await;
+    assert_eq!(logout.status(), StatusCode::NO_CONTENT);
+    assert_eq!(b.me(&second.access_token).await, StatusCode::UNAUTHORIZED);
+    let refresh = b
+        .post("/refresh", json!({"refresh_token": second.refresh_token}))
+        .await;
+    assert_problem(refresh, StatusCode::UNAUTHORIZED, "invalid_refresh_token").await;
+
+    let change = json!({"current_password": PASSWORD, "new_password": "another fine passphrase"});
+    let changed = b
+        .send(
+            Method::POST,
+            "/me/password",
+            Some(&first.access_token),
+            Some(change),
+        )
+        .await;
+    assert_eq!(changed.status(), StatusCode::NO_CONTENT);
+    assert_eq!(a.me(&third.access_token).await, StatusCode::UNAUTHORIZED);
+    assert_eq!(a.me(&first.access_token).await, StatusCode::OK);
+    let old = a.post("/login", credentials(&email, PASSWORD)).await;
+    assert_problem(old, StatusCode::UNAUTHORIZED, "invalid_credentials").await;
+    a.tokens("/login", credentials(&email, "another fine passphrase"))
+        .await;
+}
+
+#[actix_web::test]
+async fn rotation_and_reuse_detection_hold_across_instances() {
+    let Some((_db, a, b)) = two_instances(&[("LATCHKEY_REFRESH_REUSE_GRACE", "0")]).await else {
+        return;
+    };
+    let tokens = a
+        .tokens("/signup", credentials(&unique_email(), PASSWORD))
+        .await;
+    let rotated = b
+        .tokens("/refresh", json!({"refresh_token": tokens.refresh_token}))
+        .await;
+
+    let replay = a
+        .post("/refresh", json!({"refresh_token": tokens.refresh_token}))
+        .await;
+
+    assert_problem(replay, StatusCode::UNAUTHORIZED, "refresh_token_reused").await;
+    assert_eq!(b.me(&rotated.access_token).await, StatusCode::UNAUTHORIZED);
+    let newest = b
+        .post("/refresh", json!({"refresh_token": rotated.refresh_token}))
+        .await;
+    assert_problem(newest, StatusCode::UNAUTHORIZED, "invalid_refresh_token").await;
+}
+
+#[actix_web::test]
+async fn concurrent_refreshes_through_both_instances_converge() {
+    let Some((_db, a, b)) = two_instances(&[]).await else {
+        return;
+    };
+    let tokens = a
+        .tokens("/signup", credentials(&unique_email(), PASSWORD))
+        .await;
+    let body = json!({"refresh_token": tokens.refresh_token});
+    let refreshes = (0..8).map(|i| {
+        let server = if i % 2 == 0 { &a } else { &b };
+        server.post("/refresh", body.clone())
+    });
+
+    let mut successors = Vec::new();
+    for response in futures_util::future::join_all(refreshes).await {
+        assert_eq!(response.status(), StatusCode::OK);
+        let body: Value = response.json().await.unwrap();
+        successors.push(body["refresh_token"].as_str().unwrap().to_owned());
+    }
+    successors.dedup();
+    assert_eq!(successors.len(), 1, "one successor for every caller");
+}
+
+#[actix_web::test]
+async fn a_lockout_and_concurrent_signups_hold_across_instances() {
+    let Some((_db, a, b)) = two_instances(&[("LATCHKEY_LOGIN_MAX_FAILURES", "2")]).await else {
+        return;
+    };
+    let email = unique_email();
+    let signups = (0..20).map(|i| {
+        let server = if i % 2 == 0 { &a } else { &b };
+        server.post("/signup", credentials(&email, PASSWORD))
+    });
+    let statuses: Vec<StatusCode> = futures_util::future::join_all(signups)
+        .await
+        .iter()
+        .map(Response::status)
+        .collect();
+    let created = statuses
+        .iter()
+        .filter(|s| **s == StatusCode::CREATED)
+        .count();
+    let conflicts = statuses
+        .iter()
+        .filter(|s| **s == StatusCode::CONFLICT)
+        .count();
+    assert_eq!((created, conflicts), (1, 19), "{statuses:?}");
+
+    assert_eq!(
+        a.post("/login", credentials(&email, "wrong guess one"))
+            .await
+            .status(),
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        b.post("/login", credentials(&email, "wrong guess two"))
+            .await
+            .status(),
+        StatusCode::UNAUTHORIZED
+    );
+    let locked = a.post("/login", credentials(&email, PASSWORD)).await;
+    assert_problem(locked, StatusCode::TOO_MANY_REQUESTS, "too_many_attempts").await;
+    let locked = b.post("/login", credentials(&email, PASSWORD)).await;
+    assert_problem(locked, StatusCode::TOO_MANY_REQUESTS, "too_many_attempts").await;
+}
+
+/// A whole flow at debug level, in both log formats: no password, token, hash or secret
+/// appears in any log line.
+#[actix_web::test]
+async fn no_secret_ever_reaches_the_logs() {
+    let secret = "a-shared-secret-that-must-never-be-logged-0123456789";
+    for format in ["pretty", "json"] {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("logs.db").display());
+        let env = [
+            ("LATCHKEY_LOG", "debug"),
+            ("LATCHKEY_LOG_FORMAT", format),
+            ("LATCHKEY_JWT_SECRET", secret),
+        ];
+        let server = ServerProcess::start(&url, &env).await;
+        let email = unique_email();
+        let new_password = "the second passphrase";
+        let mut seen = vec![
+            PASSWORD.to_owned(),
+            new_password.to_owned(),
+            secret.to_owned(),
+        ];
+
+        let first = server
+            .tokens("/signup", credentials(&email, PASSWORD))
+            .await;
+        let wrong = server
+            .post("/login", credentials(&email, "a wrong passphrase here"))
+            .await;
+        assert_eq!(wrong.status(), StatusCode::UNAUTHORIZED);
+        seen.push("a wrong passphrase here".to_owned());
+        let second = server.tokens("/login", credentials(&email, PASSWORD)).await;
+        let refreshed = server
+            .tokens("/refresh", json!({"refresh_token": second.refresh_token}))
+            .await;
+        let forged = format!("{}x", refreshed.access_token);
+        assert_eq!(server.me(&forged).await, StatusCode::UNAUTHORIZED);
+        let change = json!({"current_password": PASSWORD, "new_password": new_password});
+        let changed = server
+            .send(
+                Method::POST,
+                "/me/password",
+                Some(&first.access_token),
+                Some(change),
+            )
+            .await;
+        assert_eq!(changed.status(), StatusCode::NO_CONTENT);
+        server
+            .send(Method::GET, "/sessions", Some(&first.access_token), None)
+            .await;
+        let bad_json = server
+            .client
+            .post(server.at("/login"))
+            .header("Content-Type", "application/json")
+            .body(format!(
+                r#"{{"email": "{email}", "password": 31415926535897}}"#
+            ))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(bad_json.status(), StatusCode::BAD_REQUEST);
+        seen.push("31415926535897".to_owned());
+        let delete = json!({"password": new_password});
+        let deleted = server
+            .send(
+                Method::DELETE,
+                "/me",
+                Some(&first.access_token),
+                Some(delete),
+            )
+            .await;
+        assert_eq!(deleted.status(), StatusCode::NO_CONTENT);
+        for tokens in [&first, &second, &refreshed] {
+            seen.push(tokens.access_token.clone());
+            seen.push(tokens.refresh_token.clone());
+            // A signature alone, in case a token were logged cut or reformatted.
+            seen.push(tokens.access_token.rsplit('.').next().unwrap().to_owned());
+        }
+
+        let logs = server.logs();
+        assert!(logs.lines().count() > 10, "the flow was logged:\n{logs}");
+        assert!(
+            logs.contains("/signup") && logs.contains("logged in"),
+            "{logs}"
+        );
+        for secret in &seen {
+            assert!(
+                !logs.contains(secret.as_str()),
+                "{format} logs contain {secret:?}:\n{logs}"
+            );
+        }
+        assert!(
+            !logs.contains("$argon2"),
+            "a password hash was logged:\n{logs}"
+        );
+        assert!(
+            !logs.to_lowercase().contains("bearer ey"),
+            "an Authorization header was logged"
+        );
+    }
+}
