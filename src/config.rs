@@ -26,6 +26,7 @@ pub const VARIABLES: &[&str] = &[
     "LATCHKEY_LOGIN_WINDOW",
     "LATCHKEY_TRUSTED_PROXIES",
     "LATCHKEY_PRUNE_INTERVAL",
+    "LATCHKEY_CLIENT_TIMEOUT",
     "LATCHKEY_LOG",
     "LATCHKEY_LOG_FORMAT",
     "LATCHKEY_ARGON2_MEMORY_KIB",
@@ -81,6 +82,9 @@ pub struct Settings {
     pub trusted_proxies: Vec<ipnet::IpNet>,
     /// How often ended sessions and stale login attempts are deleted.
     pub prune_interval: Duration,
+    /// How long a client may take to send a request's head: slow clients cannot hold
+    /// connections open indefinitely.
+    pub client_timeout: Duration,
     /// Origins (`https://app.example.com`) whose pages may call the API; none by default.
     pub cors_origins: Vec<String>,
     pub log_filter: String,
@@ -155,6 +159,7 @@ impl Settings {
             login_window: env.duration("LATCHKEY_LOGIN_WINDOW", "15m", 1)?,
             trusted_proxies: env.parse("LATCHKEY_TRUSTED_PROXIES", "", parse_networks)?,
             prune_interval: env.duration("LATCHKEY_PRUNE_INTERVAL", "10m", 1)?,
+            client_timeout: env.duration("LATCHKEY_CLIENT_TIMEOUT", "10s", 1)?,
             cors_origins: env.parse("LATCHKEY_CORS_ORIGINS", "", parse_origins)?,
             log_filter: env.parse("LATCHKEY_LOG", "info", |raw| {
                 crate::telemetry::check_filter(raw).map(|()| raw.trim().to_owned())

@@ -30,6 +30,9 @@ pub enum Error {
     UnsupportedMediaType,
     #[error("payload too large")]
     PayloadTooLarge,
+    /// The client took too long to send its body.
+    #[error("request timeout")]
+    RequestTimeout,
     #[error("validation failed")]
     Validation(Vec<FieldError>),
     #[error("not found")]

@@ -64,6 +64,7 @@ impl Application {
                 window: settings.login_window,
             },
             trusted_proxies: settings.trusted_proxies.clone(),
+            client_timeout: settings.client_timeout,
         });
         let prune = PrunePolicy {
             sessions: policy,
@@ -85,7 +86,7 @@ impl Application {
                 .configure(http::routes)
         })
         .listen(listener)?
-        .client_request_timeout(Duration::from_secs(10))
+        .client_request_timeout(settings.client_timeout)
         .client_disconnect_timeout(Duration::from_secs(2))
         .shutdown_timeout(30)
         .run();

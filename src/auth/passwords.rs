@@ -1,14 +1,14 @@
-//! Argon2id hashing and verification, run on blocking threads behind a semaphore bounded to
-//! the core count: a flood of logins waits its turn instead of pinning every thread and
-//! allocating the hash's memory once per request.
+//! Argon2id hashing and verification, run on a [`HashPool`] of as many threads as cores: a
+//! flood of logins waits its turn instead of pinning every thread and allocating the hash's
+//! memory once per request.
 
 use std::sync::Arc;
 
 use argon2::password_hash::{PasswordHash, PasswordHasher as _, PasswordVerifier as _, SaltString};
 use argon2::{Algorithm, Argon2, Params, Version};
 use secrecy::{ExposeSecret, SecretString};
-use tokio::sync::Semaphore;
 
+use super::hash_pool::HashPool;
 use crate::config::Argon2Params;
 use crate::error::Error;
 
@@ -23,7 +23,7 @@ pub struct Verification {
 #[derive(Clone)]
 pub struct Passwords {
     hasher: Argon2<'static>,
-    permits: Arc<Semaphore>,
+    pool: Arc<HashPool>,
     /// A hash of a random password, verified when the account does not exist so that an
     /// unknown account costs as much as a wrong password.
     decoy_hash: Arc<str>,
@@ -44,7 +44,7 @@ impl Passwords {
         let decoy_hash = hash_with(&hasher, &decoy_password)?;
         Ok(Self {
             hasher,
-            permits: Arc::new(Semaphore::new(workers.max(1))),
+            pool: Arc::new(HashPool::new(workers)?),
             decoy_hash: decoy_hash.into(),
         })
     }
@@ -52,7 +52,8 @@ impl Passwords {
     /// Hashes a new password with the current parameters and a fresh salt.
     pub async fn hash(&self, password: SecretString) -> Result<String, Error> {
         let hasher = self.hasher.clone();
-        self.run(move || hash_with(&hasher, password.expose_secret().as_bytes()))
+        self.pool
+            .run(move || hash_with(&hasher, password.expose_secret().as_bytes()))
             .await?
             .map_err(Error::internal)
     }
@@ -66,41 +67,23 @@ impl Passwords {
     ) -> Result<Verification, Error> {
         let hasher = self.hasher.clone();
         let decoy = self.decoy_hash.clone();
-        self.run(move || {
-            let is_decoy = stored.is_none();
-            let encoded = stored.as_deref().unwrap_or(&decoy);
-            let parsed = PasswordHash::new(encoded)
-                .map_err(|error| anyhow::anyhow!("stored password hash is unreadable: {error}"))?;
-            let matches = hasher
-                .verify_password(password.expose_secret().as_bytes(), &parsed)
-                .is_ok();
-            Ok::<_, anyhow::Error>(Verification {
-                matches: matches && !is_decoy,
-                needs_rehash: !uses_current_params(&hasher, &parsed),
+        self.pool
+            .run(move || {
+                let is_decoy = stored.is_none();
+                let encoded = stored.as_deref().unwrap_or(&decoy);
+                let parsed = PasswordHash::new(encoded).map_err(|error| {
+                    anyhow::anyhow!("stored password hash is unreadable: {error}")
+                })?;
+                let matches = hasher
+                    .verify_password(password.expose_secret().as_bytes(), &parsed)
+                    .is_ok();
+                Ok::<_, anyhow::Error>(Verification {
+                    matches: matches && !is_decoy,
+                    needs_rehash: !uses_current_params(&hasher, &parsed),
+                })
             })
-        })
-        .await?
-        .map_err(Error::internal)
-    }
-
-    /// Runs CPU-heavy work once a permit is free, on a blocking thread.
-    async fn run<T: Send + 'static>(
-        &self,
-        work: impl FnOnce() -> T + Send + 'static,
-    ) -> Result<T, Error> {
-        let permit = self
-            .permits
-            .clone()
-            .acquire_owned()
-            .await
-            .map_err(Error::internal)?;
-        let outcome = tokio::task::spawn_blocking(move || {
-            let outcome = work();
-            drop(permit);
-            outcome
-        })
-        .await;
-        outcome.map_err(|error| Error::internal(anyhow::anyhow!("hashing task failed: {error}")))
+            .await?
+            .map_err(Error::internal)
     }
 }
 

@@ -19,6 +19,8 @@ use crate::error::Error;
 
 /// Bodies larger than this are refused, by `Content-Length` before any byte is read.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
+/// Used when the application state is missing (it never is outside unit tests).
+const DEFAULT_BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 /// Longer user agents are cut: the session list shows them, and they are attacker-chosen.
 const MAX_USER_AGENT_CHARS: usize = 256;
 
@@ -70,12 +72,19 @@ fn json_body(
     payload: &mut Payload,
 ) -> LocalBoxFuture<'static, Result<web::Bytes, Error>> {
     let is_json = has_json_content_type(request);
+    let timeout = request
+        .app_data::<web::Data<AppState>>()
+        .map_or(DEFAULT_BODY_TIMEOUT, |state| state.client_timeout);
     let body = web::Bytes::from_request(request, payload);
     Box::pin(async move {
         if !is_json {
             return Err(Error::UnsupportedMediaType);
         }
-        body.await.map_err(payload_error)
+        // A client trickling its body would otherwise hold the connection for ever.
+        actix_web::rt::time::timeout(timeout, body)
+            .await
+            .map_err(|_| Error::RequestTimeout)?
+            .map_err(payload_error)
     })
 }
 

@@ -2,9 +2,9 @@
 //! Handlers are thin: they parse the request, call `auth` and `db`, and shape the response.
 
 mod authn;
-mod client_address;
+pub mod client_address;
 mod cors;
-mod extract;
+pub mod extract;
 mod health;
 mod login;
 mod logout;
@@ -22,6 +22,12 @@ use actix_web::{Resource, Route, web};
 pub use authn::Authenticated;
 pub use cors::cors;
 pub use extract::MAX_BODY_BYTES;
+// The request bodies, for tests that feed them to `extract::parse_json` (tests/fuzz.rs).
+pub use login::LoginRequest;
+pub use logout::LogoutRequest;
+pub use me::{ChangePasswordRequest, DeleteAccountRequest};
+pub use refresh::RefreshRequest;
+pub use signup::SignupRequest;
 
 use crate::auth::passwords::Passwords;
 use crate::auth::sessions::SessionPolicy;
@@ -39,6 +45,8 @@ pub struct AppState {
     pub throttle: ThrottlePolicy,
     /// Proxies whose `X-Forwarded-For` is believed.
     pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// The longest a client may take to send a request head, or a body.
+    pub client_timeout: std::time::Duration,
 }
 
 /// Registers every route of `API.md`.

@@ -134,6 +134,13 @@ fn add_common_responses(operation: &mut Operation, uses_database: bool) {
             .build(),
         );
         add(
+            "408",
+            problem_response(
+                "`request_timeout`: the body took longer than `LATCHKEY_CLIENT_TIMEOUT` to arrive.",
+            )
+            .build(),
+        );
+        add(
             "413",
             problem_response("`payload_too_large`: the body is over 64 KiB.").build(),
         );

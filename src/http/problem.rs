@@ -36,6 +36,7 @@ impl Error {
             Self::MalformedRequest(_) => "malformed_request",
             Self::UnsupportedMediaType => "unsupported_media_type",
             Self::PayloadTooLarge => "payload_too_large",
+            Self::RequestTimeout => "request_timeout",
             Self::Validation(_) => "validation_failed",
             Self::NotFound => "not_found",
             Self::MethodNotAllowed { .. } => "method_not_allowed",
@@ -58,6 +59,7 @@ impl Error {
             Self::MalformedRequest(detail) => detail,
             Self::UnsupportedMediaType => "Send the request body as application/json.",
             Self::PayloadTooLarge => "The request body is larger than 64 KiB.",
+            Self::RequestTimeout => "The request body took too long to arrive.",
             Self::Validation(_) => "Some fields are invalid; see `errors`.",
             Self::NotFound => "There is nothing here.",
             Self::MethodNotAllowed { .. } => {
@@ -88,6 +90,7 @@ impl ResponseError for Error {
             Self::MalformedRequest(_) => StatusCode::BAD_REQUEST,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             Self::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,

@@ -1,0 +1,97 @@
+//! A fixed set of long-lived threads for password hashing.
+//!
+//! Hashing on tokio's blocking pool let every one of its (up to hundreds of) threads run a
+//! hash in turn, and each kept the 19 MiB it had freed in its own allocator arena: a flood of
+//! 500 logins held 4 GiB. On a fixed set of threads, memory stays at threads × Argon2 memory,
+//! queued jobs cost only a closure each, and the threads run at a lower OS priority, so a
+//! login flood slows logins down, not every other request.
+
+use std::panic::AssertUnwindSafe;
+use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::{Arc, Mutex};
+
+use crate::error::Error;
+
+type Job = Box<dyn FnOnce() + Send>;
+
+/// Niceness of the hashing threads: above the request workers' 0, so that they yield to them.
+const NICENESS: i32 = 10;
+
+pub struct HashPool {
+    jobs: Sender<Job>,
+}
+
+impl HashPool {
+    pub fn new(threads: usize) -> std::io::Result<Self> {
+        let (jobs, queue) = mpsc::channel::<Job>();
+        let queue = Arc::new(Mutex::new(queue));
+        for index in 0..threads.max(1) {
+            let queue = Arc::clone(&queue);
+            std::thread::Builder::new()
+                .name(format!("latchkey-hash-{index}"))
+                .spawn(move || work_through(&queue))?;
+        }
+        Ok(Self { jobs })
+    }
+
+    /// Runs `work` on a hashing thread once one is free.
+    pub async fn run<T: Send + 'static>(
+        &self,
+        work: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, Error> {
+        let (done, outcome) = tokio::sync::oneshot::channel();
+        let job: Job = Box::new(move || {
+            let _ = done.send(work());
+        });
+        self.jobs
+            .send(job)
+            .map_err(|_| Error::internal(anyhow::anyhow!("the hashing threads are gone")))?;
+        outcome
+            .await
+            .map_err(|_| Error::internal(anyhow::anyhow!("a hashing job panicked")))
+    }
+}
+
+/// A hashing thread's life: take jobs until the pool is dropped. A panicking job loses its
+/// answer (its caller gets an internal error), not the thread.
+fn work_through(queue: &Mutex<Receiver<Job>>) {
+    lower_priority();
+    loop {
+        let next = queue
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .recv();
+        match next {
+            Ok(job) => {
+                let _ = std::panic::catch_unwind(AssertUnwindSafe(job));
+            }
+            Err(_) => return,
+        }
+    }
+}
+
+#[cfg(target_os = "linux")]
+fn lower_priority() {
+    // SAFETY: setpriority only reads its integer arguments. On Linux, PRIO_PROCESS with
+    // who = 0 applies to the calling thread alone.
+    let result = unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, NICENESS) };
+    if result != 0 {
+        tracing::debug!("could not lower the hashing threads' priority");
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn lower_priority() {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[actix_web::test]
+    async fn runs_jobs_and_survives_a_panicking_one() {
+        let pool = HashPool::new(1).unwrap();
+        assert_eq!(pool.run(|| 6 * 7).await.unwrap(), 42);
+        assert!(pool.run(|| -> u8 { panic!("boom") }).await.is_err());
+        assert_eq!(pool.run(|| "still here").await.unwrap(), "still here");
+    }
+}

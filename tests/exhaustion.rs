@@ -1,0 +1,69 @@
+//! Slow clients cannot hold connections: a request head or body that does not arrive within
+//! `LATCHKEY_CLIENT_TIMEOUT` ends the request.
+
+mod support;
+
+use std::io::{Read as _, Write as _};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use support::{Backend, TestApp};
+
+backend_tests!(a_slow_request_head_is_cut_off, a_slow_body_gets_a_408);
+
+fn connect(app: &TestApp) -> TcpStream {
+    let address = app.address.trim_start_matches("http://");
+    let stream = TcpStream::connect(address).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(15)))
+        .unwrap();
+    stream
+}
+
+/// Reads until the server closes the connection; returns what it said and how long it took.
+fn read_until_closed(mut stream: TcpStream) -> (String, Duration) {
+    let started = Instant::now();
+    let mut answer = Vec::new();
+    let _ = stream.read_to_end(&mut answer);
+    (
+        String::from_utf8_lossy(&answer).into_owned(),
+        started.elapsed(),
+    )
+}
+
+async fn a_slow_request_head_is_cut_off(backend: Backend) {
+    let app = TestApp::spawn_with(backend, &[("LATCHKEY_CLIENT_TIMEOUT", "1")]).await;
+    let mut stream = connect(&app);
+    stream
+        .write_all(b"POST /login HTTP/1.1\r\nHost: localhost\r\n")
+        .unwrap();
+
+    let (answer, waited) = actix_web::rt::task::spawn_blocking(move || read_until_closed(stream))
+        .await
+        .unwrap();
+
+    assert!(waited < Duration::from_secs(5), "held for {waited:?}");
+    assert!(
+        answer.is_empty() || answer.starts_with("HTTP/1.1 408"),
+        "{answer}"
+    );
+}
+
+async fn a_slow_body_gets_a_408(backend: Backend) {
+    let app = TestApp::spawn_with(backend, &[("LATCHKEY_CLIENT_TIMEOUT", "1")]).await;
+    let mut stream = connect(&app);
+    stream
+        .write_all(
+            b"POST /login HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n\
+              Content-Length: 100\r\n\r\n{\"email\": ",
+        )
+        .unwrap();
+
+    let (answer, waited) = actix_web::rt::task::spawn_blocking(move || read_until_closed(stream))
+        .await
+        .unwrap();
+
+    assert!(waited < Duration::from_secs(5), "held for {waited:?}");
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("application/problem+json") && answer.contains("request_timeout"));
+}
