@@ -72,22 +72,25 @@ impl KeySet {
         let newest = stored
             .first()
             .ok_or_else(|| Error::internal(anyhow::anyhow!("no signing key after creating one")))?;
-        let signing = SigningKey {
-            kid: newest.kid.clone(),
-            algorithm: Algorithm::EdDSA,
-            encoding: EncodingKey::from_ed_der(&newest.private_key),
-        };
+        let signing = ed25519_signing(&newest.kid, &newest.private_key);
         let verifying = stored
             .iter()
             .filter(|key| key.algorithm == EDDSA)
-            .map(|key| VerifyingKey {
-                kid: key.kid.clone(),
-                algorithm: Algorithm::EdDSA,
-                decoding: DecodingKey::from_ed_der(&key.public_key),
-                jwk: Some(ed25519_jwk(&key.kid, &key.public_key)),
-            })
+            .map(|key| ed25519_verifying(&key.kid, &key.public_key))
             .collect();
         Ok(Self { signing, verifying })
+    }
+
+    /// The Ed25519 key set of one key made from `seed`, built exactly as
+    /// [`KeySet::load_or_create`] builds it from the database (same DER forms, `kid` and
+    /// JWK). For tests that need real keys without a database; the service keeps its keys
+    /// in the database.
+    pub fn from_ed25519_seed(seed: &[u8; 32]) -> Result<Self, Error> {
+        let key = Ed25519Key::from_seed(seed)?;
+        Ok(Self {
+            signing: ed25519_signing(&key.kid, &key.private_der),
+            verifying: vec![ed25519_verifying(&key.kid, &key.public)],
+        })
     }
 
     /// The JWK Set of the public keys (empty for HS256, whose key must stay secret).
@@ -106,17 +109,18 @@ impl KeySet {
 fn create_first_key(conn: &mut DbConn) -> Result<(), Error> {
     let mut seed = [0u8; 32];
     getrandom::fill(&mut seed).map_err(Error::internal)?;
-    let key = ed25519_dalek::SigningKey::from_bytes(&seed);
-    let private_der = key.to_pkcs8_der().map_err(Error::internal)?;
-    let public = key.verifying_key().to_bytes();
-    let kid = jwk_thumbprint(&public);
+    let Ed25519Key {
+        kid,
+        private_der,
+        public,
+    } = Ed25519Key::from_seed(&seed)?;
     let inserted = signing_keys::insert(
         conn,
         &signing_keys::NewSigningKey {
             kid: &kid,
             generation: 1,
             algorithm: EDDSA,
-            private_key: private_der.as_bytes(),
+            private_key: &private_der,
             public_key: &public,
             created_at: db::now(),
         },
@@ -131,6 +135,43 @@ fn create_first_key(conn: &mut DbConn) -> Result<(), Error> {
             _,
         )) => Ok(()),
         Err(error) => Err(error.into()),
+    }
+}
+
+/// An Ed25519 key in the forms it is stored in: PKCS#8 DER private key, raw public key.
+struct Ed25519Key {
+    kid: String,
+    private_der: Vec<u8>,
+    public: [u8; 32],
+}
+
+impl Ed25519Key {
+    fn from_seed(seed: &[u8; 32]) -> Result<Self, Error> {
+        let key = ed25519_dalek::SigningKey::from_bytes(seed);
+        let private_der = key.to_pkcs8_der().map_err(Error::internal)?;
+        let public = key.verifying_key().to_bytes();
+        Ok(Self {
+            kid: jwk_thumbprint(&public),
+            private_der: private_der.as_bytes().to_vec(),
+            public,
+        })
+    }
+}
+
+fn ed25519_signing(kid: &str, private_der: &[u8]) -> SigningKey {
+    SigningKey {
+        kid: kid.to_owned(),
+        algorithm: Algorithm::EdDSA,
+        encoding: EncodingKey::from_ed_der(private_der),
+    }
+}
+
+fn ed25519_verifying(kid: &str, public: &[u8]) -> VerifyingKey {
+    VerifyingKey {
+        kid: kid.to_owned(),
+        algorithm: Algorithm::EdDSA,
+        decoding: DecodingKey::from_ed_der(public),
+        jwk: Some(ed25519_jwk(kid, public)),
     }
 }
 
