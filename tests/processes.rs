@@ -373,3 +373,94 @@ async fn no_secret_ever_reaches_the_logs() {
         );
     }
 }
+
+/// Peak resident memory of a process, from `/proc` (Linux), in bytes.
+fn peak_rss(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmHWM:")).unwrap();
+    let kib: u64 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
+    kib * 1024
+}
+
+/// 500 concurrent logins queue for the bounded hashing pool instead of each allocating the
+/// Argon2 memory, and the async workers stay free: `/healthz` keeps answering quickly.
+#[actix_web::test]
+async fn a_login_flood_is_bounded_in_memory_and_does_not_starve_health_checks() {
+    const HASH_WORKERS: u64 = 2;
+    const ARGON2_MIB: u64 = 19;
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("flood.db").display());
+    let env = [
+        ("LATCHKEY_HASH_WORKERS", "2"),
+        ("LATCHKEY_LOGIN_IP_MAX_FAILURES", "100000"),
+        ("LATCHKEY_LOGIN_MAX_FAILURES", "100000"),
+        ("LATCHKEY_LOG", "warn"),
+    ];
+    let server = ServerProcess::start(&url, &env).await;
+    let email = unique_email();
+    server
+        .tokens("/signup", credentials(&email, PASSWORD))
+        .await;
+    let flood_client = reqwest::Client::builder()
+        .pool_max_idle_per_host(0)
+        .build()
+        .unwrap();
+
+    let flood = futures_util::future::join_all((0..500).map(|i| {
+        let password = if i % 2 == 0 {
+            PASSWORD
+        } else {
+            "a wrong passphrase"
+        };
+        flood_client
+            .post(server.at("/login"))
+            .json(&credentials(&email, password))
+            .timeout(Duration::from_secs(120))
+            .send()
+    }));
+    let probes = async {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let mut latencies = Vec::new();
+        for _ in 0..40 {
+            let started = Instant::now();
+            let response = server
+                .client
+                .get(server.at("/healthz"))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(response.status(), StatusCode::OK);
+            latencies.push(started.elapsed());
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        latencies
+    };
+    let (responses, mut latencies) = futures_util::future::join(flood, probes).await;
+
+    for response in responses {
+        let status = response.expect("every login is answered").status();
+        assert!(
+            status == StatusCode::OK || status == StatusCode::UNAUTHORIZED,
+            "{status}"
+        );
+    }
+    let peak = peak_rss(server.child.id());
+    let bound = (HASH_WORKERS * ARGON2_MIB + 100) * 1024 * 1024;
+    assert!(
+        peak < bound,
+        "peak RSS {} MiB over the bound {} MiB",
+        peak >> 20,
+        bound >> 20
+    );
+    latencies.sort();
+    let median = latencies[latencies.len() / 2];
+    eprintln!(
+        "peak RSS {} MiB; /healthz during the flood: median {median:?}, max {:?}",
+        peak >> 20,
+        latencies.last().unwrap()
+    );
+    assert!(
+        median < Duration::from_millis(50),
+        "median /healthz {median:?}: {latencies:?}"
+    );
+}

@@ -23,6 +23,7 @@ pub struct HashPool {
 
 impl HashPool {
     pub fn new(threads: usize) -> std::io::Result<Self> {
+        return_large_blocks_to_the_os();
         let (jobs, queue) = mpsc::channel::<Job>();
         let queue = Arc::new(Mutex::new(queue));
         for index in 0..threads.max(1) {
@@ -69,6 +70,22 @@ fn work_through(queue: &Mutex<Receiver<Job>>) {
         }
     }
 }
+
+/// glibc serves a large allocation with its own mapping, unmapped when freed, until a free
+/// raises that threshold to the freed size: from then on each 19 MiB Argon2 block came from
+/// whichever allocator arena the thread got, stayed there when freed, and arenas piled up
+/// several (a 500-login flood held 250 MiB with two hashing threads). Pinning the threshold
+/// keeps every large block a mapping of its own, returned to the system when freed.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn return_large_blocks_to_the_os() {
+    const THRESHOLD: libc::c_int = 1024 * 1024;
+    // SAFETY: mallopt only sets an allocator tunable; any value is valid for M_MMAP_THRESHOLD
+    // up to its maximum (32 MiB on 64-bit).
+    unsafe { libc::mallopt(libc::M_MMAP_THRESHOLD, THRESHOLD) };
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn return_large_blocks_to_the_os() {}
 
 #[cfg(target_os = "linux")]
 fn lower_priority() {

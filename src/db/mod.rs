@@ -9,6 +9,7 @@ pub mod sessions;
 pub mod signing_keys;
 pub mod users;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -17,6 +18,7 @@ use diesel::pg::PgConnection;
 use diesel::prelude::*;
 use diesel::sqlite::SqliteConnection;
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
+use tokio::sync::Semaphore;
 
 use crate::error::Error;
 
@@ -94,12 +96,13 @@ impl r2d2::ManageConnection for ConnectionManager {
             DatabaseUrl::Postgres(url) => Ok(DbConn::Postgres(PgConnection::establish(url)?)),
             DatabaseUrl::Sqlite(path) => {
                 let mut conn = SqliteConnection::establish(path)?;
-                // WAL lets readers proceed beside the one writer; the busy timeout makes a
-                // writer wait for the lock instead of failing; SQLite leaves foreign keys
-                // off unless asked on every connection.
+                // The busy timeout comes first: switching to WAL itself needs a lock, which a
+                // connection opened while others write must wait for, not fail on. WAL lets
+                // readers proceed beside the one writer; SQLite leaves foreign keys off
+                // unless asked on every connection.
                 conn.batch_execute(
-                    "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; \
-                     PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON;",
+                    "PRAGMA busy_timeout = 5000; PRAGMA journal_mode = WAL; \
+                     PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;",
                 )?;
                 Ok(DbConn::Sqlite(conn))
             }
@@ -126,6 +129,10 @@ pub struct PoolOptions {
 #[derive(Clone)]
 pub struct Db {
     pool: r2d2::Pool<ConnectionManager>,
+    /// One permit per connection: a request waits for a connection here, asynchronously,
+    /// instead of on a blocking thread of its own (500 waiting requests held 100+ threads).
+    permits: Arc<Semaphore>,
+    acquire_timeout: Duration,
     backend: &'static str,
 }
 
@@ -141,6 +148,8 @@ impl Db {
             .with_context(|| format!("connecting to the {} database", url.backend()))?;
         let db = Self {
             pool,
+            permits: Arc::new(Semaphore::new(options.max_connections as usize)),
+            acquire_timeout: options.acquire_timeout,
             backend: url.backend(),
         };
         db.migrate()?;
@@ -172,12 +181,21 @@ impl Db {
         F: FnOnce(&mut DbConn) -> Result<T, Error> + Send + 'static,
         T: Send + 'static,
     {
+        let permit =
+            tokio::time::timeout(self.acquire_timeout, self.permits.clone().acquire_owned())
+                .await
+                .map_err(|_| {
+                    Error::Unavailable(anyhow::anyhow!("no database connection free in time"))
+                })?
+                .map_err(Error::internal)?;
         let pool = self.pool.clone();
         let span = tracing::Span::current();
         tokio::task::spawn_blocking(move || {
             let _entered = span.enter();
             let mut conn = pool.get()?;
-            work(&mut conn)
+            let outcome = work(&mut conn);
+            drop(permit);
+            outcome
         })
         .await
         .map_err(|join_error| {
