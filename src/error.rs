@@ -103,6 +103,43 @@ fn is_unavailable(error: &DieselError) -> bool {
             }
             _ => false,
         },
+        // The connection died under a COMMIT, so the ROLLBACK after it failed too.
+        DieselError::RollbackErrorOnCommit { commit_error, .. } => is_unavailable(commit_error),
         _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn database_error(kind: DatabaseErrorKind, message: &str) -> DieselError {
+        DieselError::DatabaseError(kind, Box::new(message.to_owned()))
+    }
+
+    #[test]
+    fn a_connection_lost_mid_query_or_mid_commit_is_unavailable() {
+        let lost = || {
+            database_error(
+                DatabaseErrorKind::ClosedConnection,
+                "server closed the connection unexpectedly",
+            )
+        };
+        let cases = [
+            lost(),
+            database_error(
+                DatabaseErrorKind::UnableToSendCommand,
+                "no connection to the server",
+            ),
+            DieselError::RollbackErrorOnCommit {
+                rollback_error: Box::new(lost()),
+                commit_error: Box::new(lost()),
+            },
+        ];
+        for error in cases {
+            assert!(matches!(Error::from(error), Error::Unavailable(_)));
+        }
+        let wrong = database_error(DatabaseErrorKind::Unknown, "syntax error");
+        assert!(matches!(Error::from(wrong), Error::Internal(_)));
     }
 }

@@ -97,7 +97,8 @@ impl Application {
         self.port
     }
 
-    /// Serves until SIGINT or SIGTERM, then finishes the requests in flight.
+    /// Serves until a signal. On SIGTERM it stops accepting, finishes the requests in flight
+    /// (for up to 30 s) and returns; actix stops at once on SIGINT and SIGQUIT.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         self.server.await
     }

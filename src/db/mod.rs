@@ -10,6 +10,7 @@ pub mod signing_keys;
 pub mod users;
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -100,10 +101,11 @@ impl r2d2::ManageConnection for ConnectionManager {
                 // connection opened while others write must wait for, not fail on. WAL lets
                 // readers proceed beside the one writer; SQLite leaves foreign keys off
                 // unless asked on every connection.
-                conn.batch_execute(
-                    "PRAGMA busy_timeout = 5000; PRAGMA journal_mode = WAL; \
+                conn.batch_execute(&format!(
+                    "PRAGMA busy_timeout = {}; PRAGMA journal_mode = WAL; \
                      PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;",
-                )?;
+                    SQLITE_BUSY_TIMEOUT.as_millis()
+                ))?;
                 Ok(DbConn::Sqlite(conn))
             }
         }
@@ -117,6 +119,9 @@ impl r2d2::ManageConnection for ConnectionManager {
         <DbConn as Connection>::TransactionManager::is_broken_transaction_manager(conn)
     }
 }
+
+/// How long an SQLite writer waits for the write lock before failing.
+const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Pool settings; the defaults suit one process on a small machine.
 #[derive(Debug, Clone)]
@@ -133,13 +138,15 @@ pub struct Db {
     /// instead of on a blocking thread of its own (500 waiting requests held 100+ threads).
     permits: Arc<Semaphore>,
     acquire_timeout: Duration,
+    /// How long [`Db::run`] waits for the pool and the work before answering `Unavailable`.
+    work_timeout: Duration,
     backend: &'static str,
 }
 
 impl Db {
     /// Connects (failing fast when the database is unreachable) and applies migrations.
     pub fn connect(url: &DatabaseUrl, options: &PoolOptions) -> anyhow::Result<Self> {
-        let url = with_connect_timeout(url, options.acquire_timeout);
+        let url = with_network_timeouts(url, options.acquire_timeout);
         let pool = r2d2::Pool::builder()
             .max_size(options.max_connections)
             .min_idle(Some(1))
@@ -150,6 +157,10 @@ impl Db {
             pool,
             permits: Arc::new(Semaphore::new(options.max_connections as usize)),
             acquire_timeout: options.acquire_timeout,
+            // The pool's wait, then as long as an SQLite writer may queue for the lock (or
+            // the pool's wait again, if longer): legitimate work fits, a silent server not.
+            work_timeout: options.acquire_timeout
+                + options.acquire_timeout.max(SQLITE_BUSY_TIMEOUT),
             backend: url.backend(),
         };
         db.migrate()?;
@@ -176,6 +187,12 @@ impl Db {
 
     /// Runs `work` with a pooled connection on a blocking thread, so that neither the pool
     /// wait nor the query ever blocks an async worker.
+    ///
+    /// A server that stops answering without closing the connection (a network partition, a
+    /// frozen host) would block the thread, and so the request, until TCP gives up: the
+    /// wait is bounded by `work_timeout`, then answers `Unavailable`. The blocked thread
+    /// stays behind with its permit; should it get a connection after all, it does not start
+    /// the work that the client has already been told failed.
     pub async fn run<T, F>(&self, work: F) -> Result<T, Error>
     where
         F: FnOnce(&mut DbConn) -> Result<T, Error> + Send + 'static,
@@ -190,17 +207,34 @@ impl Db {
                 .map_err(Error::internal)?;
         let pool = self.pool.clone();
         let span = tracing::Span::current();
-        tokio::task::spawn_blocking(move || {
-            let _entered = span.enter();
-            let mut conn = pool.get()?;
-            let outcome = work(&mut conn);
-            drop(permit);
-            outcome
-        })
-        .await
-        .map_err(|join_error| {
-            Error::internal(anyhow::anyhow!("database task failed: {join_error}"))
-        })?
+        let abandoned = Arc::new(AtomicBool::new(false));
+        let task = tokio::task::spawn_blocking({
+            let abandoned = abandoned.clone();
+            move || {
+                let _entered = span.enter();
+                let mut conn = pool.get()?;
+                if abandoned.load(Ordering::Acquire) {
+                    return Err(Error::Unavailable(anyhow::anyhow!(
+                        "the request stopped waiting for the database"
+                    )));
+                }
+                let outcome = work(&mut conn);
+                drop(permit);
+                outcome
+            }
+        });
+        match tokio::time::timeout(self.work_timeout, task).await {
+            Ok(joined) => joined.map_err(|join_error| {
+                Error::internal(anyhow::anyhow!("database task failed: {join_error}"))
+            })?,
+            Err(_) => {
+                abandoned.store(true, Ordering::Release);
+                Err(Error::Unavailable(anyhow::anyhow!(
+                    "the database did not answer within {:?}",
+                    self.work_timeout
+                )))
+            }
+        }
     }
 
     /// Like [`Db::run`], for command-line use outside any async runtime.
@@ -213,17 +247,31 @@ impl Db {
     }
 }
 
-/// Bounds the time a PostgreSQL connection attempt may take, unless the URL says otherwise,
-/// so an unreachable server turns into a `503` instead of a hang.
-fn with_connect_timeout(url: &DatabaseUrl, timeout: Duration) -> DatabaseUrl {
-    match url {
-        DatabaseUrl::Postgres(raw) if !raw.contains("connect_timeout") => {
-            let separator = if raw.contains('?') { '&' } else { '?' };
-            let seconds = timeout.as_secs().max(1);
-            DatabaseUrl::Postgres(format!("{raw}{separator}connect_timeout={seconds}"))
+/// Bounds what the network may take on PostgreSQL, unless the URL says otherwise:
+/// connecting, so an unreachable server turns into a `503` instead of a hang; and noticing
+/// a server that vanished without closing the connection (keepalives while awaiting an
+/// answer, the TCP user timeout for data never acknowledged), so that a thread stuck on it
+/// gives its connection back within about half a minute, not after hours: otherwise a few
+/// such threads would keep the pool empty long after the database is back.
+fn with_network_timeouts(url: &DatabaseUrl, connect_timeout: Duration) -> DatabaseUrl {
+    let DatabaseUrl::Postgres(raw) = url else {
+        return url.clone();
+    };
+    let seconds = connect_timeout.as_secs().max(1).to_string();
+    let mut url = raw.clone();
+    for (key, value) in [
+        ("connect_timeout", seconds.as_str()),
+        ("keepalives_idle", "10"),
+        ("keepalives_interval", "5"),
+        ("keepalives_count", "3"),
+        ("tcp_user_timeout", "30000"),
+    ] {
+        if !raw.contains(key) {
+            let separator = if url.contains('?') { '&' } else { '?' };
+            url = format!("{url}{separator}{key}={value}");
         }
-        other => other.clone(),
     }
+    DatabaseUrl::Postgres(url)
 }
 
 /// Runs `work` in a transaction that takes the write lock up front. On SQLite a deferred
