@@ -67,3 +67,43 @@ async fn a_slow_body_gets_a_408(backend: Backend) {
     assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
     assert!(answer.contains("application/problem+json") && answer.contains("request_timeout"));
 }
+
+backend_tests!(oversized_headers_are_refused_without_a_server_error);
+
+/// A header block far beyond what any client needs is refused before any handler runs.
+async fn oversized_headers_are_refused_without_a_server_error(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    for (name, size) in [("X-Padding", 100 * 1024), ("Authorization", 64 * 1024)] {
+        let value = if name == "Authorization" {
+            format!("Bearer {}", "a".repeat(size))
+        } else {
+            "a".repeat(size)
+        };
+        let outcome = app
+            .client
+            .get(app.url("/me"))
+            .header(name, value)
+            .send()
+            .await;
+        // The server may answer 431/400, or close the connection: never a 5xx.
+        if let Ok(response) = outcome {
+            let status = response.status().as_u16();
+            assert!((400..500).contains(&status), "{name}: {status}");
+        }
+    }
+    // Many headers at once.
+    let mut request = app.client.get(app.url("/healthz"));
+    for i in 0..500 {
+        request = request.header(format!("X-Header-{i}"), "value");
+    }
+    if let Ok(response) = request.send().await {
+        assert!(
+            !response.status().is_server_error(),
+            "{}",
+            response.status()
+        );
+    }
+    // The server is still up.
+    let health = app.client.get(app.url("/healthz")).send().await.unwrap();
+    assert_eq!(health.status().as_u16(), 200);
+}
