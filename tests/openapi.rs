@@ -80,6 +80,8 @@ fn every_path_of_the_contract_is_documented() {
         "GET /.well-known/jwks.json",
         "GET /healthz",
         "GET /readyz",
+        "GET /openapi.yaml",
+        "GET /docs",
     ] {
         assert!(
             documented.contains(&expected.to_owned()),

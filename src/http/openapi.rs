@@ -40,6 +40,8 @@ use super::{health, login, logout, me, problem, refresh, sessions, signup, well_
         well_known::jwks,
         health::healthz,
         health::readyz,
+        openapi_yaml,
+        docs,
     ),
     components(schemas(problem::Problem, crate::error::FieldError)),
     modifiers(&BearerScheme, &CommonResponses, &OptionalBodies),
@@ -49,6 +51,7 @@ use super::{health, login, logout, me, problem, refresh, sessions, signup, well_
         (name = "sessions", description = "The caller's sessions"),
         (name = "keys", description = "Public keys for verifying access tokens offline"),
         (name = "health", description = "Liveness and readiness"),
+        (name = "docs", description = "This document, and a page to explore it"),
     ),
 )]
 struct ApiDoc;
@@ -68,17 +71,33 @@ pub fn yaml() -> &'static str {
     &YAML
 }
 
+/// This document.
+#[utoipa::path(get, path = "/openapi.yaml", tag = "docs", operation_id = "getOpenApi",
+    responses((status = 200, description = "The OpenAPI 3.1 document.", body = Object, content_type = "application/yaml")))]
+pub async fn openapi_yaml() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("application/yaml")
+        .body(yaml())
+}
+
+/// Interactive API reference (Swagger UI, served by the binary itself, nothing from a CDN).
+/// `/docs` redirects to `/docs/`, the page.
+#[utoipa::path(get, path = "/docs", tag = "docs", operation_id = "getDocs",
+    responses(
+        (status = 200, description = "The page, once the redirect is followed.", body = String, content_type = "text/html"),
+        (status = 307, description = "Redirects to `/docs/`.",
+            headers(("Location" = String, description = "`/docs/`"))),
+    ))]
+pub async fn docs() -> HttpResponse {
+    HttpResponse::TemporaryRedirect()
+        .insert_header((actix_web::http::header::LOCATION, "/docs/"))
+        .finish()
+}
+
 pub fn routes(config: &mut web::ServiceConfig) {
     config
-        .route(
-            "/openapi.yaml",
-            web::get().to(|| async {
-                HttpResponse::Ok()
-                    .content_type("application/yaml")
-                    .body(yaml())
-            }),
-        )
-        .service(web::redirect("/docs", "/docs/"))
+        .service(super::resource("/openapi.yaml", "GET, HEAD").route(super::get().to(openapi_yaml)))
+        .service(super::resource("/docs", "GET, HEAD").route(super::get().to(docs)))
         .service(
             SwaggerUi::new("/docs/{_:.*}")
                 // The validator badge would send the document to a third-party service.
@@ -104,10 +123,18 @@ impl Modify for BearerScheme {
 
 struct CommonResponses;
 
+/// The paths answered without the database, which therefore never answer `503`.
+const WITHOUT_DATABASE: &[&str] = &[
+    "/healthz",
+    "/.well-known/jwks.json",
+    "/openapi.yaml",
+    "/docs",
+];
+
 impl Modify for CommonResponses {
     fn modify(&self, openapi: &mut Document) {
         for (path, item) in openapi.paths.paths.iter_mut() {
-            let uses_database = path != "/healthz" && path != "/.well-known/jwks.json";
+            let uses_database = !WITHOUT_DATABASE.contains(&path.as_str());
             for operation in [&mut item.get, &mut item.post, &mut item.delete]
                 .into_iter()
                 .flatten()
