@@ -41,6 +41,7 @@ fi
 log "openapi-python-client generate"
 rm -rf clients/python/generated
 python3 -m openapi_python_client generate --path openapi.yaml --meta none --fail-on-warning \
+  --config clients/python/config.yaml \
   --output-path clients/python/generated/latchkey_client
 python3 -c 'import sys; sys.path.insert(0, "clients/python/generated"); import latchkey_client.api.auth.signup'
 

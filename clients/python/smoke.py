@@ -26,6 +26,7 @@ sys.path.insert(0, os.environ.get("LATCHKEY_PY_CLIENT_DIR", str(Path(__file__).r
 from latchkey_client import AuthenticatedClient, Client  # noqa: E402
 from latchkey_client.api.account import get_me  # noqa: E402
 from latchkey_client.api.auth import logout, refresh, signup  # noqa: E402
+from latchkey_client.api.docs import get_open_api  # noqa: E402
 from latchkey_client.api.sessions import list_sessions  # noqa: E402
 from latchkey_client.models import (  # noqa: E402
     Problem,
@@ -185,6 +186,15 @@ def main() -> int:
             "the 422 errors name the password field",
             [(e.field, e.code) for e in errors],
         )
+
+    # --- the document itself, as text (clients/python/config.yaml maps its YAML) -----
+    resp_doc = get_open_api.sync_detailed(client=anon)
+    check(resp_doc.status_code == 200, "GET /openapi.yaml answers 200", resp_doc.status_code)
+    check(
+        isinstance(resp_doc.parsed, str) and resp_doc.parsed.startswith("openapi: 3.1"),
+        "GET /openapi.yaml parses as the document's text",
+        str(resp_doc.parsed)[:40],
+    )
 
     elapsed = time.monotonic() - started
     print(f"python client smoke took {elapsed:.1f}s")

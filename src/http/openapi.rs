@@ -73,7 +73,7 @@ pub fn yaml() -> &'static str {
 
 /// This document.
 #[utoipa::path(get, path = "/openapi.yaml", tag = "docs", operation_id = "getOpenApi",
-    responses((status = 200, description = "The OpenAPI 3.1 document.", body = Object, content_type = "application/yaml")))]
+    responses((status = 200, description = "The OpenAPI 3.1 document, as YAML text.", body = String, content_type = "application/yaml")))]
 pub async fn openapi_yaml() -> HttpResponse {
     HttpResponse::Ok()
         .content_type("application/yaml")
