@@ -5,7 +5,7 @@ use secrecy::SecretString;
 use serde::Deserialize;
 
 use super::AppState;
-use super::authn::Authenticated;
+use super::authn::AuthenticatedUser;
 use super::extract::Json;
 use super::problem::Problem;
 use super::responses::{UserBody, private_json};
@@ -20,13 +20,9 @@ use crate::error::Error;
     responses((status = 200, description = "The user.", body = UserBody,
         headers(("Cache-Control" = String, description = "Always `no-store`.")))),
     security(("bearer" = [])))]
-#[tracing::instrument(name = "me", skip_all, fields(user_id = %caller.user_id))]
-pub async fn show(
-    state: web::Data<AppState>,
-    caller: Authenticated,
-) -> Result<HttpResponse, Error> {
-    let user = load_user(&state, &caller).await?;
-    Ok(private_json(UserBody::from(user)))
+#[tracing::instrument(name = "me", skip_all, fields(user_id = %caller.user.id))]
+pub async fn show(caller: AuthenticatedUser) -> Result<HttpResponse, Error> {
+    Ok(private_json(UserBody::from(caller.user)))
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -47,13 +43,12 @@ pub struct ChangePasswordRequest {
         (status = 422, description = "`validation_failed`: the new password breaks a rule (field `new_password`).", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = [])))]
-#[tracing::instrument(name = "change_password", skip_all, fields(user_id = %caller.user_id))]
+#[tracing::instrument(name = "change_password", skip_all, fields(user_id = %user.id))]
 pub async fn change_password(
     state: web::Data<AppState>,
-    caller: Authenticated,
+    AuthenticatedUser { caller, user }: AuthenticatedUser,
     Json(request): Json<ChangePasswordRequest>,
 ) -> Result<HttpResponse, Error> {
-    let user = load_user(&state, &caller).await?;
     let identity: Vec<&str> = std::iter::once(user.email.as_str())
         .chain(user.username.as_deref())
         .collect();
@@ -97,13 +92,12 @@ pub struct DeleteAccountRequest {
         (status = 401, description = "`invalid_credentials`: the password is wrong. Also `missing_token`, `invalid_token`.", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = [])))]
-#[tracing::instrument(name = "delete_account", skip_all, fields(user_id = %caller.user_id))]
+#[tracing::instrument(name = "delete_account", skip_all, fields(user_id = %user.id))]
 pub async fn delete(
     state: web::Data<AppState>,
-    caller: Authenticated,
+    AuthenticatedUser { user, .. }: AuthenticatedUser,
     Json(request): Json<DeleteAccountRequest>,
 ) -> Result<HttpResponse, Error> {
-    let user = load_user(&state, &caller).await?;
     verify_password(&state, &user, request.password).await?;
     state
         .db
@@ -111,14 +105,6 @@ pub async fn delete(
         .await?;
     tracing::info!("account deleted");
     Ok(HttpResponse::NoContent().finish())
-}
-
-async fn load_user(state: &AppState, caller: &Authenticated) -> Result<User, Error> {
-    let user_id = caller.user_id.clone();
-    state
-        .db
-        .run(move |conn| users::find(conn, &user_id)?.ok_or(Error::InvalidToken))
-        .await
 }
 
 async fn verify_password(
