@@ -151,6 +151,10 @@ impl Db {
             .max_size(options.max_connections)
             .min_idle(Some(1))
             .connection_timeout(options.acquire_timeout)
+            // A pooled PostgreSQL connection may have been cut since its last use, so it is
+            // tested before each use; an SQLite connection is a file handle that cannot be,
+            // and testing it cost a parsed `SELECT 1` on every request.
+            .test_on_check_out(matches!(url, DatabaseUrl::Postgres(_)))
             .build(ConnectionManager { url: url.clone() })
             .with_context(|| format!("connecting to the {} database", url.backend()))?;
         let db = Self {
