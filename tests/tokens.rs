@@ -19,6 +19,7 @@ backend_tests!(
     a_missing_token_or_another_scheme_is_missing_token,
     hs256_mode_signs_with_the_shared_secret_and_publishes_nothing,
     hs256_mode_refuses_eddsa_tokens,
+    a_token_used_many_times_still_expires,
 );
 
 const SECRET: &str = "an HS256 shared secret of at least 32 bytes";
@@ -529,4 +530,19 @@ async fn hs256_mode_refuses_eddsa_tokens(backend: Backend) {
         &EncodingKey::from_secret(SECRET.as_bytes()),
     );
     assert_accepted(&hs256, "the HS256 control token", &control).await;
+}
+
+/// The server remembers the tokens it has verified (the signature is checked once); a token
+/// that was accepted many times must still be refused once it expires.
+async fn a_token_used_many_times_still_expires(backend: Backend) {
+    let app = TestApp::spawn_with(backend, &[("LATCHKEY_ACCESS_TTL", "1")]).await;
+    let tokens = app.signup_user().await;
+    for _ in 0..3 {
+        assert_accepted(&app, "a fresh token", &tokens.access_token).await;
+    }
+    let exp = claims_of(&tokens.access_token)["exp"].as_i64().unwrap();
+    // Past `exp` and the verifier's 5 s leeway for clock differences between instances.
+    let wait = exp + 5 + 1 - chrono::Utc::now().timestamp();
+    actix_web::rt::time::sleep(std::time::Duration::from_secs(wait.max(0) as u64 + 1)).await;
+    assert_invalid_token(app.me(&tokens.access_token).await).await;
 }

@@ -9,3 +9,4 @@ pub mod refresh_token;
 pub mod sessions;
 pub mod throttle;
 pub mod tokens;
+pub mod verified_tokens;

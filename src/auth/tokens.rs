@@ -2,6 +2,7 @@
 //! key named by `kid` and checks `typ`, `iss`, `aud`, `exp` and `nbf` (RFC 8725).
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{NaiveDateTime, Utc};
@@ -9,6 +10,7 @@ use jsonwebtoken::{Header, Validation, decode, decode_header, encode};
 use serde::{Deserialize, Serialize};
 
 use super::keys::{KeySet, SigningKey};
+use super::verified_tokens::{self, VerifiedTokens};
 use crate::error::Error;
 
 const TOKEN_TYPE: &str = "at+jwt";
@@ -45,6 +47,7 @@ pub struct AccessTokens {
     ttl: Duration,
     signing: SigningKey,
     verifiers: HashMap<String, Verifier>,
+    verified: VerifiedTokens,
     jwks: serde_json::Value,
 }
 
@@ -75,6 +78,7 @@ impl AccessTokens {
             ttl,
             signing: keys.signing,
             verifiers,
+            verified: VerifiedTokens::new(verified_tokens::DEFAULT_CAPACITY, LEEWAY_SECONDS),
             jwks,
         }
     }
@@ -112,8 +116,14 @@ impl AccessTokens {
         })
     }
 
-    /// Checks signature and claims. Every failure is the same `InvalidToken`.
-    pub fn verify(&self, token: &str) -> Result<Claims, Error> {
+    /// Checks signature and claims (the signature only the first time a token is seen). Every
+    /// failure is the same `InvalidToken`.
+    pub fn verify(&self, token: &str) -> Result<Arc<Claims>, Error> {
+        self.verified
+            .claims(token, Utc::now().timestamp(), |token| self.check(token))
+    }
+
+    fn check(&self, token: &str) -> Result<Claims, Error> {
         let header = decode_header(token).map_err(|_| Error::InvalidToken)?;
         let typ_ok = header.typ.as_deref().is_some_and(|typ| {
             typ.eq_ignore_ascii_case(TOKEN_TYPE) || typ.eq_ignore_ascii_case("application/at+jwt")
