@@ -67,7 +67,7 @@ fn authenticate<T: Send + 'static>(
         let policy = state.policy;
         state
             .db
-            .run(move |conn| {
+            .read(move |conn| {
                 let session = sessions::live_session(conn, &claims.sid, &claims.sub, &policy)?;
                 let caller = Authenticated {
                     user_id: session.user_id,
