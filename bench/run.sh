@@ -110,7 +110,11 @@ cleanup() {
   local status=$?
   trap - EXIT INT TERM
   local pid label database
-  for pid in "${BACKGROUND_PIDS[@]}"; do stop_pid "$pid" KILL; done
+  # A background job is a subshell: its children (wrk, sleep) go first, found by parent PID.
+  for pid in "${BACKGROUND_PIDS[@]}"; do
+    pkill -KILL -P "$pid" 2>/dev/null || true
+    stop_pid "$pid" KILL
+  done
   for label in "${!SERVER_PID[@]}"; do stop_pid "${SERVER_PID[$label]}"; done
   for database in "${PG_DATABASES[@]}"; do
     psql "$BENCH_PG_URL/postgres" -qc "DROP DATABASE IF EXISTS $database WITH (FORCE)" >/dev/null 2>&1 ||
@@ -315,6 +319,10 @@ run_scenario() {
   local tokens="BENCH_TOKENS=$dir/access_tokens.txt" users="BENCH_USERS=$dir/users.txt"
   mkdir -p "$raw"
   log "$backend/$label run $run: $scenario"
+  # When each scenario began, so that the report can tell which one a server warning
+  # belongs to (the server logs in UTC, RFC 3339).
+  printf '%s\t%s\t%s\t%s run %s\n' "$(date -u +%Y-%m-%dT%H:%M:%S.%6NZ)" "$backend" "$label" "$scenario" "$run" \
+    >>"$RESULTS/timeline.tsv"
   case "$scenario" in
     healthz)
       wait_idle
@@ -390,6 +398,7 @@ run_scenario() {
       BACKGROUND_PIDS+=("$sampler")
       wrk_run "$raw/rss_flood-run$run.txt" "$C_RSS" "$WRK_THREADS" login.lua "$url" "$users"
       wait_idle
+      pkill -KILL -P "$sampler" 2>/dev/null || true
       stop_pid "$sampler" KILL
       forget_pid "$sampler"
       local hwm
@@ -459,7 +468,7 @@ main() {
   if [ -n "$BENCH_OUT" ]; then
     RESULTS=$BENCH_OUT
     mkdir -p "$RESULTS"
-    rm -f "$RESULTS/results.jsonl" "$RESULTS/meta.tsv" "$RESULTS/commands.txt"
+    rm -f "$RESULTS/results.jsonl" "$RESULTS/meta.tsv" "$RESULTS/commands.txt" "$RESULTS/timeline.tsv"
   else
     RESULTS=$(mktemp -d /tmp/latchkey-bench.XXXXXX)
   fi
@@ -491,6 +500,7 @@ main() {
       else
         start_server current "$CURRENT_BIN" "$backend"
       fi
+      printf '%s\t%s\t%s\t%s\n' "$(date -u +%Y-%m-%dT%H:%M:%S.%6NZ)" "$backend" "$label" "set-up" >>"$RESULTS/timeline.tsv"
       prepare_server "$backend" "$label"
     done
     for run in $(seq 1 "$BENCH_RUNS"); do
