@@ -333,7 +333,8 @@ def commands(results_dir):
         for line in path.read_text().splitlines():
             name, _, command = line.partition(": ")
             seen.setdefault(name, command)
-    return [f"    {command}" for command in seen.values()]
+    width = max((len(name) for name in seen), default=0) + 2
+    return [f"    {(name + ':').ljust(width)}{command}" for name, command in seen.items()]
 
 
 def render(results_dir, results):
@@ -395,7 +396,9 @@ def render(results_dir, results):
             "- Peak RSS: the kernel's high-water mark VmHWM of the server process, reset (`echo 5 > "
             "/proc/PID/clear_refs`) before the flood and read once the queued logins are done; cross-checked "
             "with VmRSS sampled at 10 Hz. Idle RSS: VmRSS one second after start-up, before any load.",
-            "", "Commands (`$URL` the server, `$DATA` the harness's files):", ""]
+            "", f"The run: `{meta.get('invocation', 'bench/run.sh')}`. The wrk commands "
+            "(`$URL` the server, `$DATA` the harness's files; each also gets `BENCH_LUA_DIR=bench/lua` and the "
+            "fixed `BENCH_PASSWORD` of bench/run.sh), by scenario:", ""]
     out += commands(results_dir)
     out += ["", END]
     return "\n".join(out) + "\n"

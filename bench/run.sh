@@ -430,6 +430,7 @@ machine_info() {
     printf 'wrk\t%s\n' "$(wrk -v 2>&1 | head -1 | awk '{ print $2 }')"
     printf 'rustc\t%s\n' "$(rustc --version 2>/dev/null || echo unknown)"
     printf 'loadavg_start\t%s\n' "$(cut -d' ' -f1-3 /proc/loadavg)"
+    printf 'invocation\t%s\n' "BENCH_RUNS=$BENCH_RUNS BENCH_DURATION=$BENCH_DURATION BENCH_BACKENDS=\"$BENCH_BACKENDS\" BENCH_SCENARIOS=\"$BENCH_SCENARIOS\" BENCH_USERS=$BENCH_USERS BENCH_LOG=$BENCH_LOG BENCH_HASH_WORKERS=$BENCH_HASH_WORKERS${BENCH_BASELINE_BIN:+ BENCH_BASELINE_BIN=$BENCH_BASELINE_BIN} bench/run.sh"
     printf 'runs\t%s\n' "$BENCH_RUNS"
     printf 'duration\t%s\n' "$BENCH_DURATION"
     printf 'backends\t%s\n' "$BENCH_BACKENDS"
