@@ -63,6 +63,9 @@ impl Application {
                 address_max_failures: settings.login_ip_max_failures,
                 window: settings.login_window,
             },
+            login_admissions: tokio::sync::Semaphore::new(login_admission_slots(
+                settings.db_pool_size,
+            )),
             trusted_proxies: settings.trusted_proxies.clone(),
             client_timeout: settings.client_timeout,
         });
@@ -112,4 +115,10 @@ pub async fn connect(settings: &Settings) -> anyhow::Result<Db> {
         acquire_timeout: settings.db_timeout,
     };
     tokio::task::spawn_blocking(move || Db::connect(&url, &options)).await?
+}
+
+/// A quarter of the pool, at least one: enough to keep the hashing threads busy (admission
+/// takes a millisecond or two, a hash tens), and the rest of the pool for everything else.
+fn login_admission_slots(pool_size: u32) -> usize {
+    (pool_size as usize / 4).max(1)
 }

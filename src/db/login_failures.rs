@@ -14,6 +14,11 @@ pub fn lock_keys(conn: &mut DbConn, keys: &[&str]) -> QueryResult<()> {
     let DbConn::Postgres(pg) = conn else {
         return Ok(());
     };
+    // Every login from one address queues on that address's lock, so the lock must be held
+    // for as short a time as possible: this transaction does not wait for its commit to
+    // reach the disk. A crash may forget the last few attempts it counted, never more, and
+    // never anything but these counts.
+    diesel::sql_query("SET LOCAL synchronous_commit TO OFF").execute(pg)?;
     let mut keys = keys.to_vec();
     // One order for everybody, so two transactions never wait on each other in a cycle.
     keys.sort_unstable();

@@ -241,6 +241,21 @@ impl Db {
         }
     }
 
+    /// Like [`Db::run`], once a slot of `lane` is free: a kind of work that may wait on a
+    /// lock in the database holding its connection takes at most the lane's slots of the
+    /// pool. The wait for a slot is bounded like the wait for a connection.
+    pub async fn run_in_lane<T, F>(&self, lane: &Semaphore, work: F) -> Result<T, Error>
+    where
+        F: FnOnce(&mut DbConn) -> Result<T, Error> + Send + 'static,
+        T: Send + 'static,
+    {
+        let _slot = tokio::time::timeout(self.acquire_timeout, lane.acquire())
+            .await
+            .map_err(|_| Error::Unavailable(anyhow::anyhow!("no database lane free in time")))?
+            .map_err(Error::internal)?;
+        self.run(work).await
+    }
+
     /// Like [`Db::run`], for work that only reads: on SQLite, when a connection is free at
     /// once, it runs right here on the async worker. A read of a local WAL database never
     /// waits for a lock (readers and the writer do not block each other) and the per-request

@@ -123,7 +123,7 @@ pub async fn login(
     let (throttle, address) = (state.throttle, client.ip);
     let (user, admission) = state
         .db
-        .run(move |conn| {
+        .run_in_lane(&state.login_admissions, move |conn| {
             let user = match &identifier {
                 // No stored email or username holds a NUL (signup refuses control
                 // characters), and PostgreSQL cannot even compare text with one.

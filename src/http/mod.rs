@@ -43,6 +43,10 @@ pub struct AppState {
     pub tokens: AccessTokens,
     pub policy: SessionPolicy,
     pub throttle: ThrottlePolicy,
+    /// Logins counting their attempt in the database at once. Those from one address queue
+    /// on one lock in PostgreSQL, each holding a connection while it waits: without a cap, a
+    /// login flood took the whole pool, and every other route answered 503.
+    pub login_admissions: tokio::sync::Semaphore,
     /// Proxies whose `X-Forwarded-For` is believed.
     pub trusted_proxies: Vec<ipnet::IpNet>,
     /// The longest a client may take to send a request head, or a body.
