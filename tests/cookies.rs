@@ -38,6 +38,63 @@ backend_tests!(
     without_a_body_token_or_the_cookie_the_answer_is_unchanged,
 );
 
+/// The contract as generated clients read it: the field, the nullable token, the cookie as
+/// a security scheme, its `Set-Cookie` headers and the `403` of `/refresh`.
+#[test]
+fn the_openapi_document_describes_the_cookie() {
+    let document = serde_json::to_value(latchkey::http::openapi::document()).unwrap();
+    let scheme = &document["components"]["securitySchemes"]["refresh_cookie"];
+    assert_eq!(scheme["type"], "apiKey");
+    assert_eq!(scheme["in"], "cookie");
+    assert_eq!(scheme["name"], REFRESH_COOKIE);
+    let schemas = &document["components"]["schemas"];
+    assert_eq!(
+        schemas["RefreshTokenTransport"]["enum"],
+        json!(["body", "cookie"])
+    );
+    assert_eq!(
+        schemas["TokenResponse"]["properties"]["refresh_token"]["type"],
+        json!(["string", "null"])
+    );
+    let paths = &document["paths"];
+    for (path, status) in [
+        ("/signup", "201"),
+        ("/login", "200"),
+        ("/refresh", "200"),
+        ("/logout", "204"),
+    ] {
+        let response = &paths[path]["post"]["responses"][status];
+        assert!(
+            response["headers"]["Set-Cookie"].is_object(),
+            "{path} {status}: {response}"
+        );
+    }
+    let refresh = &paths["/refresh"]["post"];
+    assert!(
+        refresh["responses"]["403"]["description"]
+            .as_str()
+            .unwrap()
+            .contains("csrf_rejected")
+    );
+    assert_eq!(refresh["security"], json!([{}, {"refresh_cookie": []}]));
+    // /refresh needs no bearer token, so it must not be documented with the bearer 401.
+    assert!(
+        !refresh["responses"]["401"]["description"]
+            .as_str()
+            .unwrap()
+            .contains("missing_token")
+    );
+    let transport = &schemas["SignupRequest"]["properties"]["refresh_token_transport"];
+    assert_eq!(
+        transport["$ref"],
+        "#/components/schemas/RefreshTokenTransport"
+    );
+    assert!(
+        transport.get("default").is_none(),
+        "openapi-typescript would require it"
+    );
+}
+
 /// One `Set-Cookie` of ours, taken apart.
 #[derive(Debug)]
 struct SetCookie {
