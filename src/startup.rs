@@ -67,6 +67,7 @@ impl Application {
                 settings.db_pool_size,
             )),
             trusted_proxies: settings.trusted_proxies.clone(),
+            cors_origins: settings.cors_origins.clone(),
             client_timeout: settings.client_timeout,
         });
         let prune = PrunePolicy {

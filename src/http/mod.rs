@@ -12,6 +12,7 @@ mod me;
 pub mod openapi;
 pub mod problem;
 mod refresh;
+pub mod refresh_cookie;
 mod responses;
 mod sessions;
 mod signup;
@@ -47,8 +48,11 @@ pub struct AppState {
     /// on one lock in PostgreSQL, each holding a connection while it waits: without a cap, a
     /// login flood took the whole pool, and every other route answered 503.
     pub login_admissions: tokio::sync::Semaphore,
-    /// Proxies whose `X-Forwarded-For` is believed.
+    /// Proxies whose `X-Forwarded-For` (and `-Host`, `-Proto`) is believed.
     pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// `LATCHKEY_CORS_ORIGINS`: besides CORS, the foreign origins whose pages may use the
+    /// refresh cookie.
+    pub cors_origins: Vec<String>,
     /// The longest a client may take to send a request head, or a body.
     pub client_timeout: std::time::Duration,
 }
