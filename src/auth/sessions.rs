@@ -8,6 +8,7 @@ use chrono::NaiveDateTime;
 use super::refresh_token::RefreshToken;
 use crate::db::refresh_tokens::{self, NewRefreshToken};
 use crate::db::sessions::{self, Liveness, NewSession, Session};
+use crate::db::users::User;
 use crate::db::{self, DbConn};
 use crate::error::Error;
 
@@ -191,6 +192,22 @@ pub fn live_session(
     policy: &SessionPolicy,
 ) -> Result<Session, Error> {
     sessions::find(conn, session_id)?
-        .filter(|session| session.user_id == user_id && session.is_live(policy.liveness(db::now())))
+        .filter(|session| is_live_for(session, user_id, policy))
         .ok_or(Error::InvalidToken)
+}
+
+/// [`live_session`] with the session's user, read in the same query.
+pub fn live_session_with_user(
+    conn: &mut DbConn,
+    session_id: &str,
+    user_id: &str,
+    policy: &SessionPolicy,
+) -> Result<(Session, User), Error> {
+    sessions::find_with_user(conn, session_id)?
+        .filter(|(session, _)| is_live_for(session, user_id, policy))
+        .ok_or(Error::InvalidToken)
+}
+
+fn is_live_for(session: &Session, user_id: &str, policy: &SessionPolicy) -> bool {
+    session.user_id == user_id && session.is_live(policy.liveness(db::now()))
 }

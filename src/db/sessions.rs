@@ -4,7 +4,8 @@ use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
 use super::DbConn;
-use super::schema::sessions;
+use super::schema::{sessions, users};
+use super::users::User;
 
 #[derive(Debug, Clone, Queryable, Selectable)]
 #[diesel(table_name = sessions)]
@@ -58,6 +59,16 @@ pub fn find(conn: &mut DbConn, id: &str) -> QueryResult<Option<Session>> {
     sessions::table
         .find(id)
         .select(Session::as_select())
+        .first(conn)
+        .optional()
+}
+
+/// The session and its user, in one query.
+pub fn find_with_user(conn: &mut DbConn, id: &str) -> QueryResult<Option<(Session, User)>> {
+    sessions::table
+        .inner_join(users::table)
+        .filter(sessions::id.eq(id))
+        .select((Session::as_select(), User::as_select()))
         .first(conn)
         .optional()
 }

@@ -8,9 +8,11 @@ use actix_web::{FromRequest, HttpRequest, web};
 use futures_util::future::LocalBoxFuture;
 
 use super::AppState;
-use crate::auth::sessions;
+use crate::auth::sessions::{self, SessionPolicy};
+use crate::auth::tokens::Claims;
 use crate::db::DbConn;
-use crate::db::users::{self, User};
+use crate::db::sessions::Session;
+use crate::db::users::User;
 use crate::error::Error;
 
 /// The caller of a protected route: a live session of an existing user.
@@ -33,7 +35,10 @@ impl FromRequest for Authenticated {
     type Future = LocalBoxFuture<'static, Result<Self, Error>>;
 
     fn from_request(request: &HttpRequest, _: &mut Payload) -> Self::Future {
-        authenticate(request, |_, caller| Ok(caller))
+        authenticate(request, |conn, claims, policy| {
+            let session = sessions::live_session(conn, &claims.sid, &claims.sub, policy)?;
+            Ok(Authenticated::from(session))
+        })
     }
 }
 
@@ -42,18 +47,31 @@ impl FromRequest for AuthenticatedUser {
     type Future = LocalBoxFuture<'static, Result<Self, Error>>;
 
     fn from_request(request: &HttpRequest, _: &mut Payload) -> Self::Future {
-        authenticate(request, |conn, caller| {
-            let user = users::find(conn, &caller.user_id)?.ok_or(Error::InvalidToken)?;
-            Ok(AuthenticatedUser { caller, user })
+        authenticate(request, |conn, claims, policy| {
+            let (session, user) =
+                sessions::live_session_with_user(conn, &claims.sid, &claims.sub, policy)?;
+            Ok(AuthenticatedUser {
+                caller: Authenticated::from(session),
+                user,
+            })
         })
     }
 }
 
-/// Checks the bearer token, then, on one database connection, that its session is live and
-/// whatever `then` reads for the caller.
+impl From<Session> for Authenticated {
+    fn from(session: Session) -> Self {
+        Authenticated {
+            user_id: session.user_id,
+            session_id: session.id,
+        }
+    }
+}
+
+/// Checks the bearer token, then reads with `lookup`, on one database connection, that its
+/// session is live (and whatever else the route needs of the caller).
 fn authenticate<T: Send + 'static>(
     request: &HttpRequest,
-    then: impl FnOnce(&mut DbConn, Authenticated) -> Result<T, Error> + Send + 'static,
+    lookup: impl FnOnce(&mut DbConn, &Claims, &SessionPolicy) -> Result<T, Error> + Send + 'static,
 ) -> LocalBoxFuture<'static, Result<T, Error>> {
     let state = request.app_data::<web::Data<AppState>>().cloned();
     let claims = bearer_token(request).and_then(|token| match &state {
@@ -67,14 +85,7 @@ fn authenticate<T: Send + 'static>(
         let policy = state.policy;
         state
             .db
-            .read(move |conn| {
-                let session = sessions::live_session(conn, &claims.sid, &claims.sub, &policy)?;
-                let caller = Authenticated {
-                    user_id: session.user_id,
-                    session_id: session.id,
-                };
-                then(conn, caller)
-            })
+            .read(move |conn| lookup(conn, &claims, &policy))
             .await
     })
 }
