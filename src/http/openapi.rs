@@ -17,7 +17,7 @@ use utoipa::openapi::{Content, OpenApi as Document, Ref, RefOr, Response, Respon
 use utoipa::{Modify, OpenApi};
 use utoipa_swagger_ui::{Config, SwaggerUi};
 
-use super::{health, login, logout, me, problem, refresh, sessions, signup, well_known};
+use super::{health, login, logout, me, page, problem, refresh, sessions, signup, well_known};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -42,6 +42,7 @@ use super::{health, login, logout, me, problem, refresh, sessions, signup, well_
         health::readyz,
         openapi_yaml,
         docs,
+        page::index,
     ),
     components(schemas(problem::Problem, crate::error::FieldError)),
     modifiers(&BearerScheme, &CommonResponses, &OptionalBodies),
@@ -52,6 +53,7 @@ use super::{health, login, logout, me, problem, refresh, sessions, signup, well_
         (name = "keys", description = "Public keys for verifying access tokens offline"),
         (name = "health", description = "Liveness and readiness"),
         (name = "docs", description = "This document, and a page to explore it"),
+        (name = "page", description = "A page on which a person uses the service in a browser"),
     ),
 )]
 struct ApiDoc;
@@ -129,6 +131,7 @@ const WITHOUT_DATABASE: &[&str] = &[
     "/.well-known/jwks.json",
     "/openapi.yaml",
     "/docs",
+    "/",
 ];
 
 impl Modify for CommonResponses {
