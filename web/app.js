@@ -494,7 +494,7 @@ $("#logout-everywhere").addEventListener("click", (event) =>
 $("#reload-sessions").addEventListener("click", async (event) => {
   const button = event.currentTarget;
   button.disabled = true;
-  await loadSessions();
+  await Promise.all([loadMe(), loadSessions()]);
   button.disabled = false;
 });
 
