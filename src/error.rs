@@ -54,6 +54,9 @@ pub enum Error {
     InvalidRefreshToken,
     #[error("refresh token reused")]
     RefreshTokenReused,
+    /// A request carrying the refresh cookie that another site could have sent.
+    #[error("cross-site request refused")]
+    CsrfRejected,
     #[error("missing bearer token")]
     MissingToken,
     #[error("invalid bearer token")]

@@ -64,6 +64,7 @@ impl Application {
                 window: settings.login_window,
             },
             trusted_proxies: settings.trusted_proxies.clone(),
+            cors_origins: settings.cors_origins.clone(),
             client_timeout: settings.client_timeout,
         });
         let prune = PrunePolicy {

@@ -170,6 +170,19 @@ fn continue_session(
     }))
 }
 
+/// Whether `token` (the current one or a retired one) belongs to a session that is still live.
+pub fn holds_live_session(
+    conn: &mut DbConn,
+    token: &RefreshToken,
+    policy: &SessionPolicy,
+) -> Result<bool, Error> {
+    let Some(generation) = refresh_tokens::find_by_hash(conn, &token.digest())? else {
+        return Ok(false);
+    };
+    Ok(sessions::find(conn, &generation.session_id)?
+        .is_some_and(|session| session.is_live(policy.liveness(db::now()))))
+}
+
 /// The session an access token names, if it still belongs to the token's user and lives.
 pub fn live_session(
     conn: &mut DbConn,

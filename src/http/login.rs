@@ -6,12 +6,13 @@ use secrecy::SecretString;
 use serde::Deserialize;
 use utoipa::openapi::RefOr;
 use utoipa::openapi::schema::{
-    AllOfBuilder, ObjectBuilder, OneOfBuilder, Schema, SchemaType, Type,
+    AllOfBuilder, ObjectBuilder, OneOfBuilder, RefBuilder, Schema, SchemaType, Type,
 };
 
 use super::AppState;
 use super::extract::Json;
 use super::problem::Problem;
+use super::refresh_cookie::Transport;
 use super::responses::{TokenBody, token_response};
 use crate::auth::sessions::{self, ClientInfo};
 use crate::auth::throttle::{self, Admission, AttemptKeys};
@@ -26,6 +27,8 @@ pub struct LoginRequest {
     email: Option<String>,
     username: Option<String>,
     password: SecretString,
+    #[serde(default)]
+    refresh_token_transport: Transport,
 }
 
 /// The fields, and `oneOf` for "exactly one of `email` and `username`", which the derived
@@ -46,6 +49,16 @@ impl utoipa::PartialSchema for LoginRequest {
             .property("email", text_or_null("ada@example.com"))
             .property("username", text_or_null("ada"))
             .property("password", text("correct horse battery staple"))
+            .property(
+                "refresh_token_transport",
+                RefBuilder::new()
+                    .ref_location_from_schema_name("RefreshTokenTransport")
+                    .description(Some(
+                        "`cookie` for browser apps: the refresh token is set as an `HttpOnly` \
+                         cookie instead of being returned in the body.",
+                    ))
+                    .default(Some("body".into())),
+            )
             .required("password");
         let given = |field: &str| {
             ObjectBuilder::new()
@@ -120,6 +133,7 @@ pub async fn login(
     Json(request): Json<LoginRequest>,
 ) -> Result<HttpResponse, Error> {
     let identifier = request.identifier()?;
+    let transport = request.refresh_token_transport;
     let (throttle, address) = (state.throttle, client.ip);
     let (user, admission) = state
         .db
@@ -184,5 +198,5 @@ pub async fn login(
         })
         .await?;
     tracing::info!(user_id = %user.id, session_id = %continued.session.id, "logged in");
-    token_response(&state, StatusCode::OK, user, continued)
+    token_response(&state, StatusCode::OK, user, continued, transport)
 }

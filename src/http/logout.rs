@@ -1,12 +1,14 @@
 //! `POST /logout`: end this session, the others, or all of the user's sessions.
 
-use actix_web::{HttpResponse, web};
+use actix_web::{HttpRequest, HttpResponse, web};
 use serde::Deserialize;
 
 use super::AppState;
 use super::authn::Authenticated;
 use super::extract::OptionalJson;
-use crate::auth::sessions::reason;
+use super::refresh_cookie;
+use crate::auth::refresh_token::RefreshToken;
+use crate::auth::sessions::{holds_live_session, reason};
 use crate::db::{self, sessions};
 use crate::error::Error;
 
@@ -29,6 +31,10 @@ pub struct LogoutRequest {
 
 /// End this session (the default), the user's other sessions, or all of them. Their access
 /// and refresh tokens stop working at once. The body is optional.
+///
+/// The `__Host-latchkey_refresh` cookie is cleared when the request carries it and its
+/// session has ended, or, when the request does not carry it, when the caller's own session
+/// has ended (scope `local` or `global`).
 #[utoipa::path(post, path = "/logout", tag = "auth", operation_id = "logout",
     request_body(content = LogoutRequest, description = "Optional; without it the scope is `local`."),
     responses((status = 204, description = "The sessions are revoked.")),
@@ -36,16 +42,19 @@ pub struct LogoutRequest {
 #[tracing::instrument(name = "logout", skip_all, fields(user_id = %caller.user_id))]
 pub async fn logout(
     state: web::Data<AppState>,
+    http_request: HttpRequest,
     caller: Authenticated,
     OptionalJson(request): OptionalJson<LogoutRequest>,
 ) -> Result<HttpResponse, Error> {
     let scope = request.map(|request| request.scope).unwrap_or_default();
-    let revoked = state
+    let cookie = refresh_cookie::presented(&http_request);
+    let policy = state.policy;
+    let (revoked, clear_cookie) = state
         .db
         .run(move |conn| {
             let now = db::now();
             let (user, session) = (&caller.user_id, &caller.session_id);
-            Ok(match scope {
+            let revoked = match scope {
                 Scope::Local => sessions::revoke(conn, session, now, reason::LOGOUT)?,
                 Scope::Others => sessions::revoke_all_of_user(
                     conn,
@@ -57,9 +66,28 @@ pub async fn logout(
                 Scope::Global => {
                     sessions::revoke_all_of_user(conn, user, None, now, reason::LOGOUT_GLOBAL)?
                 }
-            })
+            };
+            // The cookie goes when the session it holds has ended, now or before. A carried
+            // cookie may hold another session than the caller's (two apps on one origin):
+            // then it stays. A client may also hold the cookie without sending it (a cookie
+            // jar keeps a `Secure` cookie back over plain HTTP), so without one the answer
+            // clears it whenever the caller's own session ends: one header where there is
+            // no cookie, against a dead cookie kept. With `others` the caller's session, and
+            // so its cookie, lives on.
+            let clear_cookie = match &cookie {
+                Some(token) => match RefreshToken::parse(token) {
+                    Some(token) => !holds_live_session(conn, &token, &policy)?,
+                    None => true,
+                },
+                None => !matches!(scope, Scope::Others),
+            };
+            Ok((revoked, clear_cookie))
         })
         .await?;
-    tracing::info!(?scope, revoked, "logged out");
-    Ok(HttpResponse::NoContent().finish())
+    tracing::info!(?scope, revoked, clear_cookie, "logged out");
+    let mut response = HttpResponse::NoContent();
+    if clear_cookie {
+        response.cookie(refresh_cookie::removal());
+    }
+    Ok(response.finish())
 }

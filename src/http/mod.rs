@@ -13,6 +13,7 @@ pub mod openapi;
 mod page;
 pub mod problem;
 mod refresh;
+pub mod refresh_cookie;
 mod responses;
 mod sessions;
 mod signup;
@@ -44,8 +45,11 @@ pub struct AppState {
     pub tokens: AccessTokens,
     pub policy: SessionPolicy,
     pub throttle: ThrottlePolicy,
-    /// Proxies whose `X-Forwarded-For` is believed.
+    /// Proxies whose `X-Forwarded-For` (and `-Host`, `-Proto`) is believed.
     pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// `LATCHKEY_CORS_ORIGINS`: besides CORS, the foreign origins whose pages may use the
+    /// refresh cookie.
+    pub cors_origins: Vec<String>,
     /// The longest a client may take to send a request head, or a body.
     pub client_timeout: std::time::Duration,
 }

@@ -12,12 +12,16 @@ use actix_web::{HttpResponse, web};
 use utoipa::openapi::header::Header;
 use utoipa::openapi::path::Operation;
 use utoipa::openapi::schema::{Object, Type};
-use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::security::{
+    ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme,
+};
 use utoipa::openapi::{Content, OpenApi as Document, Ref, RefOr, Response, ResponseBuilder};
 use utoipa::{Modify, OpenApi};
 use utoipa_swagger_ui::{Config, SwaggerUi};
 
-use super::{health, login, logout, me, page, problem, refresh, sessions, signup, well_known};
+use super::{
+    health, login, logout, me, page, problem, refresh, refresh_cookie, sessions, signup, well_known,
+};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -44,8 +48,8 @@ use super::{health, login, logout, me, page, problem, refresh, sessions, signup,
         docs,
         page::index,
     ),
-    components(schemas(problem::Problem, crate::error::FieldError)),
-    modifiers(&BearerScheme, &CommonResponses, &OptionalBodies),
+    components(schemas(problem::Problem, crate::error::FieldError, refresh_cookie::Transport)),
+    modifiers(&BearerScheme, &RefreshCookie, &CommonResponses, &OptionalBodies),
     tags(
         (name = "auth", description = "Accounts, logins and tokens"),
         (name = "account", description = "The caller's own account"),
@@ -123,6 +127,67 @@ impl Modify for BearerScheme {
     }
 }
 
+/// The refresh-token cookie: a security scheme (what it is, a credential the browser sends
+/// by itself) rather than a cookie parameter, which generated clients would expose as an
+/// argument that no browser code can set. And the `Set-Cookie` header of the answers that
+/// set or clear it.
+struct RefreshCookie;
+
+/// The operations that may set the cookie, and their success status.
+const SETS_REFRESH_COOKIE: &[(&str, &str)] =
+    &[("signup", "201"), ("login", "200"), ("refresh", "200")];
+
+impl Modify for RefreshCookie {
+    fn modify(&self, openapi: &mut Document) {
+        let scheme = ApiKeyValue::with_description(
+            refresh_cookie::COOKIE_NAME,
+            "The refresh token, for browser apps: set by a token response when \
+             `refresh_token_transport` is `cookie` (`Path=/; Secure; HttpOnly; \
+             SameSite=Strict`), sent back by the browser itself, and used by `POST /refresh` \
+             when its body has no `refresh_token`.",
+        );
+        openapi
+            .components
+            .get_or_insert_with(Default::default)
+            .add_security_scheme(
+                "refresh_cookie",
+                SecurityScheme::ApiKey(ApiKey::Cookie(scheme)),
+            );
+        let operations = openapi
+            .paths
+            .paths
+            .values_mut()
+            .flat_map(|item| [&mut item.get, &mut item.post, &mut item.delete])
+            .flatten();
+        for operation in operations {
+            let id = operation.operation_id.as_deref().unwrap_or_default();
+            let (status, description) = if id == "logout" {
+                (
+                    "204",
+                    "Clears the `__Host-latchkey_refresh` cookie (empty, `Max-Age=0`) when the \
+                     request carries it and its session has ended, or when the request does not \
+                     carry it and the caller's own session has ended.",
+                )
+            } else if let Some((_, status)) = SETS_REFRESH_COOKIE.iter().find(|(op, _)| *op == id) {
+                (
+                    *status,
+                    "With `refresh_token_transport` `cookie` (and on `/refresh` with the cookie): \
+                     `__Host-latchkey_refresh=<refresh token>; Path=/; Secure; HttpOnly; \
+                     SameSite=Strict; Max-Age=<seconds until the session's absolute end>`.",
+                )
+            } else {
+                continue;
+            };
+            if let Some(RefOr::T(response)) = operation.responses.responses.get_mut(status) {
+                response.headers.insert(
+                    "Set-Cookie".to_owned(),
+                    RefOr::T(string_header(description)),
+                );
+            }
+        }
+    }
+}
+
 struct CommonResponses;
 
 /// The paths answered without the database, which therefore never answer `503`.
@@ -180,7 +245,13 @@ fn add_common_responses(operation: &mut Operation, uses_database: bool) {
                 .build(),
         );
     }
-    if operation.security.is_some() {
+    let bearer = SecurityRequirement::new("bearer", Vec::<String>::new());
+    if operation
+        .security
+        .iter()
+        .flatten()
+        .any(|requirement| *requirement == bearer)
+    {
         let challenge = string_header(
             "`Bearer` when the token is missing, `Bearer error=\"invalid_token\"` when it is not valid.",
         );

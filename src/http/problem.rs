@@ -47,6 +47,7 @@ impl Error {
             Self::TooManyAttempts { .. } => "too_many_attempts",
             Self::InvalidRefreshToken => "invalid_refresh_token",
             Self::RefreshTokenReused => "refresh_token_reused",
+            Self::CsrfRejected => "csrf_rejected",
             Self::MissingToken => "missing_token",
             Self::InvalidToken => "invalid_token",
             Self::Unavailable(_) => "service_unavailable",
@@ -76,6 +77,10 @@ impl Error {
             Self::RefreshTokenReused => {
                 "The refresh token was already used; the session has been revoked. Log in again."
             }
+            Self::CsrfRejected => {
+                "A request with the refresh cookie must be application/json and come from this \
+                 service's origin or one of LATCHKEY_CORS_ORIGINS."
+            }
             Self::MissingToken => "This endpoint needs an `Authorization: Bearer` access token.",
             Self::InvalidToken => "The access token is malformed, expired or revoked.",
             Self::Unavailable(_) => "The service is temporarily unavailable; try again shortly.",
@@ -100,7 +105,7 @@ impl ResponseError for Error {
             | Self::RefreshTokenReused
             | Self::MissingToken
             | Self::InvalidToken => StatusCode::UNAUTHORIZED,
-            Self::AccountDisabled => StatusCode::FORBIDDEN,
+            Self::AccountDisabled | Self::CsrfRejected => StatusCode::FORBIDDEN,
             Self::TooManyAttempts { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,

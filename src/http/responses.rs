@@ -8,7 +8,9 @@ use chrono::{NaiveDateTime, SecondsFormat};
 use serde::Serialize;
 
 use super::AppState;
+use super::refresh_cookie::{self, Transport};
 use crate::auth::sessions::Continued;
+use crate::db;
 use crate::db::sessions::Session;
 use crate::db::users::User;
 use crate::error::Error;
@@ -87,34 +89,56 @@ pub struct TokenBody {
     /// Seconds until the access token expires.
     #[schema(examples(900))]
     expires_in: i64,
-    /// Opaque; exchange it at `/refresh` for a new pair. Keep it secret.
-    refresh_token: String,
+    /// Opaque; exchange it at `/refresh` for a new pair. Keep it secret. `null` when
+    /// `refresh_token_transport` is `cookie`: the token is then in the
+    /// `__Host-latchkey_refresh` cookie instead.
+    #[schema(required = true)]
+    refresh_token: Option<String>,
     user: UserBody,
 }
 
-/// A fresh access token for the session, with its refresh token. Never cached (RFC 6749 §5.1).
+/// A fresh access token for the session, with its refresh token in the body or in the
+/// cookie. Never cached (RFC 6749 §5.1).
 pub fn token_response(
     state: &AppState,
     status: StatusCode,
     user: User,
     continued: Continued,
+    transport: Transport,
 ) -> Result<HttpResponse, Error> {
     let access = state.tokens.issue(
         &user.id,
         &continued.session.id,
         continued.session.expires_at,
     )?;
+    let refresh_token = continued.refresh_token.encode();
+    let (refresh_token, cookie) = match transport {
+        Transport::Body => (Some(refresh_token), None),
+        Transport::Cookie => {
+            // The browser keeps the cookie until the session's absolute end (API.md). An
+            // idle session ends earlier on the server, which then refuses the cookie.
+            let remaining = (continued.session.expires_at - db::now()).num_seconds();
+            (
+                None,
+                Some(refresh_cookie::holding(refresh_token, remaining)),
+            )
+        }
+    };
     let body = TokenBody {
         access_token: access.token,
         token_type: "Bearer",
         expires_in: access.expires_in,
-        refresh_token: continued.refresh_token.encode(),
+        refresh_token,
         user: user.into(),
     };
-    Ok(HttpResponse::build(status)
+    let mut response = HttpResponse::build(status);
+    response
         .insert_header((header::CACHE_CONTROL, "no-store"))
-        .insert_header((header::PRAGMA, "no-cache"))
-        .json(body))
+        .insert_header((header::PRAGMA, "no-cache"));
+    if let Some(cookie) = cookie {
+        response.cookie(cookie);
+    }
+    Ok(response.json(body))
 }
 
 /// A response with private data: never stored by a shared or browser cache.

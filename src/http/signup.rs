@@ -8,6 +8,7 @@ use serde::Deserialize;
 use super::AppState;
 use super::extract::Json;
 use super::problem::Problem;
+use super::refresh_cookie::Transport;
 use super::responses::{TokenBody, token_response};
 use crate::auth::accounts::{self, NewAccount};
 use crate::auth::sessions::{self, ClientInfo};
@@ -27,6 +28,11 @@ pub struct SignupRequest {
     /// the same as leaving it out.
     #[schema(pattern = "^[A-Za-z0-9_.-]{3,32}$", examples("ada"))]
     username: Option<String>,
+    /// `cookie` for browser apps: the refresh token is set as an `HttpOnly` cookie instead of
+    /// being returned in the body.
+    #[serde(default)]
+    #[schema(default = "body")]
+    refresh_token_transport: Transport,
 }
 
 /// Create an account; the new user is logged in.
@@ -44,6 +50,7 @@ pub async fn signup(
     client: ClientInfo,
     Json(request): Json<SignupRequest>,
 ) -> Result<HttpResponse, Error> {
+    let transport = request.refresh_token_transport;
     let account = NewAccount::parse(
         &request.email,
         request.username.as_deref(),
@@ -66,5 +73,5 @@ pub async fn signup(
         })
         .await?;
     tracing::info!(user_id = %user.id, session_id = %continued.session.id, "signed up");
-    token_response(&state, StatusCode::CREATED, user, continued)
+    token_response(&state, StatusCode::CREATED, user, continued, transport)
 }

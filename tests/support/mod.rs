@@ -19,6 +19,8 @@ use reqwest::{Method, Response, StatusCode};
 use serde_json::{Value, json};
 
 pub const PASSWORD: &str = "correct horse battery staple";
+/// The cookie that holds the refresh token of a browser app (API.md, "Browser clients").
+pub const REFRESH_COOKIE: &str = "__Host-latchkey_refresh";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -256,6 +258,25 @@ impl TestApp {
     pub async fn refresh(&self, refresh_token: &str) -> Response {
         self.post("/refresh", &json!({"refresh_token": refresh_token}))
             .await
+    }
+
+    /// `POST /refresh` as a browser app sends it: the refresh cookie, a JSON body and, when
+    /// given, an `Origin`.
+    pub async fn refresh_with_cookie(
+        &self,
+        cookie: &str,
+        body: &Value,
+        origin: Option<&str>,
+    ) -> Response {
+        let mut request = self
+            .client
+            .post(self.url("/refresh"))
+            .header("Cookie", format!("{REFRESH_COOKIE}={cookie}"))
+            .json(body);
+        if let Some(origin) = origin {
+            request = request.header("Origin", origin);
+        }
+        request.send().await.expect("sending a request")
     }
 
     pub async fn me(&self, access_token: &str) -> Response {
