@@ -399,7 +399,9 @@ async function loadSessions() {
   const error = $("#sessions-error");
   try {
     const sessions = await api("/sessions");
-    sessionsList.replaceChildren(...sessions.map(sessionItem));
+    // This device first, then the others as the API orders them (most recently used first).
+    const ordered = [...sessions.filter((s) => s.current), ...sessions.filter((s) => !s.current)];
+    sessionsList.replaceChildren(...ordered.map(sessionItem));
     error.textContent = "";
   } catch (problem) {
     if (access) error.textContent = sentence(problem);
