@@ -203,6 +203,18 @@ scenario("a reload keeps you logged in, through the cookie", async (newContext) 
   assert.notEqual((await refreshCookie(context)).value, before, "the cookie rotated");
 });
 
+scenario("at http://localhost, the README's address, the cookie works as well", async (newContext) => {
+  const local = new URL(BASE);
+  local.hostname = "localhost";
+  const context = await newContext();
+  const page = await open(context, `${local.origin}/`);
+  const email = uniqueEmail();
+  await signUp(page, email);
+  assert.ok((await context.cookies(local.origin)).some((cookie) => cookie.name === COOKIE));
+  await page.reload();
+  await expectLoggedIn(page, email);
+});
+
 scenario("logging in by username from another device opens a second session", async (newContext) => {
   const first = await open(await newContext());
   const email = uniqueEmail();
@@ -301,7 +313,14 @@ scenario("ending a session from one device logs that device out on its next requ
   const email = uniqueEmail();
   const laptop = await open(await newContext());
   await signUp(laptop, email);
-  const phoneContext = await newContext({ viewport: { width: 360, height: 740 }, isMobile: true, hasTouch: true });
+  // The phone's clock is paused, so that its next request is the one this test makes
+  // (rather than a proactive refresh of its own, racing the test).
+  const phoneContext = await newContext({
+    frozen: true,
+    viewport: { width: 360, height: 740 },
+    isMobile: true,
+    hasTouch: true,
+  });
   const phone = await open(phoneContext);
   await logIn(phone, email);
   await expectLoggedIn(phone, email);
@@ -330,11 +349,15 @@ scenario("ending a session from one device logs that device out on its next requ
   await expectLoggedIn(laptop, email);
 });
 
-scenario("logging out clears the cookie and stays logged out", async (newContext) => {
-  const context = await newContext();
+scenario("logging out clears the cookie, logs out the other tabs and stays logged out", async (newContext) => {
+  // Paused: no proactive refresh of the other tab can cross the logout.
+  const context = await newContext({ frozen: true });
   const page = await open(context);
-  await signUp(page, uniqueEmail());
+  const email = uniqueEmail();
+  await signUp(page, email);
   assert.ok(await refreshCookie(context));
+  const otherTab = await open(context);
+  await expectLoggedIn(otherTab, email);
 
   await page.locator("#logout").click();
   await expectLoggedOut(page);
@@ -346,10 +369,28 @@ scenario("logging out clears the cookie and stays logged out", async (newContext
     "focus moves to the login form",
   );
   await shoot(page, "logged-out");
+  // The other tab shared the session (one cookie jar): it is told at once.
+  await expectLoggedOut(otherTab);
+  assert.match(await otherTab.locator("#status").textContent(), /another tab/);
 
   await page.reload();
   await settled(page);
   await expectLoggedOut(page);
+});
+
+scenario("logging out everywhere ends the other devices' sessions too", async (newContext) => {
+  const email = uniqueEmail();
+  const laptop = await open(await newContext());
+  await signUp(laptop, email);
+  const desktop = await open(await newContext({ frozen: true }));
+  await logIn(desktop, email);
+  await expectLoggedIn(desktop, email);
+
+  await laptop.getByRole("button", { name: "Log out everywhere" }).click();
+  await expectLoggedOut(laptop);
+  assert.match(await laptop.locator("#status").textContent(), /every device/);
+  await desktop.getByRole("button", { name: "Reload" }).click();
+  await expectLoggedOut(desktop);
 });
 
 /** A page on another origin that tries to use the refresh cookie, three ways. */
