@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """Drive a live Latchkey through the client that openapi-python-client generates from
-openapi.yaml: signup -> me -> refresh -> sessions -> logout -> me (401), plus one 422.
+openapi.yaml: signup -> me -> refresh -> sessions -> logout -> me (401), plus one 422 and
+the refresh token in a cookie (signup, then refresh with only the cookie).
 
 Usage: smoke.py [BASE_URL]   (default: $LATCHKEY_URL)
 
@@ -31,6 +32,7 @@ from latchkey_client.api.sessions import list_sessions  # noqa: E402
 from latchkey_client.models import (  # noqa: E402
     Problem,
     RefreshRequest,
+    RefreshTokenTransport,
     Session,
     SignupRequest,
     TokenResponse,
@@ -89,7 +91,12 @@ def main() -> int:
     check(tokens.token_type == "Bearer", "signup token_type is Bearer", tokens.token_type)
     check(tokens.expires_in > 0, "signup expires_in is positive", tokens.expires_in)
     check(tokens.access_token.count(".") == 2, "signup access_token is a JWT", tokens.access_token[:20])
-    check(len(tokens.refresh_token) >= 43, "signup refresh_token is long enough", len(tokens.refresh_token))
+    # `None` only with the cookie transport (below); the default is the body.
+    refresh_token = tokens.refresh_token
+    if not check(isinstance(refresh_token, str), "signup has the refresh_token in the body", refresh_token):
+        return 1
+    assert isinstance(refresh_token, str)
+    check(len(refresh_token) >= 43, "signup refresh_token is long enough", len(refresh_token))
     check(isinstance(tokens.user, User), "signup user parses as User", tokens.user)
     check(tokens.user.email == email, "signup user.email is the email, lowercased", tokens.user.email)
     check(tokens.user.username == username, "signup user.username is the username", tokens.user.username)
@@ -116,7 +123,7 @@ def main() -> int:
         check(me.username == username, "GET /me username matches", me.username)
 
     # --- refresh --------------------------------------------------------------------
-    resp_rf = refresh.sync_detailed(client=anon, body=RefreshRequest(refresh_token=tokens.refresh_token))
+    resp_rf = refresh.sync_detailed(client=anon, body=RefreshRequest(refresh_token=refresh_token))
     check(resp_rf.status_code == 200, "POST /refresh answers 200", body_of(resp_rf))
     rotated = resp_rf.parsed
     if not check(isinstance(rotated, TokenResponse), "POST /refresh body parses as TokenResponse", rotated):
@@ -194,6 +201,45 @@ def main() -> int:
         isinstance(resp_doc.parsed, str) and resp_doc.parsed.startswith("openapi: 3.1"),
         "GET /openapi.yaml parses as the document's text",
         str(resp_doc.parsed)[:40],
+    )
+
+    # --- the cookie transport, as a browser app uses it ------------------------------
+    # (A browser keeps and sends the cookie itself; here the smoke carries it by hand.)
+    resp_ck = signup.sync_detailed(
+        client=anon,
+        body=SignupRequest(
+            email=f"py-smoke-cookie-{tag}@example.com",
+            password=password,
+            refresh_token_transport=RefreshTokenTransport.COOKIE,
+        ),
+    )
+    check(resp_ck.status_code == 201, "signup with the cookie transport answers 201", body_of(resp_ck))
+    cookie_tokens = resp_ck.parsed
+    check(
+        isinstance(cookie_tokens, TokenResponse) and cookie_tokens.refresh_token is None,
+        "with the cookie transport refresh_token is None",
+        cookie_tokens,
+    )
+    set_cookie = resp_ck.headers.get("set-cookie", "")
+    check(
+        set_cookie.startswith("__Host-latchkey_refresh=") and "HttpOnly" in set_cookie,
+        "signup sets the __Host-latchkey_refresh cookie",
+        set_cookie,
+    )
+    name, _, value = set_cookie.split(";")[0].partition("=")
+    with_cookie = Client(base_url=base_url, timeout=timeout, cookies={name: value}, raise_on_unexpected_status=True)
+    resp_rc = refresh.sync_detailed(client=with_cookie, body=RefreshRequest())
+    check(resp_rc.status_code == 200, "POST /refresh with only the cookie answers 200", body_of(resp_rc))
+    check(
+        isinstance(resp_rc.parsed, TokenResponse) and resp_rc.parsed.refresh_token is None,
+        "POST /refresh with the cookie keeps refresh_token None",
+        resp_rc.parsed,
+    )
+    next_cookie = resp_rc.headers.get("set-cookie", "").split(";")[0]
+    check(
+        next_cookie.startswith("__Host-latchkey_refresh=") and next_cookie.partition("=")[2] != value,
+        "POST /refresh with the cookie sets the next cookie",
+        next_cookie,
     )
 
     elapsed = time.monotonic() - started

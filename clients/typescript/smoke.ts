@@ -1,6 +1,7 @@
 // Drive a live Latchkey through openapi-fetch over the types that openapi-typescript
 // generates from openapi.yaml: signup -> me -> refresh -> sessions -> logout -> me (401),
-// plus one 422. Usage: tsx smoke.ts [BASE_URL]   (default: $LATCHKEY_URL)
+// plus one 422 and the refresh token in a cookie (signup, then refresh with only the cookie).
+// Usage: tsx smoke.ts [BASE_URL]   (default: $LATCHKEY_URL)
 //
 // `npm run generate` writes generated/schema.d.ts (git-ignored); `npm run typecheck`
 // (tsc --noEmit, strict) proves that the calls below match the generated types.
@@ -67,7 +68,13 @@ async function main(): Promise<number> {
   check(tokens.token_type === "Bearer", "signup token_type is Bearer", tokens.token_type);
   check(Number.isInteger(tokens.expires_in) && tokens.expires_in > 0, "signup expires_in is a positive integer", tokens.expires_in);
   check(tokens.access_token.split(".").length === 3, "signup access_token is a JWT");
-  check(tokens.refresh_token.length >= 43, "signup refresh_token is long enough", tokens.refresh_token.length);
+  // `null` only with the cookie transport (below); the default is the body.
+  const refreshToken = tokens.refresh_token;
+  if (refreshToken === null) {
+    check(false, "signup has the refresh_token in the body", tokens);
+    return summary(started);
+  }
+  check(refreshToken.length >= 43, "signup refresh_token is long enough", refreshToken.length);
   const user: User = tokens.user;
   check(user.email === email, "signup user.email is the email, lowercased", user.email);
   check(user.username === username, "signup user.username is the username", user.username);
@@ -88,7 +95,7 @@ async function main(): Promise<number> {
   }
 
   // --- refresh --------------------------------------------------------------------
-  const rf = await client.POST("/refresh", { body: { refresh_token: tokens.refresh_token } });
+  const rf = await client.POST("/refresh", { body: { refresh_token: refreshToken } });
   check(rf.response.status === 200, "POST /refresh answers 200", rf.response.status);
   if (rf.data === undefined) {
     check(false, "POST /refresh has a TokenResponse body", rf.error);
@@ -165,6 +172,30 @@ async function main(): Promise<number> {
       errors.map((e) => [e.field, e.code]),
     );
   }
+
+  // --- the cookie transport, as a browser app uses it ----------------------------
+  // (A browser keeps and sends the cookie itself; here the smoke carries it by hand.)
+  const ck = await client.POST("/signup", {
+    body: { email: `ts-smoke-cookie-${tag}@example.com`, password, refresh_token_transport: "cookie" },
+  });
+  check(ck.response.status === 201, "signup with the cookie transport answers 201", ck.response.status);
+  check(ck.data?.refresh_token === null, "with the cookie transport refresh_token is null", ck.data?.refresh_token);
+  const setCookie = ck.response.headers.get("set-cookie") ?? "";
+  check(
+    /^__Host-latchkey_refresh=[A-Za-z0-9_-]{43};/.test(setCookie) && /HttpOnly/.test(setCookie),
+    "signup sets the __Host-latchkey_refresh cookie",
+    setCookie,
+  );
+  const cookie = setCookie.split(";")[0] ?? "";
+  const rc = await client.POST("/refresh", { body: {}, headers: { Cookie: cookie } });
+  check(rc.response.status === 200, "POST /refresh with only the cookie answers 200", rc.error);
+  check(rc.data?.refresh_token === null, "POST /refresh with the cookie keeps refresh_token null", rc.data?.refresh_token);
+  const rotatedCookie = (rc.response.headers.get("set-cookie") ?? "").split(";")[0] ?? "";
+  check(
+    rotatedCookie.startsWith("__Host-latchkey_refresh=") && rotatedCookie !== cookie,
+    "POST /refresh with the cookie sets the next cookie",
+    rotatedCookie,
+  );
 
   return summary(started);
 }

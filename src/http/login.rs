@@ -53,11 +53,11 @@ impl utoipa::PartialSchema for LoginRequest {
                 "refresh_token_transport",
                 RefBuilder::new()
                     .ref_location_from_schema_name("RefreshTokenTransport")
+                    // No `default`: openapi-typescript would make the field required.
                     .description(Some(
-                        "`cookie` for browser apps: the refresh token is set as an `HttpOnly` \
-                         cookie instead of being returned in the body.",
-                    ))
-                    .default(Some("body".into())),
+                        "`body` when left out; `cookie` for browser apps: the refresh token is \
+                         set as an `HttpOnly` cookie instead of being returned in the body.",
+                    )),
             )
             .required("password");
         let given = |field: &str| {

@@ -24,10 +24,11 @@ pub struct RefreshRequest {
     /// `__Host-latchkey_refresh` cookie instead; without the cookie it is required.
     #[schema(nullable = false)]
     refresh_token: Option<String>,
-    /// Where the successor goes. A refresh with the cookie always answers with the cookie,
-    /// whatever this says: the token never moves from the cookie to where scripts can read it.
+    /// Where the successor goes; `body` when left out. A refresh with the cookie always
+    /// answers with the cookie, whatever this says: the token never moves from the cookie to
+    /// where scripts can read it.
+    // No `default` in the schema: openapi-typescript would make the field required.
     #[serde(default)]
-    #[schema(default = "body")]
     refresh_token_transport: Transport,
 }
 

@@ -28,10 +28,10 @@ pub struct SignupRequest {
     /// the same as leaving it out.
     #[schema(pattern = "^[A-Za-z0-9_.-]{3,32}$", examples("ada"))]
     username: Option<String>,
-    /// `cookie` for browser apps: the refresh token is set as an `HttpOnly` cookie instead of
-    /// being returned in the body.
+    /// `body` when left out; `cookie` for browser apps: the refresh token is set as an
+    /// `HttpOnly` cookie instead of being returned in the body.
+    // No `default` in the schema: openapi-typescript would make the field required.
     #[serde(default)]
-    #[schema(default = "body")]
     refresh_token_transport: Transport,
 }
 
