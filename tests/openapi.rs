@@ -82,6 +82,7 @@ fn every_path_of_the_contract_is_documented() {
         "GET /readyz",
         "GET /openapi.yaml",
         "GET /docs",
+        "GET /",
     ] {
         assert!(
             documented.contains(&expected.to_owned()),

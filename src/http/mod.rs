@@ -10,6 +10,7 @@ mod login;
 mod logout;
 mod me;
 pub mod openapi;
+mod page;
 pub mod problem;
 mod refresh;
 pub mod refresh_cookie;
@@ -76,6 +77,7 @@ pub fn routes(config: &mut web::ServiceConfig) {
         .service(resource("/healthz", "GET, HEAD").route(get().to(health::healthz)))
         .service(resource("/readyz", "GET, HEAD").route(get().to(health::readyz)))
         .configure(openapi::routes)
+        .configure(page::routes)
         .default_service(web::to(|| async {
             Err::<actix_web::HttpResponse, _>(Error::NotFound)
         }));

@@ -20,7 +20,7 @@ use utoipa::{Modify, OpenApi};
 use utoipa_swagger_ui::{Config, SwaggerUi};
 
 use super::{
-    health, login, logout, me, problem, refresh, refresh_cookie, sessions, signup, well_known,
+    health, login, logout, me, page, problem, refresh, refresh_cookie, sessions, signup, well_known,
 };
 
 #[derive(OpenApi)]
@@ -46,6 +46,7 @@ use super::{
         health::readyz,
         openapi_yaml,
         docs,
+        page::index,
     ),
     components(schemas(problem::Problem, crate::error::FieldError, refresh_cookie::Transport)),
     modifiers(&BearerScheme, &RefreshCookie, &CommonResponses, &OptionalBodies),
@@ -56,6 +57,7 @@ use super::{
         (name = "keys", description = "Public keys for verifying access tokens offline"),
         (name = "health", description = "Liveness and readiness"),
         (name = "docs", description = "This document, and a page to explore it"),
+        (name = "page", description = "A page on which a person uses the service in a browser"),
     ),
 )]
 struct ApiDoc;
@@ -194,6 +196,7 @@ const WITHOUT_DATABASE: &[&str] = &[
     "/.well-known/jwks.json",
     "/openapi.yaml",
     "/docs",
+    "/",
 ];
 
 impl Modify for CommonResponses {

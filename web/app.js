@@ -1,0 +1,530 @@
+// Latchkey's page: sign up, log in, see the account and its sessions, end a session, log
+// out — through the API on this origin, the way a single-page app should use it:
+//
+// - The access token is kept in this module's memory only, never in localStorage or
+//   sessionStorage, so no other script and no later visitor can read it from storage.
+// - This script never sees the refresh token: signup, login and refresh ask for the cookie
+//   transport, and the token travels in the HttpOnly `__Host-latchkey_refresh` cookie. On
+//   load, `POST /refresh` with that cookie restores the session, so a reload keeps you in.
+// - The access token is refreshed shortly before it expires, and after a 401; callers that
+//   need a refresh at the same time share the one in flight.
+// - Errors are RFC 9457 problem documents; they are shown as plain sentences, and a 422's
+//   field errors next to their fields.
+//
+// The DOM is built with textContent and elements only: the page's Content-Security-Policy
+// enforces Trusted Types, so innerHTML and the like would throw.
+
+const $ = (selector) => document.querySelector(selector);
+
+/** The access token and when to renew it, or null when signed out. In memory only. */
+let access = null;
+/** The refresh in flight, shared by every caller that needs one. */
+let refreshing = null;
+let refreshTimer = 0;
+
+/** Tells this browser's other tabs of this page about logins and logouts (never tokens). */
+const tabs = "BroadcastChannel" in window ? new BroadcastChannel("latchkey") : null;
+
+// --- talking to the API ------------------------------------------------------------------
+
+/** A failed request: an RFC 9457 problem document, or a network failure. */
+class Problem extends Error {
+  constructor(status, body = {}, retryAfter = null) {
+    super(body.detail ?? `HTTP ${status}`);
+    this.status = status;
+    this.code = body.code ?? (status === 0 ? "network_error" : "unknown");
+    this.errors = Array.isArray(body.errors) ? body.errors : [];
+    this.retryAfter = retryAfter;
+  }
+}
+
+async function problemOf(response) {
+  let body = {};
+  try {
+    body = await response.json();
+  } catch {
+    // Not a problem document (a proxy's error page, say): the status alone has to do.
+  }
+  return new Problem(response.status, body, response.headers.get("Retry-After"));
+}
+
+/** One request to this origin. Cookies go along (same origin), the cache is bypassed. */
+async function send(path, { method = "GET", body, token } = {}) {
+  const headers = { Accept: "application/json, application/problem+json" };
+  if (body !== undefined) headers["Content-Type"] = "application/json";
+  if (token) headers.Authorization = `Bearer ${token}`;
+  try {
+    return await fetch(path, {
+      method,
+      headers,
+      body: body === undefined ? undefined : JSON.stringify(body),
+      credentials: "same-origin",
+      cache: "no-store",
+    });
+  } catch {
+    throw new Problem(0);
+  }
+}
+
+/** Like send, and parses the answer; a non-2xx answer throws its Problem. */
+async function call(path, options) {
+  const response = await send(path, options);
+  if (!response.ok) throw await problemOf(response);
+  return response.status === 204 ? null : response.json();
+}
+
+/**
+ * An authenticated request. On a 401 it refreshes (unless another caller already has) and
+ * tries once more; when the session cannot be refreshed, the page is signed out.
+ */
+async function api(path, options = {}) {
+  if (!access) throw new Problem(401, { code: "signed_out" });
+  const used = access.token;
+  let response = await send(path, { ...options, token: used });
+  if (response.status === 401) {
+    if (access?.token === used) await refresh();
+    if (!access) throw new Problem(401, { code: "signed_out" });
+    response = await send(path, { ...options, token: access.token });
+  }
+  if (!response.ok) throw await problemOf(response);
+  return response.status === 204 ? null : response.json();
+}
+
+/**
+ * Exchanges the refresh-token cookie for a new access token (and a new cookie). Concurrent
+ * callers get the same promise. A refusal (401: ended, expired or reused) signs the page out.
+ */
+function refresh() {
+  refreshing ??= (async () => {
+    try {
+      const response = await send("/refresh", {
+        method: "POST",
+        body: { refresh_token_transport: "cookie" },
+      });
+      if (!response.ok) {
+        const problem = await problemOf(response);
+        if (access && (problem.status === 401 || problem.status === 403)) {
+          signOutLocally(sentence(problem), { error: true });
+        }
+        throw problem;
+      }
+      adopt(await response.json());
+    } finally {
+      refreshing = null;
+    }
+  })();
+  return refreshing;
+}
+
+/** Takes a token response's access token and plans its renewal. */
+function adopt(tokens) {
+  const lifetime = tokens.expires_in * 1000;
+  // Renew a fifth of the lifetime before expiry, at most a minute before (so 14 minutes
+  // into the default 15), leaving time for a retry should the service be briefly away.
+  const renewIn = Math.max(lifetime - Math.min(60_000, lifetime / 5), 1_000);
+  access = {
+    token: tokens.access_token,
+    renewAt: Date.now() + renewIn,
+  };
+  clearTimeout(refreshTimer);
+  refreshTimer = setTimeout(renewInBackground, renewIn);
+}
+
+async function renewInBackground() {
+  try {
+    await refresh();
+  } catch (problem) {
+    // Refused: refresh() has signed the page out. Unreachable: try again shortly; should
+    // the token expire meanwhile, the next request's 401 refreshes anyway.
+    if (access && (problem.status === 0 || problem.status >= 500)) {
+      clearTimeout(refreshTimer);
+      refreshTimer = setTimeout(renewInBackground, 10_000);
+    }
+  }
+}
+
+// A tab that was asleep (timers throttled, laptop closed) renews at once when seen again.
+document.addEventListener("visibilitychange", () => {
+  if (document.visibilityState === "visible" && access && Date.now() >= access.renewAt) {
+    renewInBackground();
+  }
+});
+
+// --- plain words for problems ------------------------------------------------------------
+
+const MESSAGES = {
+  network_error: "The service could not be reached. Check your connection and try again.",
+  invalid_credentials: "That email or username and password do not match an account.",
+  account_disabled: "This account has been disabled.",
+  email_taken: "An account with this email address already exists. Log in instead?",
+  username_taken: "This username is taken. Choose another one.",
+  too_many_attempts: (problem) =>
+    `Too many failed attempts. Try again ${waitFor(problem.retryAfter)}.`,
+  invalid_refresh_token: "Your session has ended. Log in again.",
+  refresh_token_reused:
+    "Your session was ended because an old sign-in token was used again. Log in again.",
+  invalid_token: "Your session has ended. Log in again.",
+  missing_token: "Your session has ended. Log in again.",
+  signed_out: "You are logged out.",
+  csrf_rejected: "The service refused the request as coming from another site. Reload the page.",
+  service_unavailable: "The service is temporarily unavailable. Try again in a moment.",
+  request_timeout: "The request took too long. Try again.",
+  validation_failed: "Some fields need another look.",
+};
+
+/** Field errors that arrive as a problem's code rather than in `errors`. */
+const FIELD_CODES = { email_taken: "email", username_taken: "username" };
+
+const FIELD_LABELS = { email: "Email", username: "Username", password: "Password" };
+
+function sentence(problem) {
+  const message = MESSAGES[problem.code];
+  if (typeof message === "function") return message(problem);
+  return message ?? problem.message ?? "Something went wrong. Try again.";
+}
+
+function waitFor(retryAfter) {
+  const seconds = Number.parseInt(retryAfter ?? "", 10);
+  if (!Number.isFinite(seconds)) return "later";
+  if (seconds < 90) return `in ${seconds} seconds`;
+  return `in ${Math.ceil(seconds / 60)} minutes`;
+}
+
+// --- forms -------------------------------------------------------------------------------
+
+/** Clears a form's messages. */
+function clearErrors(form) {
+  for (const element of form.querySelectorAll(".field-error, .form-error")) {
+    element.textContent = "";
+  }
+  for (const input of form.querySelectorAll("input")) input.removeAttribute("aria-invalid");
+}
+
+/** Puts a message next to the input and marks it invalid. */
+function fieldError(input, message) {
+  input.setAttribute("aria-invalid", "true");
+  const slot = $(`#${input.id}-error`);
+  slot.textContent = slot.textContent ? `${slot.textContent} ${message}` : message;
+}
+
+/**
+ * Shows a problem on a form: each field error next to its field (`inputs` maps the API's
+ * field names to inputs), and a summary above; focus goes to the first field to fix.
+ */
+function showProblem(form, problem, inputs) {
+  const summary = form.querySelector(".form-error");
+  const marked = [];
+  for (const error of problem.errors) {
+    const input = inputs[error.field];
+    if (!input) continue;
+    const label = FIELD_LABELS[error.field] ?? error.field;
+    fieldError(input, `${label} ${error.message}.`);
+    marked.push(input);
+  }
+  const field = FIELD_CODES[problem.code];
+  if (field && inputs[field]) {
+    fieldError(inputs[field], sentence(problem));
+    marked.push(inputs[field]);
+  }
+  summary.textContent = sentence(problem);
+  (marked[0] ?? form.querySelector("input")).focus();
+}
+
+/** Runs a form's action with its button disabled and its errors shown. */
+function onSubmit(form, inputs, action) {
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const button = form.querySelector("button[type=submit]");
+    if (button.disabled) return;
+    clearErrors(form);
+    button.disabled = true;
+    try {
+      await action();
+    } catch (problem) {
+      if (!(problem instanceof Problem)) throw problem;
+      showProblem(form, problem, inputs);
+    } finally {
+      button.disabled = false;
+    }
+  });
+}
+
+const login = {
+  form: $("#login-form"),
+  identifier: $("#login-identifier"),
+  password: $("#login-password"),
+};
+
+onSubmit(
+  login.form,
+  { email: login.identifier, username: login.identifier, password: login.password },
+  async () => {
+    const identifier = login.identifier.value.trim();
+    if (!identifier) {
+      fieldError(login.identifier, "Enter your email address or username.");
+      login.identifier.focus();
+      return;
+    }
+    const body = identifier.includes("@")
+      ? { email: identifier, password: login.password.value }
+      : { username: identifier, password: login.password.value };
+    const tokens = await call("/login", {
+      method: "POST",
+      body: { ...body, refresh_token_transport: "cookie" },
+    });
+    login.form.reset();
+    await signedIn(tokens, "You are logged in.");
+  },
+);
+
+const signup = {
+  form: $("#signup-form"),
+  email: $("#signup-email"),
+  username: $("#signup-username"),
+  password: $("#signup-password"),
+};
+
+onSubmit(
+  signup.form,
+  { email: signup.email, username: signup.username, password: signup.password },
+  async () => {
+    const body = {
+      email: signup.email.value,
+      password: signup.password.value,
+      refresh_token_transport: "cookie",
+    };
+    const username = signup.username.value.trim();
+    if (username) body.username = username;
+    const tokens = await call("/signup", { method: "POST", body });
+    signup.form.reset();
+    await signedIn(tokens, "Your account is ready and you are logged in.");
+  },
+);
+
+// --- the signed-in view ------------------------------------------------------------------
+
+const dateTime = new Intl.DateTimeFormat(undefined, { dateStyle: "medium", timeStyle: "short" });
+const relative = new Intl.RelativeTimeFormat(undefined, { numeric: "auto" });
+
+function ago(timestamp) {
+  const seconds = Math.round((new Date(timestamp).getTime() - Date.now()) / 1000);
+  if (Math.abs(seconds) < 45) return "just now";
+  const steps = [
+    [60, "second"],
+    [60, "minute"],
+    [24, "hour"],
+    [Number.POSITIVE_INFINITY, "day"],
+  ];
+  let value = seconds;
+  for (const [size, unit] of steps) {
+    if (Math.abs(value) < size) return relative.format(Math.trunc(value), unit);
+    value /= size;
+  }
+  return dateTime.format(new Date(timestamp));
+}
+
+function timeElement(timestamp, text) {
+  const element = document.createElement("time");
+  element.dateTime = timestamp;
+  element.title = dateTime.format(new Date(timestamp));
+  element.textContent = text;
+  return element;
+}
+
+/** "Firefox on Windows" from a User-Agent header, or the header's first word. */
+function device(userAgent) {
+  if (!userAgent) return "Unknown device";
+  const find = (pairs) => pairs.find(([needle]) => userAgent.includes(needle))?.[1];
+  const browser = find([
+    ["Edg/", "Edge"],
+    ["OPR/", "Opera"],
+    ["Firefox/", "Firefox"],
+    ["HeadlessChrome/", "Headless Chrome"],
+    ["Chrome/", "Chrome"],
+    ["Safari/", "Safari"],
+  ]);
+  const system = find([
+    ["Android", "Android"],
+    ["iPhone", "iPhone"],
+    ["iPad", "iPad"],
+    ["Windows", "Windows"],
+    ["Mac OS X", "macOS"],
+    ["CrOS", "ChromeOS"],
+    ["Linux", "Linux"],
+  ]);
+  if (browser && system) return `${browser} on ${system}`;
+  return browser ?? system ?? userAgent.split(/[\s/]/)[0];
+}
+
+const views = { signedOut: $("#signed-out"), signedIn: $("#signed-in") };
+const sessionsList = $("#sessions");
+const sessionTemplate = $("#session-template");
+
+function setStatus(text, { error = false } = {}) {
+  const status = $("#status");
+  status.textContent = text;
+  status.classList.toggle("is-error", error);
+}
+
+async function signedIn(tokens, message) {
+  adopt(tokens);
+  tabs?.postMessage("logged-in");
+  setStatus(message);
+  await showAccount();
+  $("#account-heading").focus();
+}
+
+/** Shows the signed-in view, filled from `GET /me` and `GET /sessions`. */
+async function showAccount() {
+  views.signedOut.hidden = true;
+  views.signedIn.hidden = false;
+  await Promise.all([loadMe(), loadSessions()]);
+}
+
+async function loadMe() {
+  try {
+    const me = await api("/me");
+    $("#me-email").textContent = me.email;
+    $("#me-username").textContent = me.username ?? "—";
+    $("#me-created").replaceChildren(
+      timeElement(me.created_at, dateTime.format(new Date(me.created_at))),
+    );
+    $("#account-error").textContent = "";
+  } catch (problem) {
+    if (access) $("#account-error").textContent = sentence(problem);
+  }
+}
+
+async function loadSessions() {
+  const error = $("#sessions-error");
+  try {
+    const sessions = await api("/sessions");
+    // This device first, then the others as the API orders them (most recently used first).
+    const ordered = [...sessions.filter((s) => s.current), ...sessions.filter((s) => !s.current)];
+    sessionsList.replaceChildren(...ordered.map(sessionItem));
+    error.textContent = "";
+  } catch (problem) {
+    if (access) error.textContent = sentence(problem);
+  }
+}
+
+function sessionItem(session) {
+  const item = sessionTemplate.content.firstElementChild.cloneNode(true);
+  const name = device(session.user_agent);
+  item.dataset.sessionId = session.id;
+  item.classList.toggle("current", session.current);
+  item.querySelector(".session-device").textContent = name;
+  item.querySelector(".badge").hidden = !session.current;
+  item.querySelector(".session-meta").append(
+    `${session.ip ?? "Unknown address"} · signed in `,
+    timeElement(session.created_at, dateTime.format(new Date(session.created_at))),
+    " · last used ",
+    timeElement(session.last_used_at, ago(session.last_used_at)),
+  );
+  item.querySelector(".session-agent").textContent = session.user_agent ?? "";
+  const button = item.querySelector(".session-end");
+  if (session.current) {
+    button.textContent = "Log out";
+    button.setAttribute("aria-label", `Log out of this session (${name}, this device)`);
+    button.addEventListener("click", () => logout("local", button));
+  } else {
+    button.setAttribute(
+      "aria-label",
+      `End session: ${name}, ${session.ip ?? "unknown address"}, last used ${ago(session.last_used_at)}`,
+    );
+    button.addEventListener("click", () => endSession(session.id, button));
+  }
+  return item;
+}
+
+async function endSession(id, button) {
+  button.disabled = true;
+  try {
+    await api(`/sessions/${encodeURIComponent(id)}`, { method: "DELETE" });
+    setStatus("Session ended: that device is logged out on its next request.");
+  } catch (problem) {
+    if (!access) return;
+    if (problem.status !== 404) {
+      $("#sessions-error").textContent = sentence(problem);
+      button.disabled = false;
+      return;
+    }
+    setStatus("That session had already ended.");
+  }
+  await loadSessions();
+  $("#sessions-heading").focus();
+}
+
+/** Logs out of this session ("local") or all of them ("global"); the API clears the cookie. */
+async function logout(scope, button) {
+  button.disabled = true;
+  try {
+    await api("/logout", { method: "POST", body: { scope } });
+  } catch (problem) {
+    // A 401 means the session had already ended: logged out either way.
+    if (access && problem.status !== 401) {
+      $("#account-error").textContent = sentence(problem);
+      button.disabled = false;
+      return;
+    }
+  }
+  button.disabled = false;
+  tabs?.postMessage("logged-out");
+  signOutLocally(
+    scope === "global" ? "You are logged out on every device." : "You are logged out.",
+  );
+  $("#login-heading").focus();
+}
+
+/** Forgets the access token and shows the forms. */
+function signOutLocally(message, { error = false } = {}) {
+  access = null;
+  clearTimeout(refreshTimer);
+  views.signedIn.hidden = true;
+  views.signedOut.hidden = false;
+  sessionsList.replaceChildren();
+  for (const id of ["#me-email", "#me-username", "#me-created", "#account-error"]) {
+    $(id).replaceChildren();
+  }
+  setStatus(message, { error });
+}
+
+$("#logout").addEventListener("click", (event) => logout("local", event.currentTarget));
+$("#logout-everywhere").addEventListener("click", (event) =>
+  logout("global", event.currentTarget),
+);
+$("#reload-sessions").addEventListener("click", async (event) => {
+  const button = event.currentTarget;
+  button.disabled = true;
+  await Promise.all([loadMe(), loadSessions()]);
+  button.disabled = false;
+});
+
+tabs?.addEventListener("message", ({ data }) => {
+  if (data === "logged-out" && access) {
+    signOutLocally("You logged out in another tab.");
+  } else if (data === "logged-in") {
+    restore();
+  }
+});
+
+// --- start -------------------------------------------------------------------------------
+
+/** Restores the session from the refresh-token cookie, if there is one. */
+async function restore() {
+  const wasSignedIn = access !== null;
+  try {
+    await refresh();
+  } catch (problem) {
+    // Signed in until now: refresh() has said why that ended. Otherwise no cookie, or an
+    // ended session, simply means signed out; anything else is worth saying.
+    if (wasSignedIn) return;
+    const quiet = problem.status >= 400 && problem.status < 500;
+    signOutLocally(quiet ? "" : sentence(problem), { error: !quiet });
+    return;
+  }
+  setStatus("");
+  await showAccount();
+}
+
+restore();
