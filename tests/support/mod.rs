@@ -7,6 +7,8 @@
 //! skipped with a notice; with `CI=true` they fail instead.
 #![allow(dead_code)] // each test binary uses its own subset of these helpers
 
+pub mod cli;
+
 use std::collections::HashMap;
 use std::io::Write as _;
 use std::sync::OnceLock;
