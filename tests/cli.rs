@@ -373,7 +373,7 @@ async fn help_lists_the_subcommands() {
     let output = run(latchkey(dir.path(), &[]), &["--help"], "").await;
     assert!(output.status.success(), "{}", stderr_of(&output));
     let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-    for subcommand in ["serve", "migrate", "healthcheck", "user"] {
+    for subcommand in ["serve", "migrate", "healthcheck", "user", "sessions"] {
         assert!(
             stdout
                 .lines()
@@ -381,9 +381,22 @@ async fn help_lists_the_subcommands() {
             "{subcommand} missing from:\n{stdout}"
         );
     }
-    let output = run(latchkey(dir.path(), &[]), &["user", "--help"], "").await;
-    assert!(output.status.success(), "{}", stderr_of(&output));
-    assert!(String::from_utf8_lossy(&output.stdout).contains("create"));
+    for (command, subcommands) in [
+        ("user", &["create", "list", "disable", "enable"][..]),
+        ("sessions", &["revoke"][..]),
+    ] {
+        let output = run(latchkey(dir.path(), &[]), &[command, "--help"], "").await;
+        assert!(output.status.success(), "{}", stderr_of(&output));
+        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+        for subcommand in subcommands {
+            assert!(
+                stdout
+                    .lines()
+                    .any(|line| line.trim_start().starts_with(subcommand)),
+                "{command} {subcommand} missing from:\n{stdout}"
+            );
+        }
+    }
 
     // An unknown subcommand is a usage error, not a server start.
     let output = run(latchkey(dir.path(), &[]), &["frobnicate"], "").await;
