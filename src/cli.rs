@@ -1,7 +1,8 @@
 //! The command line: `serve` (the default), `migrate`, `openapi`, `healthcheck`, `user`
-//! (create, list, disable, enable) and `sessions revoke`.
+//! (create, list, disable, enable), `sessions revoke` and `keys` (list, rotate).
 
 mod healthcheck;
+mod keys;
 mod operator;
 mod output;
 
@@ -49,6 +50,9 @@ enum Command {
     /// Manage sessions.
     #[command(subcommand)]
     Sessions(SessionsCommand),
+    /// Manage the Ed25519 signing keys kept in the database.
+    #[command(subcommand)]
+    Keys(KeysCommand),
 }
 
 #[derive(Debug, Default, Args)]
@@ -100,6 +104,19 @@ enum SessionsCommand {
         #[arg(long)]
         email: String,
     },
+}
+
+#[derive(Debug, Subcommand)]
+enum KeysCommand {
+    /// List the signing keys: kid, created, and signing, verifying until, or retired.
+    List {
+        /// Print a JSON array instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Add a new signing key that signs from now on; the previous one keeps verifying until
+    /// every token it can have signed has expired. Refused with LATCHKEY_JWT_SECRET set.
+    Rotate,
 }
 
 /// What went wrong, for `main` to print as one line and turn into the exit code.
@@ -162,6 +179,8 @@ impl Cli {
             Some(Command::Sessions(SessionsCommand::Revoke { email })) => {
                 operator::revoke_sessions(settings, email).await
             }
+            Some(Command::Keys(KeysCommand::List { json })) => keys::list(settings, json).await,
+            Some(Command::Keys(KeysCommand::Rotate)) => keys::rotate(settings).await,
         }
     }
 }

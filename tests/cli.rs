@@ -373,7 +373,14 @@ async fn help_lists_the_subcommands() {
     let output = run(latchkey(dir.path(), &[]), &["--help"], "").await;
     assert!(output.status.success(), "{}", stderr_of(&output));
     let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-    for subcommand in ["serve", "migrate", "healthcheck", "user", "sessions"] {
+    for subcommand in [
+        "serve",
+        "migrate",
+        "healthcheck",
+        "user",
+        "sessions",
+        "keys",
+    ] {
         assert!(
             stdout
                 .lines()
@@ -384,6 +391,7 @@ async fn help_lists_the_subcommands() {
     for (command, subcommands) in [
         ("user", &["create", "list", "disable", "enable"][..]),
         ("sessions", &["revoke"][..]),
+        ("keys", &["list", "rotate"][..]),
     ] {
         let output = run(latchkey(dir.path(), &[]), &[command, "--help"], "").await;
         assert!(output.status.success(), "{}", stderr_of(&output));

@@ -1,10 +1,24 @@
 //! How the operator commands print: aligned tables for people, RFC 3339 times in UTC.
 
+use std::time::Duration;
+
 use chrono::{NaiveDateTime, SecondsFormat};
 
 /// A stored time as RFC 3339 in UTC, to the second: `2026-11-27T10:00:00Z`.
 pub fn timestamp(at: NaiveDateTime) -> String {
     at.and_utc().to_rfc3339_opts(SecondsFormat::Secs, true)
+}
+
+/// A duration in the largest unit that divides it, as the configuration writes them: `30s`,
+/// `15m`, `2h`, `30d`.
+pub fn duration(span: Duration) -> String {
+    let seconds = span.as_secs();
+    for (unit, size) in [("d", 86_400), ("h", 3_600), ("m", 60)] {
+        if seconds > 0 && seconds.is_multiple_of(size) {
+            return format!("{}{unit}", seconds / size);
+        }
+    }
+    format!("{seconds}s")
 }
 
 /// `1 session`, `3 sessions`.
@@ -61,5 +75,14 @@ mod tests {
              1   ada@example.com  no\n\
              22  b@x.io           yes\n"
         );
+    }
+
+    #[test]
+    fn durations_use_the_largest_unit() {
+        assert_eq!(duration(Duration::from_secs(30)), "30s");
+        assert_eq!(duration(Duration::from_secs(900)), "15m");
+        assert_eq!(duration(Duration::from_secs(905)), "905s");
+        assert_eq!(duration(Duration::from_secs(7200)), "2h");
+        assert_eq!(duration(Duration::from_secs(0)), "0s");
     }
 }
