@@ -1,7 +1,10 @@
-//! The command line: `serve` (the default), `migrate`, `openapi`, `healthcheck` and
-//! `user create`.
+//! The command line: `serve` (the default), `migrate`, `openapi`, `healthcheck`, `user`
+//! (create, list, disable, enable), `sessions revoke` and `keys` (list, rotate).
 
 mod healthcheck;
+mod keys;
+mod operator;
+mod output;
 
 use std::collections::HashMap;
 use std::io::Read as _;
@@ -12,6 +15,7 @@ use secrecy::SecretString;
 use crate::auth::accounts::{self, NewAccount};
 use crate::auth::passwords::Passwords;
 use crate::config::Settings;
+use crate::db::Db;
 use crate::error::Error;
 use crate::startup::{self, Application};
 
@@ -43,6 +47,12 @@ enum Command {
     /// Manage user accounts.
     #[command(subcommand)]
     User(UserCommand),
+    /// Manage sessions.
+    #[command(subcommand)]
+    Sessions(SessionsCommand),
+    /// Manage the Ed25519 signing keys kept in the database.
+    #[command(subcommand)]
+    Keys(KeysCommand),
 }
 
 #[derive(Debug, Default, Args)]
@@ -69,6 +79,44 @@ enum UserCommand {
         #[arg(long)]
         username: Option<String>,
     },
+    /// List every user: id, email, username, created, disabled or not, live sessions.
+    List {
+        /// Print a JSON array instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Disable an account: end all its sessions at once and refuse its logins.
+    Disable {
+        #[arg(long)]
+        email: String,
+    },
+    /// Enable a disabled account again.
+    Enable {
+        #[arg(long)]
+        email: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum SessionsCommand {
+    /// End every live session of a user at once; the account stays enabled.
+    Revoke {
+        #[arg(long)]
+        email: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum KeysCommand {
+    /// List the signing keys: kid, created, and signing, verifying until, or retired.
+    List {
+        /// Print a JSON array instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Add a new signing key that signs from now on; the previous one keeps verifying until
+    /// every token it can have signed has expired. Refused with LATCHKEY_JWT_SECRET set.
+    Rotate,
 }
 
 /// What went wrong, for `main` to print as one line and turn into the exit code.
@@ -112,13 +160,27 @@ impl Cli {
             Some(Command::Healthcheck(args)) => healthcheck(&args),
             None | Some(Command::Serve(_)) => serve(settings).await,
             Some(Command::Migrate) => {
-                let db = startup::connect(&settings).await?;
+                let db = connect(&settings).await?;
                 println!("migrations applied ({} database)", db.backend());
                 Ok(())
             }
             Some(Command::User(UserCommand::Create { email, username })) => {
                 create_user(settings, &email, username.as_deref()).await
             }
+            Some(Command::User(UserCommand::List { json })) => {
+                operator::list_users(settings, json).await
+            }
+            Some(Command::User(UserCommand::Disable { email })) => {
+                operator::disable_user(settings, email).await
+            }
+            Some(Command::User(UserCommand::Enable { email })) => {
+                operator::enable_user(settings, email).await
+            }
+            Some(Command::Sessions(SessionsCommand::Revoke { email })) => {
+                operator::revoke_sessions(settings, email).await
+            }
+            Some(Command::Keys(KeysCommand::List { json })) => keys::list(settings, json).await,
+            Some(Command::Keys(KeysCommand::Rotate)) => keys::rotate(settings).await,
         }
     }
 }
@@ -154,7 +216,7 @@ async fn create_user(
 ) -> Result<(), CliError> {
     let password = read_password()?;
     let account = NewAccount::parse(email, username, password).map_err(rejected)?;
-    let db = startup::connect(&settings).await?;
+    let db = connect(&settings).await?;
     let passwords = Passwords::new(settings.argon2, 1)?;
     let password_hash = passwords
         .hash(account.password_secret())
@@ -166,6 +228,19 @@ async fn create_user(
         .map_err(rejected)?;
     println!("created user {} <{}>", user.id, user.email);
     Ok(())
+}
+
+/// The database, for a command that runs one piece of work and exits: one connection, so
+/// that the pool never opens another in the background (it tops its idle connections up
+/// after each checkout). A PostgreSQL connection still being opened on a pool thread as the
+/// process exited crashed it now and then with SIGSEGV, after the command had done and
+/// reported its work.
+async fn connect(settings: &Settings) -> Result<Db, CliError> {
+    let settings = Settings {
+        db_pool_size: 1,
+        ..settings.clone()
+    };
+    Ok(startup::connect(&settings).await?)
 }
 
 /// The password is the whole of standard input, without its final line break.

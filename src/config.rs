@@ -26,6 +26,7 @@ pub const VARIABLES: &[&str] = &[
     "LATCHKEY_LOGIN_WINDOW",
     "LATCHKEY_TRUSTED_PROXIES",
     "LATCHKEY_PRUNE_INTERVAL",
+    "LATCHKEY_KEY_RELOAD_INTERVAL",
     "LATCHKEY_CLIENT_TIMEOUT",
     "LATCHKEY_LOG",
     "LATCHKEY_LOG_FORMAT",
@@ -82,6 +83,10 @@ pub struct Settings {
     pub trusted_proxies: Vec<ipnet::IpNet>,
     /// How often ended sessions and stale login attempts are deleted.
     pub prune_interval: Duration,
+    /// How often a running instance re-reads the signing keys, to pick up a rotation made
+    /// elsewhere. A replaced key verifies for this long beyond the access-token lifetime,
+    /// because an instance that has not reloaded yet may still sign with it.
+    pub key_reload_interval: Duration,
     /// How long a client may take to send a request's head: slow clients cannot hold
     /// connections open indefinitely.
     pub client_timeout: Duration,
@@ -159,6 +164,7 @@ impl Settings {
             login_window: env.duration("LATCHKEY_LOGIN_WINDOW", "15m", 1)?,
             trusted_proxies: env.parse("LATCHKEY_TRUSTED_PROXIES", "", parse_networks)?,
             prune_interval: env.duration("LATCHKEY_PRUNE_INTERVAL", "10m", 1)?,
+            key_reload_interval: env.duration("LATCHKEY_KEY_RELOAD_INTERVAL", "30s", 1)?,
             client_timeout: env.duration("LATCHKEY_CLIENT_TIMEOUT", "10s", 1)?,
             cors_origins: env.parse("LATCHKEY_CORS_ORIGINS", "", parse_origins)?,
             log_filter: env.parse("LATCHKEY_LOG", "info", |raw| {
@@ -402,6 +408,7 @@ mod tests {
         assert_eq!(s.login_ip_max_failures, 100);
         assert_eq!(s.login_window, Duration::from_secs(15 * 60));
         assert!(s.trusted_proxies.is_empty());
+        assert_eq!(s.key_reload_interval, Duration::from_secs(30));
     }
 
     #[test]
@@ -420,6 +427,8 @@ mod tests {
             ("LATCHKEY_TRUSTED_PROXIES", "proxy.internal"),
             ("LATCHKEY_LOGIN_MAX_FAILURES", "0"),
             ("LATCHKEY_LOGIN_WINDOW", "forever"),
+            ("LATCHKEY_KEY_RELOAD_INTERVAL", "0"),
+            ("LATCHKEY_KEY_RELOAD_INTERVAL", "often"),
             ("LATCHKEY_CORS_ORIGINS", "https://app.example.com/"),
             ("LATCHKEY_CORS_ORIGINS", "app.example.com"),
         ];

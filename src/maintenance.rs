@@ -1,12 +1,14 @@
 //! Housekeeping that keeps the tables from growing without bound: ended sessions (with
 //! their refresh-token generations) and login attempts too old to count. Every instance
-//! runs it; the deletes are idempotent.
+//! runs it; the deletes are idempotent. And the periodic reload of the signing keys, which
+//! picks up a rotation made by another process.
 
 use std::time::Duration;
 
 use chrono::NaiveDateTime;
 
 use crate::auth::sessions::SessionPolicy;
+use crate::auth::tokens::AccessTokens;
 use crate::db::{self, Db, DbConn, login_failures, sessions};
 use crate::error::Error;
 
@@ -53,6 +55,21 @@ pub fn spawn(db: Db, policy: PrunePolicy, every: Duration) {
                 }
                 Ok(_) => {}
                 Err(error) => tracing::warn!(error = %error, "pruning failed; will retry"),
+            }
+        }
+    });
+}
+
+/// Reloads the signing keys every `every`, for as long as the server runs. A failure keeps
+/// the keys loaded so far and is retried at the next tick.
+pub fn spawn_key_reload(tokens: AccessTokens, every: Duration) {
+    actix_web::rt::spawn(async move {
+        let mut ticks = actix_web::rt::time::interval(every);
+        ticks.tick().await; // the keys were just loaded
+        loop {
+            ticks.tick().await;
+            if let Err(error) = tokens.reload().await {
+                tracing::warn!(error = %error, "reloading the signing keys failed; will retry");
             }
         }
     });

@@ -8,7 +8,7 @@ use actix_web::middleware::from_fn;
 use actix_web::{App, HttpServer, web};
 use anyhow::Context as _;
 
-use crate::auth::keys::KeySet;
+use crate::auth::keys::{self, KeySet};
 use crate::auth::passwords::Passwords;
 use crate::auth::sessions::SessionPolicy;
 use crate::auth::throttle::ThrottlePolicy;
@@ -25,23 +25,24 @@ pub struct Application {
 }
 
 impl Application {
-    /// Connects to the database (applying migrations), loads or creates the signing key and
-    /// binds the listener. Port 0 in the settings picks a free port (tests do).
+    /// Connects to the database (applying migrations), loads or creates the signing key (and
+    /// reloads the keys every `key_reload_interval`) and binds the listener. Port 0 in the
+    /// settings picks a free port (tests do).
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
         let db = connect(&settings).await?;
-        let keys = match &settings.jwt_secret {
-            Some(secret) => KeySet::from_secret(secret),
-            None => db
-                .run(KeySet::load_or_create)
-                .await
-                .context("loading the signing keys")?,
+        let tokens = match &settings.jwt_secret {
+            Some(secret) => access_tokens(&settings, KeySet::from_secret(secret)),
+            None => {
+                let keys = db
+                    .run(KeySet::load_or_create)
+                    .await
+                    .context("loading the signing keys")?;
+                let tokens =
+                    access_tokens(&settings, keys).reloading_with(keys::reload_from(db.clone()));
+                maintenance::spawn_key_reload(tokens.clone(), settings.key_reload_interval);
+                tokens
+            }
         };
-        let tokens = AccessTokens::new(
-            keys,
-            settings.issuer.clone(),
-            settings.audience.clone(),
-            settings.access_ttl,
-        );
         let (argon2, workers) = (settings.argon2, settings.hash_workers);
         let passwords = tokio::task::spawn_blocking(move || {
             domain::load_common_passwords();
@@ -106,6 +107,15 @@ impl Application {
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
         self.server.await
     }
+}
+
+fn access_tokens(settings: &Settings, keys: KeySet) -> AccessTokens {
+    AccessTokens::new(
+        keys,
+        settings.issuer.clone(),
+        settings.audience.clone(),
+        settings.access_ttl,
+    )
 }
 
 /// Opens the pool on a blocking thread: connecting and migrating are blocking I/O.

@@ -3,14 +3,14 @@
 
 mod support;
 
-use std::io::Write as _;
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use diesel::{Connection as _, PgConnection, RunQueryDsl as _, SqliteConnection};
 use reqwest::StatusCode;
 use serde_json::json;
+use support::cli::{assert_one_line_failure, latchkey, run, stderr_of};
 use support::{Backend, PASSWORD, TestApp, TestDatabase, assert_problem, unique_email};
 
 backend_tests!(
@@ -19,55 +19,6 @@ backend_tests!(
     user_create_refuses_an_invalid_email,
     user_create_refuses_a_duplicate_email,
 );
-
-/// The binary, with a clean environment (nothing from the developer's shell leaks in) and
-/// a scratch working directory, so the default `latchkey.db` never lands in the repository.
-fn latchkey(dir: &Path, env: &[(&str, &str)]) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_latchkey"));
-    command.env_clear().current_dir(dir);
-    for (key, value) in env {
-        command.env(key, value);
-    }
-    command
-}
-
-/// Runs the binary to completion, with `stdin` as its standard input, off the async thread.
-async fn run(mut command: Command, args: &[&str], stdin: &str) -> Output {
-    command
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let stdin = stdin.to_owned();
-    tokio::task::spawn_blocking(move || {
-        let mut child = command.spawn().expect("starting latchkey");
-        let mut input = child.stdin.take().unwrap();
-        input.write_all(stdin.as_bytes()).unwrap();
-        drop(input);
-        child.wait_with_output().expect("running latchkey")
-    })
-    .await
-    .unwrap()
-}
-
-fn stderr_of(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stderr).into_owned()
-}
-
-/// A failure: a non-zero exit, and exactly one line on standard error, without a panic.
-fn assert_one_line_failure(output: &Output) -> String {
-    let stderr = stderr_of(output);
-    assert!(!output.status.success(), "exit 0; stderr: {stderr}");
-    assert!(
-        output.status.code().is_some(),
-        "killed by a signal: {stderr}"
-    );
-    assert!(!stderr.contains("panicked"), "{stderr}");
-    assert!(stderr.ends_with('\n'), "{stderr:?}");
-    assert_eq!(stderr.lines().count(), 1, "one line: {stderr:?}");
-    assert!(stderr.trim().len() > 10, "a reason: {stderr:?}");
-    stderr
-}
 
 #[actix_web::test]
 async fn bad_configuration_stops_start_up_with_one_line_naming_the_variable() {
@@ -422,7 +373,14 @@ async fn help_lists_the_subcommands() {
     let output = run(latchkey(dir.path(), &[]), &["--help"], "").await;
     assert!(output.status.success(), "{}", stderr_of(&output));
     let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-    for subcommand in ["serve", "migrate", "healthcheck", "user"] {
+    for subcommand in [
+        "serve",
+        "migrate",
+        "healthcheck",
+        "user",
+        "sessions",
+        "keys",
+    ] {
         assert!(
             stdout
                 .lines()
@@ -430,9 +388,23 @@ async fn help_lists_the_subcommands() {
             "{subcommand} missing from:\n{stdout}"
         );
     }
-    let output = run(latchkey(dir.path(), &[]), &["user", "--help"], "").await;
-    assert!(output.status.success(), "{}", stderr_of(&output));
-    assert!(String::from_utf8_lossy(&output.stdout).contains("create"));
+    for (command, subcommands) in [
+        ("user", &["create", "list", "disable", "enable"][..]),
+        ("sessions", &["revoke"][..]),
+        ("keys", &["list", "rotate"][..]),
+    ] {
+        let output = run(latchkey(dir.path(), &[]), &[command, "--help"], "").await;
+        assert!(output.status.success(), "{}", stderr_of(&output));
+        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+        for subcommand in subcommands {
+            assert!(
+                stdout
+                    .lines()
+                    .any(|line| line.trim_start().starts_with(subcommand)),
+                "{command} {subcommand} missing from:\n{stdout}"
+            );
+        }
+    }
 
     // An unknown subcommand is a usage error, not a server start.
     let output = run(latchkey(dir.path(), &[]), &["frobnicate"], "").await;

@@ -7,7 +7,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use reqwest::{Response, StatusCode};
 use serde_json::{Value, json};
-use support::{Backend, TestApp, assert_invalid_token, assert_problem};
+use support::{Backend, TestApp, assert_invalid_token, assert_problem, claims_of, header_of};
 
 backend_tests!(
     access_tokens_carry_the_contract_header_and_claims,
@@ -24,21 +24,6 @@ backend_tests!(
 
 const SECRET: &str = "an HS256 shared secret of at least 32 bytes";
 
-/// One base64url part of a JWT, as JSON.
-fn part(token: &str, index: usize) -> Value {
-    let encoded = token.split('.').nth(index).expect("a JWT part");
-    serde_json::from_slice(&URL_SAFE_NO_PAD.decode(encoded).expect("base64url"))
-        .expect("a JSON part")
-}
-
-fn header_of(token: &str) -> Value {
-    part(token, 0)
-}
-
-fn claims_of(token: &str) -> Value {
-    part(token, 1)
-}
-
 fn now() -> i64 {
     chrono::Utc::now().timestamp()
 }
@@ -47,22 +32,16 @@ fn b64(bytes: impl AsRef<[u8]>) -> String {
     URL_SAFE_NO_PAD.encode(bytes)
 }
 
-async fn jwks(app: &TestApp) -> Value {
-    let response = app
-        .client
-        .get(app.url("/.well-known/jwks.json"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), StatusCode::OK);
-    response.json().await.unwrap()
-}
-
 /// The newest stored signing key, read straight from the database.
 fn stored_key(app: &TestApp) -> latchkey::db::signing_keys::SigningKey {
     let keys = app
         .db
-        .run_now(|conn| Ok(latchkey::db::signing_keys::list_unretired(conn)?))
+        .run_now(|conn| {
+            Ok(latchkey::db::signing_keys::list_verifying(
+                conn,
+                latchkey::db::now(),
+            )?)
+        })
         .unwrap();
     keys.into_iter()
         .next()
@@ -211,7 +190,7 @@ async fn jwks_publishes_the_key_that_verifies_tokens_offline(backend: Backend) {
     let app = TestApp::spawn(backend).await;
     let tokens = app.signup_user().await;
 
-    let set = jwks(&app).await;
+    let set = app.jwks().await;
     let keys = set["keys"].as_array().expect("a JWK Set");
     assert_eq!(keys.len(), 1, "{set}");
     let jwk = &keys[0];
@@ -245,12 +224,12 @@ async fn jwks_publishes_the_key_that_verifies_tokens_offline(backend: Backend) {
 async fn the_key_is_kept_in_the_database_for_restarts_and_other_instances(backend: Backend) {
     let first = TestApp::spawn(backend).await;
     let tokens = first.signup_user().await;
-    let published = jwks(&first).await;
+    let published = first.jwks().await;
 
     // A restart, or a second instance, on the same database.
     let second = TestApp::spawn_on(first.database.clone(), &[]).await;
 
-    assert_eq!(jwks(&second).await, published, "one key for every instance");
+    assert_eq!(second.jwks().await, published, "one key for every instance");
     assert_accepted(
         &second,
         "a token of the first instance",
@@ -273,12 +252,17 @@ async fn the_key_is_kept_in_the_database_for_restarts_and_other_instances(backen
 
     let keys = first
         .db
-        .run_now(|conn| Ok(latchkey::db::signing_keys::list_unretired(conn)?))
+        .run_now(|conn| {
+            Ok(latchkey::db::signing_keys::list_verifying(
+                conn,
+                latchkey::db::now(),
+            )?)
+        })
         .unwrap();
     assert_eq!(keys.len(), 1, "no second key was generated");
 
     let third = TestApp::spawn_on(first.database.clone(), &[]).await;
-    assert_eq!(jwks(&third).await, published);
+    assert_eq!(third.jwks().await, published);
 }
 
 async fn forged_and_tampered_tokens_are_invalid(backend: Backend) {
@@ -474,7 +458,7 @@ async fn hs256_mode_signs_with_the_shared_secret_and_publishes_nothing(backend: 
         .expect("signed with the shared secret");
 
     // The secret must stay secret: nothing is published.
-    assert_eq!(jwks(&app).await, json!({"keys": []}));
+    assert_eq!(app.jwks().await, json!({"keys": []}));
     let refreshed = app.refresh(&tokens.refresh_token).await;
     assert_eq!(refreshed.status(), StatusCode::OK);
 

@@ -1,7 +1,9 @@
-//! Creating accounts, shared by `POST /signup` and `latchkey user create`.
+//! Creating accounts, shared by `POST /signup` and `latchkey user create`; and what an
+//! operator does to them: listing, disabling and enabling.
 
 use secrecy::SecretString;
 
+use super::sessions::{self, SessionPolicy, reason};
 use crate::db::users::{self, Conflict, NewUser, User};
 use crate::db::{self, DbConn};
 use crate::domain::{Email, NewPassword, Username};
@@ -80,4 +82,67 @@ pub fn insert(conn: &mut DbConn, account: &NewAccount, password_hash: &str) -> R
     })?;
     users::find(conn, &id)?
         .ok_or_else(|| Error::internal(anyhow::anyhow!("user vanished after insert")))
+}
+
+/// The account with this email (compared as stored: trimmed, lowercased); `NotFound` when
+/// there is none.
+pub fn find_by_email(conn: &mut DbConn, email: &str) -> Result<User, Error> {
+    users::find_by_email(conn, &Email::normalize_for_lookup(email))?.ok_or(Error::NotFound)
+}
+
+/// An account as an operator sees it.
+pub struct AccountSummary {
+    pub user: User,
+    pub live_sessions: i64,
+}
+
+/// Every account, oldest first, with its number of live sessions.
+pub fn list(conn: &mut DbConn, policy: &SessionPolicy) -> Result<Vec<AccountSummary>, Error> {
+    let counts: std::collections::HashMap<String, i64> =
+        db::sessions::count_live_by_user(conn, policy.liveness(db::now()))?
+            .into_iter()
+            .collect();
+    Ok(users::list(conn)?
+        .into_iter()
+        .map(|user| AccountSummary {
+            live_sessions: counts.get(&user.id).copied().unwrap_or(0),
+            user,
+        })
+        .collect())
+}
+
+/// What disabling an account did.
+pub struct Disabled {
+    pub user: User,
+    /// It was disabled before; `user.disabled_at` is still the first time.
+    pub already: bool,
+    pub ended_sessions: usize,
+}
+
+/// Disables the account and ends all its sessions, in one transaction: its access tokens
+/// are refused on their next request and its refresh tokens at once. Idempotent; a second
+/// call keeps the first time and ends whatever session might have slipped through.
+pub fn disable(conn: &mut DbConn, email: &str, policy: &SessionPolicy) -> Result<Disabled, Error> {
+    db::write_transaction(conn, |conn| {
+        let user = find_by_email(conn, email)?;
+        let now = db::now();
+        // On PostgreSQL this update waits for a login that is opening a session for the
+        // account (see `sessions::start`), so that the revocation below sees its session.
+        let already = users::set_disabled(conn, &user.id, Some(now), now)? == 0;
+        let ended_sessions = sessions::end_all(conn, &user.id, policy, reason::ACCOUNT_DISABLED)?;
+        let user = users::find(conn, &user.id)?.ok_or(Error::NotFound)?;
+        Ok(Disabled {
+            user,
+            already,
+            ended_sessions,
+        })
+    })
+}
+
+/// Enables a disabled account; answers whether it was disabled.
+pub fn enable(conn: &mut DbConn, email: &str) -> Result<bool, Error> {
+    db::write_transaction(conn, |conn| {
+        let user = find_by_email(conn, email)?;
+        Ok(users::set_disabled(conn, &user.id, None, db::now())? == 1)
+    })
 }

@@ -1,17 +1,24 @@
 //! Signing keys. With a shared secret configured, tokens are HS256 and nothing is published.
-//! Otherwise an Ed25519 key is generated on first start and kept in the database, so that
-//! every instance and every restart signs and verifies with the same keys.
+//! Otherwise Ed25519 keys are kept in the database, so that every instance and every
+//! restart signs and verifies with the same keys: the first is generated on first start,
+//! and `latchkey keys rotate` adds a new one that signs from then on. A replaced key keeps
+//! verifying until every token it can have signed has expired (see [`retire_after`]).
+
+use std::time::Duration;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use chrono::NaiveDateTime;
 use ed25519_dalek::pkcs8::EncodePrivateKey as _;
+use futures_util::future::BoxFuture;
 use hmac::{Hmac, Mac};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
-use crate::db::{self, DbConn, signing_keys};
+use super::tokens::LEEWAY;
+use crate::db::{self, Db, DbConn, signing_keys};
 use crate::error::Error;
 
 const EDDSA: &str = "EdDSA";
@@ -22,6 +29,8 @@ pub struct VerifyingKey {
     pub algorithm: Algorithm,
     pub decoding: DecodingKey,
     pub jwk: Option<serde_json::Value>,
+    /// When it stops verifying; `None` for the key that signs.
+    pub retires_at: Option<NaiveDateTime>,
 }
 
 pub struct SigningKey {
@@ -34,6 +43,13 @@ pub struct SigningKey {
 pub struct KeySet {
     pub signing: SigningKey,
     pub verifying: Vec<VerifyingKey>,
+}
+
+/// How long a replaced key must keep verifying. An instance that has not reloaded the keys
+/// yet still signs with it, for up to `reload_interval` after the rotation; its last token
+/// then lives `access_ttl`, and verifiers tolerate the clock leeway beyond that.
+pub fn retire_after(access_ttl: Duration, reload_interval: Duration) -> Duration {
+    reload_interval + access_ttl + LEEWAY
 }
 
 impl KeySet {
@@ -58,27 +74,40 @@ impl KeySet {
                 algorithm: Algorithm::HS256,
                 decoding: DecodingKey::from_secret(secret),
                 jwk: None,
+                retires_at: None,
             }],
         }
     }
 
-    /// Loads the Ed25519 keys from the database, creating the first one if there is none.
+    /// Loads the Ed25519 keys from the database, creating one if none signs (a fresh
+    /// database).
     pub fn load_or_create(conn: &mut DbConn) -> Result<Self, Error> {
-        let mut stored = signing_keys::list_unretired(conn)?;
-        if stored.is_empty() {
-            create_first_key(conn)?;
-            stored = signing_keys::list_unretired(conn)?;
+        if let Some(keys) = Self::load(conn)? {
+            return Ok(keys);
         }
-        let newest = stored
-            .first()
-            .ok_or_else(|| Error::internal(anyhow::anyhow!("no signing key after creating one")))?;
+        let generation = signing_keys::max_generation(conn)?.unwrap_or(0) + 1;
+        create_key(conn, generation)?;
+        Self::load(conn)?
+            .ok_or_else(|| Error::internal(anyhow::anyhow!("no signing key after creating one")))
+    }
+
+    /// The Ed25519 keys that verify now, the newest unretired one signing; `None` when no
+    /// key signs.
+    pub fn load(conn: &mut DbConn) -> Result<Option<Self>, Error> {
+        let stored = signing_keys::list_verifying(conn, db::now())?;
+        let Some(newest) = stored
+            .iter()
+            .find(|key| key.algorithm == EDDSA && key.retired_at.is_none())
+        else {
+            return Ok(None);
+        };
         let signing = ed25519_signing(&newest.kid, &newest.private_key);
         let verifying = stored
             .iter()
             .filter(|key| key.algorithm == EDDSA)
-            .map(|key| ed25519_verifying(&key.kid, &key.public_key))
+            .map(|key| ed25519_verifying(&key.kid, &key.public_key, key.retired_at))
             .collect();
-        Ok(Self { signing, verifying })
+        Ok(Some(Self { signing, verifying }))
     }
 
     /// The Ed25519 key set of one key made from `seed`, built exactly as
@@ -89,53 +118,117 @@ impl KeySet {
         let key = Ed25519Key::from_seed(seed)?;
         Ok(Self {
             signing: ed25519_signing(&key.kid, &key.private_der),
-            verifying: vec![ed25519_verifying(&key.kid, &key.public)],
+            verifying: vec![ed25519_verifying(&key.kid, &key.public, None)],
         })
-    }
-
-    /// The JWK Set of the public keys (empty for HS256, whose key must stay secret).
-    pub fn jwks(&self) -> serde_json::Value {
-        let keys: Vec<_> = self
-            .verifying
-            .iter()
-            .filter_map(|key| key.jwk.clone())
-            .collect();
-        json!({ "keys": keys })
     }
 }
 
-/// Generation 1 is unique, so when several instances start on an empty database at once,
-/// one insert wins and the others read the winner's key.
-fn create_first_key(conn: &mut DbConn) -> Result<(), Error> {
-    let mut seed = [0u8; 32];
-    getrandom::fill(&mut seed).map_err(Error::internal)?;
-    let Ed25519Key {
-        kid,
-        private_der,
-        public,
-    } = Ed25519Key::from_seed(&seed)?;
-    let inserted = signing_keys::insert(
-        conn,
-        &signing_keys::NewSigningKey {
-            kid: &kid,
-            generation: 1,
-            algorithm: EDDSA,
-            private_key: &private_der,
-            public_key: &public,
-            created_at: db::now(),
-        },
-    );
-    match inserted {
-        Ok(()) => {
-            tracing::info!(%kid, "generated the first Ed25519 signing key");
-            Ok(())
-        }
-        Err(diesel::result::Error::DatabaseError(
-            diesel::result::DatabaseErrorKind::UniqueViolation,
-            _,
-        )) => Ok(()),
+/// Reads the keys from the database again, for [`AccessTokens::reloading_with`]; failing
+/// when no key signs, so that the keys loaded so far stay in use.
+///
+/// [`AccessTokens::reloading_with`]: super::tokens::AccessTokens::reloading_with
+pub fn reload_from(db: Db) -> impl Fn() -> BoxFuture<'static, Result<KeySet, Error>> + Send + Sync {
+    move || {
+        let db = db.clone();
+        Box::pin(async move {
+            db.run(|conn| {
+                KeySet::load(conn)?.ok_or_else(|| {
+                    Error::internal(anyhow::anyhow!("no signing key in the database"))
+                })
+            })
+            .await
+        })
+    }
+}
+
+/// A key as `latchkey keys list` shows it.
+pub struct KeyInfo {
+    pub kid: String,
+    pub algorithm: String,
+    pub created_at: NaiveDateTime,
+    pub state: KeyState,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyState {
+    Signing,
+    VerifyingUntil(NaiveDateTime),
+    RetiredAt(NaiveDateTime),
+}
+
+/// Every stored key, newest first, with its state at `now`.
+pub fn list(conn: &mut DbConn, now: NaiveDateTime) -> Result<Vec<KeyInfo>, Error> {
+    let keys = signing_keys::list(conn)?;
+    Ok(keys
+        .into_iter()
+        .map(|key| KeyInfo {
+            state: match key.retired_at {
+                None => KeyState::Signing,
+                Some(at) if at > now => KeyState::VerifyingUntil(at),
+                Some(at) => KeyState::RetiredAt(at),
+            },
+            kid: key.kid,
+            algorithm: key.algorithm,
+            created_at: key.created_at,
+        })
+        .collect())
+}
+
+/// What a rotation did.
+pub struct Rotated {
+    /// The new key, which signs from now on.
+    pub kid: String,
+    /// The key(s) it replaced, which verify until `retires_at`.
+    pub replaced: Vec<String>,
+    pub retires_at: NaiveDateTime,
+}
+
+/// Adds a new Ed25519 key that signs from now on; the keys it replaces verify for
+/// `verify_for` more (see [`retire_after`]). `None` when another rotation committed at the
+/// same moment: this one then changed nothing.
+pub fn rotate(conn: &mut DbConn, verify_for: Duration) -> Result<Option<Rotated>, Error> {
+    let key = Ed25519Key::generate()?;
+    let now = db::now();
+    let retires_at = now + db::span(verify_for);
+    // The generation is read before anything is written, so that of two concurrent
+    // rotations the second fails on the unique generation instead of leaving two keys that
+    // both think they sign.
+    let outcome = db::write_transaction(conn, |conn| {
+        let generation = signing_keys::max_generation(conn)?.unwrap_or(0) + 1;
+        let replaced = signing_keys::schedule_retirement(conn, retires_at)?;
+        signing_keys::insert(conn, &key.to_new(generation, now))?;
+        Ok::<_, diesel::result::Error>(replaced)
+    });
+    match outcome {
+        Ok(replaced) => Ok(Some(Rotated {
+            kid: key.kid,
+            replaced,
+            retires_at,
+        })),
+        Err(error) if is_unique_violation(&error) => Ok(None),
         Err(error) => Err(error.into()),
     }
+}
+
+/// The generation is unique, so when several instances start on a database without a
+/// signing key at once, one insert wins and the others read the winner's key.
+fn create_key(conn: &mut DbConn, generation: i32) -> Result<(), Error> {
+    let key = Ed25519Key::generate()?;
+    match signing_keys::insert(conn, &key.to_new(generation, db::now())) {
+        Ok(()) => {
+            tracing::info!(kid = %key.kid, "generated an Ed25519 signing key");
+            Ok(())
+        }
+        Err(error) if is_unique_violation(&error) => Ok(()),
+        Err(error) => Err(error.into()),
+    }
+}
+
+fn is_unique_violation(error: &diesel::result::Error) -> bool {
+    matches!(
+        error,
+        diesel::result::Error::DatabaseError(diesel::result::DatabaseErrorKind::UniqueViolation, _)
+    )
 }
 
 /// An Ed25519 key in the forms it is stored in: PKCS#8 DER private key, raw public key.
@@ -146,6 +239,23 @@ struct Ed25519Key {
 }
 
 impl Ed25519Key {
+    fn generate() -> Result<Self, Error> {
+        let mut seed = [0u8; 32];
+        getrandom::fill(&mut seed).map_err(Error::internal)?;
+        Self::from_seed(&seed)
+    }
+
+    fn to_new(&self, generation: i32, now: NaiveDateTime) -> signing_keys::NewSigningKey<'_> {
+        signing_keys::NewSigningKey {
+            kid: &self.kid,
+            generation,
+            algorithm: EDDSA,
+            private_key: &self.private_der,
+            public_key: &self.public,
+            created_at: now,
+        }
+    }
+
     fn from_seed(seed: &[u8; 32]) -> Result<Self, Error> {
         let key = ed25519_dalek::SigningKey::from_bytes(seed);
         let private_der = key.to_pkcs8_der().map_err(Error::internal)?;
@@ -166,12 +276,13 @@ fn ed25519_signing(kid: &str, private_der: &[u8]) -> SigningKey {
     }
 }
 
-fn ed25519_verifying(kid: &str, public: &[u8]) -> VerifyingKey {
+fn ed25519_verifying(kid: &str, public: &[u8], retires_at: Option<NaiveDateTime>) -> VerifyingKey {
     VerifyingKey {
         kid: kid.to_owned(),
         algorithm: Algorithm::EdDSA,
         decoding: DecodingKey::from_ed_der(public),
         jwk: Some(ed25519_jwk(kid, public)),
+        retires_at,
     }
 }
 

@@ -8,7 +8,7 @@ use chrono::NaiveDateTime;
 use super::refresh_token::RefreshToken;
 use crate::db::refresh_tokens::{self, NewRefreshToken};
 use crate::db::sessions::{self, Liveness, NewSession, Session};
-use crate::db::users::User;
+use crate::db::users::{self, User};
 use crate::db::{self, DbConn};
 use crate::error::Error;
 
@@ -20,6 +20,8 @@ pub mod reason {
     pub const ENDED_BY_USER: &str = "ended_by_user";
     pub const PASSWORD_CHANGED: &str = "password_changed";
     pub const REFRESH_TOKEN_REUSED: &str = "refresh_token_reused";
+    pub const ACCOUNT_DISABLED: &str = "account_disabled";
+    pub const REVOKED_BY_OPERATOR: &str = "revoked_by_operator";
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -60,13 +62,24 @@ pub enum Rotation {
     Reused,
 }
 
-/// Opens a session for the user with its first refresh token (generation 0).
+/// Opens a session for the user with its first refresh token (generation 0). Refuses a
+/// disabled account: checked here, in the caller's write transaction, so that a login whose
+/// password check overlapped a `latchkey user disable` cannot leave a session behind.
 pub fn start(
     conn: &mut DbConn,
     user_id: &str,
     client: &ClientInfo,
     policy: &SessionPolicy,
 ) -> Result<Continued, Error> {
+    match users::is_disabled_locked(conn, user_id)? {
+        Some(false) => {}
+        Some(true) => return Err(Error::AccountDisabled),
+        None => {
+            return Err(Error::internal(anyhow::anyhow!(
+                "no user for the new session"
+            )));
+        }
+    }
     let now = db::now();
     let id = uuid::Uuid::now_v7().to_string();
     let ip = client.ip.map(|ip| ip.to_string());
@@ -182,6 +195,21 @@ pub fn holds_live_session(
     };
     Ok(sessions::find(conn, &generation.session_id)?
         .is_some_and(|session| session.is_live(policy.liveness(db::now()))))
+}
+
+/// Ends every live session of the user at once; answers how many.
+pub fn end_all(
+    conn: &mut DbConn,
+    user_id: &str,
+    policy: &SessionPolicy,
+    reason: &str,
+) -> Result<usize, Error> {
+    Ok(sessions::revoke_live_of_user(
+        conn,
+        user_id,
+        policy.liveness(db::now()),
+        reason,
+    )?)
 }
 
 /// The session an access token names, if it still belongs to the token's user and lives.

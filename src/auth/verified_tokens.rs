@@ -4,7 +4,9 @@
 //! default), and checking an Ed25519 signature took a fifth of the CPU of `GET /me`. What a
 //! check proves of a token, signed by one of our keys with these claims, does not change
 //! while the keys stay the same, so it is remembered, keyed by the exact token text. The
-//! time-bound claims are checked again on every use; the session behind the token is not
+//! time-bound claims, and the retirement of the key that signed the token, are checked again
+//! on every use; each loaded key set has a cache of its own, so a reload of the keys starts
+//! afresh. The session behind the token is not
 //! cached at all (it is read from the database on every request, so a logout still takes
 //! effect on the very next one). Refused tokens are not remembered: they could fill the cache.
 
@@ -20,8 +22,16 @@ use crate::error::Error;
 pub const DEFAULT_CAPACITY: usize = 16_384;
 
 pub struct VerifiedTokens {
-    cache: Cache<Box<str>, Arc<Claims>>,
+    cache: Cache<Box<str>, Verified>,
     leeway_seconds: i64,
+}
+
+/// What a full check established about a token.
+#[derive(Clone)]
+struct Verified {
+    claims: Arc<Claims>,
+    /// When the key that signed it stops verifying (Unix seconds), if ever.
+    key_retires_at: Option<i64>,
 }
 
 impl VerifiedTokens {
@@ -32,33 +42,35 @@ impl VerifiedTokens {
         }
     }
 
-    /// The claims of `token`: remembered if it was verified before, else from `verify`,
-    /// and remembered when that succeeds. `now` is the current Unix time in seconds.
+    /// The claims of `token`: remembered if it was verified before, else from `verify`
+    /// (the claims, and when the key that signed them retires), and remembered when that
+    /// succeeds. `now` is the current Unix time in seconds.
     pub fn claims(
         &self,
         token: &str,
         now: i64,
-        verify: impl FnOnce(&str) -> Result<Claims, Error>,
+        verify: impl FnOnce(&str) -> Result<(Claims, Option<i64>), Error>,
     ) -> Result<Arc<Claims>, Error> {
-        if let Some(claims) = self.cache.get(token) {
+        if let Some(verified) = self.cache.get(token) {
+            let claims = &verified.claims;
             // The same bounds, with the same leeway, as the full check applies.
             let fresh = claims.exp.saturating_add(self.leeway_seconds) >= now
-                && claims.nbf.saturating_sub(self.leeway_seconds) <= now;
+                && claims.nbf.saturating_sub(self.leeway_seconds) <= now
+                && verified.key_retires_at.is_none_or(|at| now < at);
             return if fresh {
-                Ok(claims)
+                Ok(verified.claims)
             } else {
                 Err(Error::InvalidToken)
             };
         }
-        let claims = Arc::new(verify(token)?);
-        self.cache.insert(token.into(), Arc::clone(&claims));
+        let (claims, key_retires_at) = verify(token)?;
+        let claims = Arc::new(claims);
+        let verified = Verified {
+            claims: Arc::clone(&claims),
+            key_retires_at,
+        };
+        self.cache.insert(token.into(), verified);
         Ok(claims)
-    }
-
-    /// Forgets every verified token: the keys changed, and a token signed by a key that no
-    /// longer verifies must be checked (and refused) again.
-    pub fn forget_all(&self) {
-        self.cache.clear();
     }
 }
 
@@ -87,7 +99,7 @@ mod tests {
         let calls = Cell::new(0);
         let verify = |_: &str| {
             calls.set(calls.get() + 1);
-            Ok(claims(100, 200))
+            Ok((claims(100, 200), None))
         };
         for _ in 0..3 {
             assert_eq!(tokens.claims("a.b.c", 150, verify).unwrap().sub, "user");
@@ -99,9 +111,10 @@ mod tests {
     fn a_remembered_token_still_expires_and_is_not_yet_valid_before_nbf() {
         let tokens = VerifiedTokens::new(16, 5);
         tokens
-            .claims("a.b.c", 150, |_| Ok(claims(100, 200)))
+            .claims("a.b.c", 150, |_| Ok((claims(100, 200), None)))
             .unwrap();
-        let never = |_: &str| -> Result<Claims, Error> { panic!("should be remembered") };
+        let never =
+            |_: &str| -> Result<(Claims, Option<i64>), Error> { panic!("should be remembered") };
         assert!(
             tokens.claims("a.b.c", 205, never).is_ok(),
             "within the leeway"
@@ -115,27 +128,36 @@ mod tests {
     }
 
     #[test]
-    fn refusals_are_not_remembered_and_forgetting_forces_a_new_check() {
+    fn refusals_are_not_remembered() {
         let tokens = VerifiedTokens::new(16, 5);
         assert!(
             tokens
                 .claims("x", 150, |_| Err(Error::InvalidToken))
                 .is_err()
         );
-        assert!(tokens.claims("x", 150, |_| Ok(claims(100, 200))).is_ok());
-        tokens.forget_all();
         assert!(
             tokens
-                .claims("x", 150, |_| Err(Error::InvalidToken))
-                .is_err()
+                .claims("x", 150, |_| Ok((claims(100, 200), None)))
+                .is_ok()
         );
+    }
+
+    #[test]
+    fn a_remembered_token_stops_when_its_key_retires() {
+        let tokens = VerifiedTokens::new(16, 5);
+        tokens
+            .claims("a.b.c", 150, |_| Ok((claims(100, 200), Some(170))))
+            .unwrap();
+        let never = |_: &str| -> Result<(Claims, Option<i64>), Error> { panic!("remembered") };
+        assert!(tokens.claims("a.b.c", 169, never).is_ok());
+        assert!(tokens.claims("a.b.c", 170, never).is_err());
     }
 
     #[test]
     fn only_the_exact_token_text_is_remembered() {
         let tokens = VerifiedTokens::new(16, 5);
         tokens
-            .claims("a.b.c", 150, |_| Ok(claims(100, 200)))
+            .claims("a.b.c", 150, |_| Ok((claims(100, 200), None)))
             .unwrap();
         assert!(
             tokens

@@ -45,6 +45,7 @@ diesel::table! {
         private_key -> Binary,
         public_key -> Binary,
         created_at -> Timestamp,
+        /// When the key stops verifying: NULL while it signs, set by a rotation.
         retired_at -> Nullable<Timestamp>,
     }
 }

@@ -125,6 +125,37 @@ pub fn revoke_all_of_user(
         .execute(conn)
 }
 
+/// Revokes every live session of the user; answers how many.
+pub fn revoke_live_of_user(
+    conn: &mut DbConn,
+    user_id: &str,
+    at: Liveness,
+    reason: &str,
+) -> QueryResult<usize> {
+    let targets = sessions::table
+        .filter(sessions::user_id.eq(user_id))
+        .filter(sessions::revoked_at.is_null())
+        .filter(sessions::expires_at.gt(at.now))
+        .filter(sessions::last_used_at.gt(at.idle_cutoff));
+    diesel::update(targets)
+        .set((
+            sessions::revoked_at.eq(at.now),
+            sessions::revoked_reason.eq(reason),
+        ))
+        .execute(conn)
+}
+
+/// How many live sessions each user with any has.
+pub fn count_live_by_user(conn: &mut DbConn, at: Liveness) -> QueryResult<Vec<(String, i64)>> {
+    sessions::table
+        .filter(sessions::revoked_at.is_null())
+        .filter(sessions::expires_at.gt(at.now))
+        .filter(sessions::last_used_at.gt(at.idle_cutoff))
+        .group_by(sessions::user_id)
+        .select((sessions::user_id, diesel::dsl::count_star()))
+        .load(conn)
+}
+
 /// Deletes sessions that ended (revoked, expired or idle) before `cutoff`, with their
 /// refresh tokens (ON DELETE CASCADE). `idle_timeout_cutoff` is `cutoff` minus the idle
 /// timeout: a session last used before it had gone idle by `cutoff`.

@@ -1,4 +1,6 @@
-//! The `signing_keys` table.
+//! The `signing_keys` table. `retired_at` is when a key stops verifying: `NULL` for the key
+//! that signs, and set (usually in the future) when a rotation replaces it, so that the
+//! tokens it signed keep verifying until they have expired.
 
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
@@ -29,13 +31,40 @@ pub struct NewSigningKey<'a> {
     pub created_at: NaiveDateTime,
 }
 
-/// Keys that still verify, newest first.
-pub fn list_unretired(conn: &mut DbConn) -> QueryResult<Vec<SigningKey>> {
+/// Every key, retired ones too, newest first.
+pub fn list(conn: &mut DbConn) -> QueryResult<Vec<SigningKey>> {
     signing_keys::table
-        .filter(signing_keys::retired_at.is_null())
         .order(signing_keys::generation.desc())
         .select(SigningKey::as_select())
         .load(conn)
+}
+
+/// Keys that still verify at `now`, newest first.
+pub fn list_verifying(conn: &mut DbConn, now: NaiveDateTime) -> QueryResult<Vec<SigningKey>> {
+    signing_keys::table
+        .filter(
+            signing_keys::retired_at
+                .is_null()
+                .or(signing_keys::retired_at.gt(now)),
+        )
+        .order(signing_keys::generation.desc())
+        .select(SigningKey::as_select())
+        .load(conn)
+}
+
+pub fn max_generation(conn: &mut DbConn) -> QueryResult<Option<i32>> {
+    signing_keys::table
+        .select(diesel::dsl::max(signing_keys::generation))
+        .first(conn)
+}
+
+/// Gives every key that has no retirement time yet (the one that signed) the time `at`;
+/// answers their kids.
+pub fn schedule_retirement(conn: &mut DbConn, at: NaiveDateTime) -> QueryResult<Vec<String>> {
+    diesel::update(signing_keys::table.filter(signing_keys::retired_at.is_null()))
+        .set(signing_keys::retired_at.eq(at))
+        .returning(signing_keys::kid)
+        .get_results(conn)
 }
 
 /// Inserts a key; fails with a unique violation when another instance took the generation.

@@ -117,6 +117,54 @@ pub fn set_password_hash(
         .execute(conn)
 }
 
+/// Every user, oldest first.
+pub fn list(conn: &mut DbConn) -> QueryResult<Vec<User>> {
+    users::table
+        .order((users::created_at.asc(), users::id.asc()))
+        .select(User::as_select())
+        .load(conn)
+}
+
+/// Sets or clears `disabled_at`; answers how many rows changed (0 when it already was so).
+pub fn set_disabled(
+    conn: &mut DbConn,
+    id: &str,
+    disabled_at: Option<NaiveDateTime>,
+    now: NaiveDateTime,
+) -> QueryResult<usize> {
+    let target = users::table.find(id);
+    match disabled_at {
+        Some(_) => diesel::update(target.filter(users::disabled_at.is_null()))
+            .set((
+                users::disabled_at.eq(disabled_at),
+                users::updated_at.eq(now),
+            ))
+            .execute(conn),
+        None => diesel::update(target.filter(users::disabled_at.is_not_null()))
+            .set((
+                users::disabled_at.eq(disabled_at),
+                users::updated_at.eq(now),
+            ))
+            .execute(conn),
+    }
+}
+
+/// Whether the user is disabled (`None`: no such user). On PostgreSQL the row stays
+/// share-locked until the transaction ends, so that a concurrent [`set_disabled`] waits for
+/// it, and then sees (and revokes) the session the transaction opened; SQLite's
+/// write transactions are serialised anyway.
+pub fn is_disabled_locked(conn: &mut DbConn, id: &str) -> QueryResult<Option<bool>> {
+    let query = users::table.find(id).select(users::disabled_at);
+    let disabled_at = match conn {
+        DbConn::Postgres(pg) => query
+            .for_share()
+            .first::<Option<NaiveDateTime>>(pg)
+            .optional()?,
+        DbConn::Sqlite(sqlite) => query.first::<Option<NaiveDateTime>>(sqlite).optional()?,
+    };
+    Ok(disabled_at.map(|at| at.is_some()))
+}
+
 /// Deletes the user; their sessions and refresh tokens go with them (ON DELETE CASCADE).
 pub fn delete(conn: &mut DbConn, id: &str) -> QueryResult<usize> {
     diesel::delete(users::table.find(id)).execute(conn)

@@ -74,14 +74,13 @@ fn authenticate<T: Send + 'static>(
     lookup: impl FnOnce(&mut DbConn, &Claims, &SessionPolicy) -> Result<T, Error> + Send + 'static,
 ) -> LocalBoxFuture<'static, Result<T, Error>> {
     let state = request.app_data::<web::Data<AppState>>().cloned();
-    let claims = bearer_token(request).and_then(|token| match &state {
-        Some(state) => state.tokens.verify(token),
-        None => Err(Error::internal(anyhow::anyhow!(
-            "application state is missing"
-        ))),
-    });
+    // Owned, so that a token naming an unknown key can wait for a reload of the keys.
+    let token = bearer_token(request).map(str::to_owned);
     Box::pin(async move {
-        let (claims, state) = (claims?, state.ok_or(Error::InvalidToken)?);
+        let token = token?;
+        let state = state
+            .ok_or_else(|| Error::internal(anyhow::anyhow!("application state is missing")))?;
+        let claims = state.tokens.verify_or_reload(&token).await?;
         let policy = state.policy;
         state
             .db

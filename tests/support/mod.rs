@@ -7,6 +7,8 @@
 //! skipped with a notice; with `CI=true` they fail instead.
 #![allow(dead_code)] // each test binary uses its own subset of these helpers
 
+pub mod cli;
+
 use std::collections::HashMap;
 use std::io::Write as _;
 use std::sync::OnceLock;
@@ -293,6 +295,38 @@ impl TestApp {
         self.send(Method::GET, "/sessions", Some(access_token), None)
             .await
     }
+
+    /// The JWK Set the application publishes now.
+    pub async fn jwks(&self) -> Value {
+        let response = self
+            .client
+            .get(self.url("/.well-known/jwks.json"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        response.json().await.unwrap()
+    }
+}
+
+/// One base64url part of a JWT, as JSON.
+fn jwt_part(token: &str, index: usize) -> Value {
+    use base64::Engine as _;
+    let encoded = token.split('.').nth(index).expect("a JWT part");
+    let decoded = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(encoded)
+        .expect("base64url");
+    serde_json::from_slice(&decoded).expect("a JSON part")
+}
+
+/// A JWT's header, unverified.
+pub fn header_of(token: &str) -> Value {
+    jwt_part(token, 0)
+}
+
+/// A JWT's claims, unverified.
+pub fn claims_of(token: &str) -> Value {
+    jwt_part(token, 1)
 }
 
 /// The parts of a token response the tests use.
