@@ -128,8 +128,9 @@ pub async fn connect(settings: &Settings) -> anyhow::Result<Db> {
     tokio::task::spawn_blocking(move || Db::connect(&url, &options)).await?
 }
 
-/// A quarter of the pool, at least one: enough to keep the hashing threads busy (admission
-/// takes a millisecond or two, a hash tens), and the rest of the pool for everything else.
+/// A quarter of the pool, at least two (and never more than the pool): enough to keep the
+/// hashing threads busy (admission takes a millisecond or two, a hash tens), and the rest of
+/// the pool for everything else.
 fn login_admission_slots(pool_size: u32) -> usize {
-    (pool_size as usize / 4).max(1)
+    (pool_size as usize / 4).max(2).min(pool_size as usize)
 }

@@ -243,13 +243,15 @@ impl Db {
 
     /// Like [`Db::run`], once a slot of `lane` is free: a kind of work that may wait on a
     /// lock in the database holding its connection takes at most the lane's slots of the
-    /// pool. The wait for a slot is bounded like the wait for a connection.
+    /// pool. A slot is waited for as long as the work itself may take (`work_timeout`): the
+    /// lane is a queue, like the hashing threads', whose work is short; the wait for a
+    /// connection after it is bounded as usual.
     pub async fn run_in_lane<T, F>(&self, lane: &Semaphore, work: F) -> Result<T, Error>
     where
         F: FnOnce(&mut DbConn) -> Result<T, Error> + Send + 'static,
         T: Send + 'static,
     {
-        let _slot = tokio::time::timeout(self.acquire_timeout, lane.acquire())
+        let _slot = tokio::time::timeout(self.work_timeout, lane.acquire())
             .await
             .map_err(|_| Error::Unavailable(anyhow::anyhow!("no database lane free in time")))?
             .map_err(Error::internal)?;
