@@ -142,6 +142,16 @@ pub async fn refresh(
             })
         })
         .await?;
-    let (user, continued) = outcome.ok_or(Error::RefreshTokenReused)?;
+    let (user, continued) = outcome.ok_or_else(|| {
+        state.metrics.refresh_token_reuse.inc();
+        Error::RefreshTokenReused
+    })?;
+    let counter = &state.metrics.refreshes;
+    (if continued.converged {
+        &counter.converged
+    } else {
+        &counter.rotated
+    })
+    .inc();
     token_response(&state, StatusCode::OK, user, continued, transport)
 }
