@@ -73,6 +73,7 @@ impl Application {
             cors_origins: settings.cors_origins.clone(),
             client_timeout: settings.client_timeout,
             metrics,
+            metrics_enabled: settings.metrics_enabled,
         });
         let prune = PrunePolicy {
             sessions: policy,

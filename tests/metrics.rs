@@ -14,6 +14,7 @@ backend_tests!(
     a_flow_moves_each_counter_by_exactly_what_it_did,
     route_labels_are_patterns_and_made_up_paths_add_none,
     the_pool_and_the_hashing_queue_are_measured,
+    metrics_off_answers_not_found,
 );
 
 /// Every sample of a scrape, keyed by its name and labels as written (`name{a="b"}`).
@@ -254,4 +255,10 @@ async fn the_pool_and_the_hashing_queue_are_measured(backend: Backend) {
     let fresh = scrape(&other).await;
     assert_eq!(value(&fresh, "latchkey_signups_total"), 0.0);
     assert_eq!(value(&fresh, "latchkey_hash_wait_seconds_count"), 0.0);
+}
+
+async fn metrics_off_answers_not_found(backend: Backend) {
+    let app = TestApp::spawn_with(backend, &[("LATCHKEY_METRICS", "off")]).await;
+    let response = app.client.get(app.url("/metrics")).send().await.unwrap();
+    assert_problem(response, StatusCode::NOT_FOUND, "not_found").await;
 }

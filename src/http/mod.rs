@@ -59,6 +59,8 @@ pub struct AppState {
     pub client_timeout: std::time::Duration,
     /// This application's counters, gauges and histograms, served by `GET /metrics`.
     pub metrics: crate::metrics::Metrics,
+    /// `LATCHKEY_METRICS`: off, `GET /metrics` answers `404` (the metrics are still kept).
+    pub metrics_enabled: bool,
 }
 
 /// Registers every route of `API.md`.
