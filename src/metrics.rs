@@ -54,6 +54,17 @@ pub struct Refreshes {
     pub converged: IntCounter,
 }
 
+impl Refreshes {
+    /// Counts a successful refresh.
+    pub fn count(&self, converged: bool) {
+        if converged {
+            self.converged.inc();
+        } else {
+            self.rotated.inc();
+        }
+    }
+}
+
 impl Metrics {
     /// Registers the service's metrics, and those that the database pool and the hashing
     /// threads keep themselves.

@@ -146,12 +146,6 @@ pub async fn refresh(
         state.metrics.refresh_token_reuse.inc();
         Error::RefreshTokenReused
     })?;
-    let counter = &state.metrics.refreshes;
-    (if continued.converged {
-        &counter.converged
-    } else {
-        &counter.rotated
-    })
-    .inc();
+    state.metrics.refreshes.count(continued.converged);
     token_response(&state, StatusCode::OK, user, continued, transport)
 }
