@@ -30,6 +30,7 @@ pub const VARIABLES: &[&str] = &[
     "LATCHKEY_CLIENT_TIMEOUT",
     "LATCHKEY_LOG",
     "LATCHKEY_LOG_FORMAT",
+    "LATCHKEY_METRICS",
     "LATCHKEY_ARGON2_MEMORY_KIB",
     "LATCHKEY_ARGON2_ITERATIONS",
     "LATCHKEY_ARGON2_PARALLELISM",
@@ -94,6 +95,8 @@ pub struct Settings {
     pub cors_origins: Vec<String>,
     pub log_filter: String,
     pub log_format: LogFormat,
+    /// Whether `GET /metrics` answers (`LATCHKEY_METRICS=on`, the default) or is `404`.
+    pub metrics_enabled: bool,
     pub argon2: Argon2Params,
     /// How many password hashes may run at once; each holds `argon2.memory_kib` of memory.
     pub hash_workers: usize,
@@ -171,6 +174,7 @@ impl Settings {
                 crate::telemetry::check_filter(raw).map(|()| raw.trim().to_owned())
             })?,
             log_format: env.parse("LATCHKEY_LOG_FORMAT", "pretty", parse_log_format)?,
+            metrics_enabled: env.parse("LATCHKEY_METRICS", "on", parse_switch)?,
             argon2: Argon2Params {
                 memory_kib: env.number(
                     "LATCHKEY_ARGON2_MEMORY_KIB",
@@ -361,6 +365,14 @@ fn parse_log_format(raw: &str) -> Result<LogFormat, String> {
     }
 }
 
+fn parse_switch(raw: &str) -> Result<bool, String> {
+    match raw.trim() {
+        "on" => Ok(true),
+        "off" => Ok(false),
+        other => Err(format!("expected `on` or `off`, got {other:?}")),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -409,6 +421,12 @@ mod tests {
         assert_eq!(s.login_window, Duration::from_secs(15 * 60));
         assert!(s.trusted_proxies.is_empty());
         assert_eq!(s.key_reload_interval, Duration::from_secs(30));
+        assert!(s.metrics_enabled);
+        assert!(
+            !settings(&[("LATCHKEY_METRICS", "off")])
+                .unwrap()
+                .metrics_enabled
+        );
     }
 
     #[test]
@@ -418,6 +436,7 @@ mod tests {
             ("LATCHKEY_ACCESS_TTL", "0"),
             ("LATCHKEY_BIND", "nowhere"),
             ("LATCHKEY_LOG_FORMAT", "xml"),
+            ("LATCHKEY_METRICS", "yes"),
             ("LATCHKEY_JWT_SECRET", "short"),
             ("DATABASE_URL", "mysql://localhost/x"),
             ("DATABASE_URL", "sqlite::memory:"),

@@ -10,6 +10,7 @@ pub mod domain;
 pub mod error;
 pub mod http;
 pub mod maintenance;
+pub mod metrics;
 mod request_log;
 pub mod startup;
 pub mod telemetry;

@@ -17,6 +17,7 @@ use crate::config::Settings;
 use crate::db::{Db, PoolOptions};
 use crate::http::{self, AppState};
 use crate::maintenance::{self, PrunePolicy};
+use crate::metrics::Metrics;
 use crate::{domain, request_log};
 
 pub struct Application {
@@ -49,6 +50,7 @@ impl Application {
             Passwords::new(argon2, workers)
         })
         .await??;
+        let metrics = Metrics::new(&db, &passwords).context("registering the metrics")?;
         let policy = SessionPolicy {
             lifetime: settings.session_ttl,
             idle_timeout: settings.session_idle_ttl,
@@ -70,6 +72,8 @@ impl Application {
             trusted_proxies: settings.trusted_proxies.clone(),
             cors_origins: settings.cors_origins.clone(),
             client_timeout: settings.client_timeout,
+            metrics,
+            metrics_enabled: settings.metrics_enabled,
         });
         let prune = PrunePolicy {
             sessions: policy,

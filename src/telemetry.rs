@@ -1,4 +1,6 @@
 //! Logging: `tracing` to standard error, human-readable or one JSON object per line.
+//! Every event logged while a request is handled is within its `request` span, whose
+//! `request_id` both formats show.
 
 use tracing_subscriber::EnvFilter;
 
@@ -14,7 +16,14 @@ pub fn init(filter: &str, format: LogFormat) {
     // A second initialisation (tests start many apps in one process) is harmless.
     let _ = match format {
         LogFormat::Pretty => builder.try_init(),
-        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+        // Each line lists its spans (`spans`, outermost first) with their fields, so that
+        // every event of a request carries its `request_id`.
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .with_span_list(true)
+            .try_init(),
     };
 }
 

@@ -80,6 +80,7 @@ fn every_path_of_the_contract_is_documented() {
         "GET /.well-known/jwks.json",
         "GET /healthz",
         "GET /readyz",
+        "GET /metrics",
         "GET /openapi.yaml",
         "GET /docs",
         "GET /",

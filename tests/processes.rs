@@ -273,8 +273,10 @@ async fn a_lockout_and_concurrent_signups_hold_across_instances() {
     assert_problem(locked, StatusCode::TOO_MANY_REQUESTS, "too_many_attempts").await;
 }
 
-/// A whole flow at debug level, in both log formats: no password, token, hash or secret
-/// appears in any log line.
+/// A whole flow at debug level, in both log formats: no password, token, hash, secret or
+/// email appears in any log line; every JSON line parses, each request has its line with
+/// method, route, status, latency and request id, and a supplied `X-Request-Id` is echoed
+/// and carried by the events logged while handling it.
 #[actix_web::test]
 async fn no_secret_ever_reaches_the_logs() {
     let secret = "a-shared-secret-that-must-never-be-logged-0123456789";
@@ -298,15 +300,44 @@ async fn no_secret_ever_reaches_the_logs() {
         let first = server
             .tokens("/signup", credentials(&email, PASSWORD))
             .await;
+        let supplied_id = format!("client-chosen-id-{format}");
         let wrong = server
-            .post("/login", credentials(&email, "a wrong passphrase here"))
-            .await;
+            .client
+            .post(server.at("/login"))
+            .header("X-Request-Id", &supplied_id)
+            .json(&credentials(&email, "a wrong passphrase here"))
+            .send()
+            .await
+            .unwrap();
         assert_eq!(wrong.status(), StatusCode::UNAUTHORIZED);
+        assert_eq!(wrong.headers()["x-request-id"], supplied_id.as_str());
         seen.push("a wrong passphrase here".to_owned());
+        // An id that is too long, or not visible ASCII, is replaced by a UUID of our own.
+        for insane in ["x".repeat(129), "with space".to_owned()] {
+            let answered = server
+                .client
+                .get(server.at("/healthz"))
+                .header("X-Request-Id", insane.as_str())
+                .send()
+                .await
+                .unwrap();
+            let echoed = answered.headers()["x-request-id"].to_str().unwrap();
+            assert!(uuid::Uuid::parse_str(echoed).is_ok(), "{echoed}");
+        }
         let second = server.tokens("/login", credentials(&email, PASSWORD)).await;
         let refreshed = server
             .tokens("/refresh", json!({"refresh_token": second.refresh_token}))
             .await;
+        let rotated_again = server
+            .tokens(
+                "/refresh",
+                json!({"refresh_token": refreshed.refresh_token}),
+            )
+            .await;
+        let replayed = server
+            .post("/refresh", json!({"refresh_token": second.refresh_token}))
+            .await;
+        assert_problem(replayed, StatusCode::UNAUTHORIZED, "refresh_token_reused").await;
         let forged = format!("{}x", refreshed.access_token);
         assert_eq!(server.me(&forged).await, StatusCode::UNAUTHORIZED);
         let change = json!({"current_password": PASSWORD, "new_password": new_password});
@@ -334,6 +365,13 @@ async fn no_secret_ever_reaches_the_logs() {
             .unwrap();
         assert_eq!(bad_json.status(), StatusCode::BAD_REQUEST);
         seen.push("31415926535897".to_owned());
+        let third = server
+            .tokens("/login", credentials(&email, new_password))
+            .await;
+        let logout = server
+            .send(Method::POST, "/logout", Some(&third.access_token), None)
+            .await;
+        assert_eq!(logout.status(), StatusCode::NO_CONTENT);
         let delete = json!({"password": new_password});
         let deleted = server
             .send(
@@ -344,15 +382,21 @@ async fn no_secret_ever_reaches_the_logs() {
             )
             .await;
         assert_eq!(deleted.status(), StatusCode::NO_CONTENT);
-        for tokens in [&first, &second, &refreshed] {
+        for tokens in [&first, &second, &refreshed, &rotated_again, &third] {
             seen.push(tokens.access_token.clone());
             seen.push(tokens.refresh_token.clone());
             // A signature alone, in case a token were logged cut or reformatted.
             seen.push(tokens.access_token.rsplit('.').next().unwrap().to_owned());
         }
 
+        seen.push(email.clone());
+
         let logs = server.logs();
         assert!(logs.lines().count() > 10, "the flow was logged:\n{logs}");
+        assert!(logs.contains(&supplied_id), "{logs}");
+        if format == "json" {
+            check_json_lines(&logs, &supplied_id);
+        }
         assert!(
             logs.contains("/signup") && logs.contains("logged in"),
             "{logs}"
@@ -463,4 +507,58 @@ async fn a_login_flood_is_bounded_in_memory_and_does_not_starve_health_checks() 
         median < Duration::from_millis(50),
         "median /healthz {median:?}: {latencies:?}"
     );
+}
+
+/// Every line is a JSON object; every request has its line; the supplied request id is on
+/// the wrong login's request line and on the security event logged while handling it.
+fn check_json_lines(logs: &str, supplied_id: &str) {
+    let lines: Vec<Value> = logs
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}")))
+        .collect();
+    let request_id = |line: &Value| {
+        line["spans"]
+            .as_array()
+            .and_then(|spans| spans.iter().find(|span| span["name"] == "request"))
+            .and_then(|span| span["request_id"].as_str())
+            .map(str::to_owned)
+    };
+    let requests: Vec<&Value> = lines
+        .iter()
+        .filter(|line| line["message"] == "request")
+        .collect();
+    assert!(requests.len() >= 15, "{logs}");
+    for line in &requests {
+        assert!(line["method"].is_string(), "{line}");
+        assert!(line["route"].is_string(), "{line}");
+        assert!(line["status"].is_u64(), "{line}");
+        assert!(line["latency_ms"].is_f64(), "{line}");
+        assert!(request_id(line).is_some(), "{line}");
+    }
+    let wrong_login = requests
+        .iter()
+        .find(|line| request_id(line).as_deref() == Some(supplied_id))
+        .unwrap_or_else(|| panic!("no request line with {supplied_id}:\n{logs}"));
+    assert_eq!(wrong_login["route"], "/login");
+    assert_eq!(wrong_login["status"], 401);
+    let failed = lines
+        .iter()
+        .find(|line| line["event"] == "login_failed")
+        .unwrap_or_else(|| panic!("no login_failed event:\n{logs}"));
+    assert_eq!(request_id(failed).as_deref(), Some(supplied_id), "{failed}");
+    assert!(failed["user_id"].is_string(), "{failed}");
+    for event in [
+        "signed_up",
+        "logged_in",
+        "refresh_token_reused",
+        "password_changed",
+        "logged_out",
+        "account_deleted",
+    ] {
+        let line = lines
+            .iter()
+            .find(|line| line["event"] == event)
+            .unwrap_or_else(|| panic!("no {event} event:\n{logs}"));
+        assert!(request_id(line).is_some(), "{line}");
+    }
 }

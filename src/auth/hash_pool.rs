@@ -10,6 +10,10 @@ use std::panic::AssertUnwindSafe;
 use std::sync::mpsc::{self, Receiver, Sender};
 use std::sync::{Arc, Mutex};
 
+use std::time::Instant;
+
+use prometheus::{Histogram, HistogramOpts, IntGauge};
+
 use crate::error::Error;
 
 type Job = Box<dyn FnOnce() + Send>;
@@ -19,6 +23,10 @@ const NICENESS: i32 = 10;
 
 pub struct HashPool {
     jobs: Sender<Job>,
+    /// Jobs waiting for a thread, for `GET /metrics`.
+    queued: IntGauge,
+    /// Seconds each job waited for a thread, for `GET /metrics`.
+    wait: Histogram,
 }
 
 impl HashPool {
@@ -32,7 +40,22 @@ impl HashPool {
                 .name(format!("latchkey-hash-{index}"))
                 .spawn(move || work_through(&queue))?;
         }
-        Ok(Self { jobs })
+        let queued = IntGauge::new(
+            "latchkey_hash_queue_depth",
+            "Password hashes and checks waiting for a hashing thread.",
+        )
+        .map_err(std::io::Error::other)?;
+        let wait = Histogram::with_opts(HistogramOpts::new(
+            "latchkey_hash_wait_seconds",
+            "Time a password hash or check waited for a hashing thread.",
+        ))
+        .map_err(std::io::Error::other)?;
+        Ok(Self { jobs, queued, wait })
+    }
+
+    /// The queue's gauge and wait histogram, to register with the application's metrics.
+    pub fn metrics(&self) -> (IntGauge, Histogram) {
+        (self.queued.clone(), self.wait.clone())
     }
 
     /// Runs `work` on a hashing thread once one is free.
@@ -41,12 +64,17 @@ impl HashPool {
         work: impl FnOnce() -> T + Send + 'static,
     ) -> Result<T, Error> {
         let (done, outcome) = tokio::sync::oneshot::channel();
+        let (queued, wait, since) = (self.queued.clone(), self.wait.clone(), Instant::now());
         let job: Job = Box::new(move || {
+            queued.dec();
+            wait.observe(since.elapsed().as_secs_f64());
             let _ = done.send(work());
         });
-        self.jobs
-            .send(job)
-            .map_err(|_| Error::internal(anyhow::anyhow!("the hashing threads are gone")))?;
+        self.queued.inc();
+        self.jobs.send(job).map_err(|_| {
+            self.queued.dec();
+            Error::internal(anyhow::anyhow!("the hashing threads are gone"))
+        })?;
         outcome
             .await
             .map_err(|_| Error::internal(anyhow::anyhow!("a hashing job panicked")))

@@ -51,6 +51,11 @@ impl Passwords {
         })
     }
 
+    /// The hashing queue's depth gauge and wait histogram, for `GET /metrics`.
+    pub fn queue_metrics(&self) -> (prometheus::IntGauge, prometheus::Histogram) {
+        self.pool.metrics()
+    }
+
     /// Hashes a new password with the current parameters and a fresh salt.
     pub async fn hash(&self, password: SecretString) -> Result<String, Error> {
         let hasher = self.hasher.clone();

@@ -54,8 +54,13 @@ pub struct ClientInfo {
 pub struct Continued {
     pub session: Session,
     pub refresh_token: RefreshToken,
+    /// A refresh that answered a just-retired token, within the grace window, with the
+    /// successor it had already been given (rather than rotating).
+    pub converged: bool,
 }
 
+// One value per refresh, moved once: boxing the common case would only add an allocation.
+#[allow(clippy::large_enum_variant)]
 pub enum Rotation {
     Continued(Continued),
     /// A retired token came back outside the grace window: the session is now revoked.
@@ -108,6 +113,7 @@ pub fn start(
     Ok(Continued {
         session,
         refresh_token,
+        converged: false,
     })
 }
 
@@ -141,7 +147,7 @@ pub fn rotate(
                     created_at: now,
                 },
             )?;
-            return continue_session(conn, session, successor, now);
+            return continue_session(conn, session, successor, now, false);
         }
         // A concurrent request rotated this token first (PostgreSQL let our update wait for
         // its commit): read what it recorded and answer with the same successor.
@@ -161,10 +167,10 @@ pub fn rotate(
         _ => None,
     };
     match converged {
-        Some(successor) => continue_session(conn, session, successor, now),
+        Some(successor) => continue_session(conn, session, successor, now, true),
         None => {
             sessions::revoke(conn, &session.id, now, reason::REFRESH_TOKEN_REUSED)?;
-            tracing::warn!(session_id = %session.id, user_id = %session.user_id, "refresh token reused; session revoked");
+            tracing::warn!(event = "refresh_token_reused", session_id = %session.id, user_id = %session.user_id, "refresh token reused; session revoked");
             Ok(Rotation::Reused)
         }
     }
@@ -175,12 +181,14 @@ fn continue_session(
     mut session: Session,
     refresh_token: RefreshToken,
     now: NaiveDateTime,
+    converged: bool,
 ) -> Result<Rotation, Error> {
     sessions::touch(conn, &session.id, now)?;
     session.last_used_at = now;
     Ok(Rotation::Continued(Continued {
         session,
         refresh_token,
+        converged,
     }))
 }
 

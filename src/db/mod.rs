@@ -141,6 +141,16 @@ pub struct Db {
     /// How long [`Db::run`] waits for the pool and the work before answering `Unavailable`.
     work_timeout: Duration,
     backend: &'static str,
+    /// Seconds each query waited for a permit (a connection of its own), for `GET /metrics`.
+    permit_wait: prometheus::Histogram,
+}
+
+/// How the pool's connections are used, for `GET /metrics`.
+#[derive(Debug, Clone, Copy)]
+pub struct PoolUse {
+    pub in_use: u32,
+    pub idle: u32,
+    pub max: u32,
 }
 
 impl Db {
@@ -166,6 +176,11 @@ impl Db {
             work_timeout: options.acquire_timeout
                 + options.acquire_timeout.max(SQLITE_BUSY_TIMEOUT),
             backend: url.backend(),
+            permit_wait: prometheus::Histogram::with_opts(prometheus::HistogramOpts::new(
+                "latchkey_db_permit_wait_seconds",
+                "Time a database query waited for a connection of the pool.",
+            ))
+            .context("creating the pool's wait histogram")?,
         };
         db.migrate()?;
         Ok(db)
@@ -173,6 +188,21 @@ impl Db {
 
     pub fn backend(&self) -> &'static str {
         self.backend
+    }
+
+    /// The connections in use and idle now, and the pool's size.
+    pub fn pool_use(&self) -> PoolUse {
+        let state = self.pool.state();
+        PoolUse {
+            in_use: state.connections.saturating_sub(state.idle_connections),
+            idle: state.idle_connections,
+            max: self.pool.max_size(),
+        }
+    }
+
+    /// The histogram of waits for a permit, to register with the application's metrics.
+    pub fn permit_wait_metric(&self) -> prometheus::Histogram {
+        self.permit_wait.clone()
     }
 
     /// Applies the pending migrations of this backend.
@@ -202,6 +232,7 @@ impl Db {
         F: FnOnce(&mut DbConn) -> Result<T, Error> + Send + 'static,
         T: Send + 'static,
     {
+        let waiting = std::time::Instant::now();
         let permit =
             tokio::time::timeout(self.acquire_timeout, self.permits.clone().acquire_owned())
                 .await
@@ -209,6 +240,7 @@ impl Db {
                     Error::Unavailable(anyhow::anyhow!("no database connection free in time"))
                 })?
                 .map_err(Error::internal)?;
+        self.permit_wait.observe(waiting.elapsed().as_secs_f64());
         let pool = self.pool.clone();
         let span = tracing::Span::current();
         let abandoned = Arc::new(AtomicBool::new(false));
@@ -272,6 +304,7 @@ impl Db {
             && let Ok(permit) = self.permits.clone().try_acquire_owned()
             && let Some(mut conn) = self.pool.try_get()
         {
+            self.permit_wait.observe(0.0);
             let outcome = work(&mut conn);
             drop(permit);
             return outcome;

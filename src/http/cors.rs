@@ -14,7 +14,11 @@ pub fn cors(allowed_origins: &[String]) -> Cors {
         .fold(Cors::default(), |cors, origin| cors.allowed_origin(origin));
     cors.allowed_methods([Method::GET, Method::HEAD, Method::POST, Method::DELETE])
         .allowed_headers([header::AUTHORIZATION, header::CONTENT_TYPE, header::ACCEPT])
-        .expose_headers([header::WWW_AUTHENTICATE, header::RETRY_AFTER])
+        .expose_headers([
+            header::WWW_AUTHENTICATE,
+            header::RETRY_AFTER,
+            header::HeaderName::from_static("x-request-id"),
+        ])
         // Credentials let a listed origin use the refresh-token cookie.
         .supports_credentials()
         .max_age(PREFLIGHT_MAX_AGE)

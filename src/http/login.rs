@@ -158,7 +158,14 @@ pub async fn login(
     let reservation = match admission {
         Admission::Admitted(reservation) => reservation,
         Admission::Refused { retry_after } => {
-            tracing::warn!(retry_after, "login throttled");
+            state.metrics.logins.throttled.inc();
+            let user_id = user.as_ref().map(|user| user.id.as_str());
+            tracing::warn!(
+                event = "login_throttled",
+                user_id,
+                retry_after,
+                "login throttled"
+            );
             return Err(Error::TooManyAttempts { retry_after });
         }
     };
@@ -171,11 +178,15 @@ pub async fn login(
     let user = match user {
         Some(user) if verification.matches => user,
         _ => {
-            tracing::info!("login failed");
+            state.metrics.logins.failure.inc();
+            let user_id = user.as_ref().map(|user| user.id.as_str());
+            tracing::info!(event = "login_failed", user_id, "login failed");
             return Err(Error::InvalidCredentials);
         }
     };
     if user.disabled_at.is_some() {
+        state.metrics.logins.disabled.inc();
+        tracing::warn!(event = "login_disabled", user_id = %user.id, "login to a disabled account");
         return Err(Error::AccountDisabled);
     }
     let rehashed = if verification.needs_rehash {
@@ -197,6 +208,7 @@ pub async fn login(
             })
         })
         .await?;
-    tracing::info!(user_id = %user.id, session_id = %continued.session.id, "logged in");
+    state.metrics.logins.success.inc();
+    tracing::info!(event = "logged_in", user_id = %user.id, session_id = %continued.session.id, "logged in");
     token_response(&state, StatusCode::OK, user, continued, transport)
 }

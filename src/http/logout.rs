@@ -22,6 +22,17 @@ pub enum Scope {
     Global,
 }
 
+impl Scope {
+    /// The scope as the API spells it, for logs and metrics.
+    fn label(self) -> &'static str {
+        match self {
+            Self::Local => "local",
+            Self::Others => "others",
+            Self::Global => "global",
+        }
+    }
+}
+
 #[derive(Deserialize, utoipa::ToSchema)]
 pub struct LogoutRequest {
     #[serde(default)]
@@ -49,6 +60,7 @@ pub async fn logout(
     let scope = request.map(|request| request.scope).unwrap_or_default();
     let cookie = refresh_cookie::presented(&http_request);
     let policy = state.policy;
+    let session_id = caller.session_id.clone();
     let (revoked, clear_cookie) = state
         .db
         .run(move |conn| {
@@ -84,7 +96,8 @@ pub async fn logout(
             Ok((revoked, clear_cookie))
         })
         .await?;
-    tracing::info!(?scope, revoked, clear_cookie, "logged out");
+    state.metrics.logout(scope.label());
+    tracing::info!(event = "logged_out", %session_id, scope = scope.label(), revoked, clear_cookie, "logged out");
     let mut response = HttpResponse::NoContent();
     if clear_cookie {
         response.cookie(refresh_cookie::removal());

@@ -74,7 +74,7 @@ pub async fn change_password(
             })
         })
         .await?;
-    tracing::info!(revoked, "password changed");
+    tracing::info!(event = "password_changed", revoked, "password changed");
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -103,7 +103,7 @@ pub async fn delete(
         .db
         .run(move |conn| Ok(users::delete(conn, &user.id)?))
         .await?;
-    tracing::info!("account deleted");
+    tracing::info!(event = "account_deleted", "account deleted");
     Ok(HttpResponse::NoContent().finish())
 }
 

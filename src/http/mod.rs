@@ -9,6 +9,7 @@ mod health;
 mod login;
 mod logout;
 mod me;
+mod metrics;
 pub mod openapi;
 mod page;
 pub mod problem;
@@ -56,6 +57,10 @@ pub struct AppState {
     pub cors_origins: Vec<String>,
     /// The longest a client may take to send a request head, or a body.
     pub client_timeout: std::time::Duration,
+    /// This application's counters, gauges and histograms, served by `GET /metrics`.
+    pub metrics: crate::metrics::Metrics,
+    /// `LATCHKEY_METRICS`: off, `GET /metrics` answers `404` (the metrics are still kept).
+    pub metrics_enabled: bool,
 }
 
 /// Registers every route of `API.md`.
@@ -76,6 +81,7 @@ pub fn routes(config: &mut web::ServiceConfig) {
         .service(resource("/.well-known/jwks.json", "GET, HEAD").route(get().to(well_known::jwks)))
         .service(resource("/healthz", "GET, HEAD").route(get().to(health::healthz)))
         .service(resource("/readyz", "GET, HEAD").route(get().to(health::readyz)))
+        .service(resource("/metrics", "GET, HEAD").route(get().to(metrics::metrics)))
         .configure(openapi::routes)
         .configure(page::routes)
         .default_service(web::to(|| async {

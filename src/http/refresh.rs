@@ -142,6 +142,10 @@ pub async fn refresh(
             })
         })
         .await?;
-    let (user, continued) = outcome.ok_or(Error::RefreshTokenReused)?;
+    let (user, continued) = outcome.ok_or_else(|| {
+        state.metrics.refresh_token_reuse.inc();
+        Error::RefreshTokenReused
+    })?;
+    state.metrics.refreshes.count(continued.converged);
     token_response(&state, StatusCode::OK, user, continued, transport)
 }

@@ -58,6 +58,7 @@ pub async fn end(
     let session_id = uuid::Uuid::try_parse(&path.into_inner())
         .map_err(|_| Error::NotFound)?
         .to_string();
+    let ended = session_id.clone();
     let policy = state.policy;
     state
         .db
@@ -74,5 +75,6 @@ pub async fn end(
             Ok(())
         })
         .await?;
+    tracing::info!(event = "session_revoked", session_id = %ended, "session ended by its user");
     Ok(HttpResponse::NoContent().finish())
 }

@@ -72,6 +72,7 @@ pub async fn signup(
             })
         })
         .await?;
-    tracing::info!(user_id = %user.id, session_id = %continued.session.id, "signed up");
+    state.metrics.signups.inc();
+    tracing::info!(event = "signed_up", user_id = %user.id, session_id = %continued.session.id, "signed up");
     token_response(&state, StatusCode::CREATED, user, continued, transport)
 }

@@ -1,0 +1,215 @@
+//! Prometheus metrics, served as text by `GET /metrics`.
+//!
+//! Each [`Application`](crate::startup::Application) has a registry of its own, held in
+//! `AppState`: nothing is process-global, so applications started side by side (the tests
+//! start many in one process) count apart. Label values are fixed sets (route patterns, not
+//! paths; known methods; the statuses the service answers), so that no request can add a
+//! time series.
+
+use std::time::Duration;
+
+use actix_web::http::StatusCode;
+
+use prometheus::{
+    Encoder as _, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
+    Opts, Registry, TextEncoder,
+};
+
+use crate::auth::passwords::Passwords;
+use crate::db::Db;
+
+/// The content type of the text exposition format, for `GET /metrics`.
+pub const CONTENT_TYPE: &str = prometheus::TEXT_FORMAT;
+
+/// The route label of a request that matched no route.
+pub const UNMATCHED_ROUTE: &str = "unmatched";
+
+pub struct Metrics {
+    registry: Registry,
+    db: Db,
+    requests: IntCounterVec,
+    request_duration: HistogramVec,
+    db_connections: IntGaugeVec,
+    db_connections_max: IntGauge,
+    pub signups: IntCounter,
+    pub logins: Logins,
+    pub refreshes: Refreshes,
+    pub refresh_token_reuse: IntCounter,
+    logouts: IntCounterVec,
+}
+
+/// `latchkey_logins_total` by outcome.
+pub struct Logins {
+    pub success: IntCounter,
+    pub failure: IntCounter,
+    pub throttled: IntCounter,
+    pub disabled: IntCounter,
+}
+
+/// `latchkey_refreshes_total` by outcome.
+pub struct Refreshes {
+    /// The token was rotated: a new successor.
+    pub rotated: IntCounter,
+    /// A just-retired token came back within the grace window and got the same successor.
+    pub converged: IntCounter,
+}
+
+impl Refreshes {
+    /// Counts a successful refresh.
+    pub fn count(&self, converged: bool) {
+        if converged {
+            self.converged.inc();
+        } else {
+            self.rotated.inc();
+        }
+    }
+}
+
+impl Metrics {
+    /// Registers the service's metrics, and those that the database pool and the hashing
+    /// threads keep themselves.
+    pub fn new(db: &Db, passwords: &Passwords) -> prometheus::Result<Self> {
+        let registry = Registry::new();
+        let requests = IntCounterVec::new(
+            Opts::new(
+                "latchkey_http_requests_total",
+                "HTTP requests answered, by method, route pattern and status.",
+            ),
+            &["method", "route", "status"],
+        )?;
+        let request_duration = HistogramVec::new(
+            HistogramOpts::new(
+                "latchkey_http_request_duration_seconds",
+                "Time from a request's arrival to its response, by method, route pattern and status.",
+            ),
+            &["method", "route", "status"],
+        )?;
+        let db_connections = IntGaugeVec::new(
+            Opts::new(
+                "latchkey_db_connections",
+                "Open database connections of the pool, by state (in_use, idle).",
+            ),
+            &["state"],
+        )?;
+        let db_connections_max = IntGauge::new(
+            "latchkey_db_connections_max",
+            "The pool's size (LATCHKEY_DB_POOL_SIZE).",
+        )?;
+        let signups = IntCounter::new("latchkey_signups_total", "Accounts created.")?;
+        let logins = IntCounterVec::new(
+            Opts::new(
+                "latchkey_logins_total",
+                "Login attempts, by outcome: success, failure (wrong account or password), \
+                 throttled (429), disabled (the right password for a disabled account).",
+            ),
+            &["outcome"],
+        )?;
+        let refreshes = IntCounterVec::new(
+            Opts::new(
+                "latchkey_refreshes_total",
+                "Successful refreshes, by outcome: rotated (a new successor), converged (a \
+                 just-retired token within the grace window got the same successor).",
+            ),
+            &["outcome"],
+        )?;
+        let refresh_token_reuse = IntCounter::new(
+            "latchkey_refresh_token_reuse_total",
+            "Retired refresh tokens replayed outside the grace window; each revoked its session.",
+        )?;
+        let logouts = IntCounterVec::new(
+            Opts::new(
+                "latchkey_logouts_total",
+                "Logouts, by scope: local, others, global.",
+            ),
+            &["scope"],
+        )?;
+        let (hash_queued, hash_wait) = passwords.queue_metrics();
+        for collector in [
+            Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(request_duration.clone()),
+            Box::new(db_connections.clone()),
+            Box::new(db_connections_max.clone()),
+            Box::new(db.permit_wait_metric()),
+            Box::new(hash_queued),
+            Box::new(hash_wait),
+            Box::new(signups.clone()),
+            Box::new(logins.clone()),
+            Box::new(refreshes.clone()),
+            Box::new(refresh_token_reuse.clone()),
+            Box::new(logouts.clone()),
+        ] {
+            registry.register(collector)?;
+        }
+        // Every outcome is there from the start, at 0, so that rates work from the first scrape.
+        for scope in ["local", "others", "global"] {
+            logouts.with_label_values(&[scope]);
+        }
+        Ok(Self {
+            registry,
+            db: db.clone(),
+            requests,
+            request_duration,
+            db_connections,
+            db_connections_max,
+            signups,
+            logins: Logins {
+                success: logins.with_label_values(&["success"]),
+                failure: logins.with_label_values(&["failure"]),
+                throttled: logins.with_label_values(&["throttled"]),
+                disabled: logins.with_label_values(&["disabled"]),
+            },
+            refreshes: Refreshes {
+                rotated: refreshes.with_label_values(&["rotated"]),
+                converged: refreshes.with_label_values(&["converged"]),
+            },
+            refresh_token_reuse,
+            logouts,
+        })
+    }
+
+    /// Counts a logout of `scope` (`local`, `others` or `global`).
+    pub fn logout(&self, scope: &str) {
+        self.logouts.with_label_values(&[scope]).inc();
+    }
+
+    /// Counts an answered request. `route` is the matched pattern or [`UNMATCHED_ROUTE`].
+    pub fn request(&self, method: &str, route: &str, status: StatusCode, latency: Duration) {
+        let labels = [method, route, status.as_str()];
+        self.requests.with_label_values(&labels).inc();
+        self.request_duration
+            .with_label_values(&labels)
+            .observe(latency.as_secs_f64());
+    }
+
+    /// The text exposition of every metric, the pool's gauges read now.
+    pub fn render(&self) -> String {
+        let pool = self.db.pool_use();
+        let gauge = |state: &str| self.db_connections.with_label_values(&[state]);
+        gauge("in_use").set(i64::from(pool.in_use));
+        gauge("idle").set(i64::from(pool.idle));
+        self.db_connections_max.set(i64::from(pool.max));
+        let mut text = Vec::new();
+        if let Err(error) = TextEncoder::new().encode(&self.registry.gather(), &mut text) {
+            tracing::error!(%error, "encoding the metrics failed");
+        }
+        String::from_utf8(text).unwrap_or_default()
+    }
+}
+
+/// A method label: the standard methods as they are, anything else `other`, so that made-up
+/// methods add no series.
+pub fn method_label(method: &actix_web::http::Method) -> &'static str {
+    use actix_web::http::Method;
+    match *method {
+        Method::GET => "GET",
+        Method::HEAD => "HEAD",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::PATCH => "PATCH",
+        Method::OPTIONS => "OPTIONS",
+        Method::TRACE => "TRACE",
+        Method::CONNECT => "CONNECT",
+        _ => "other",
+    }
+}
