@@ -56,7 +56,7 @@ impl Application {
             reuse_grace: settings.refresh_reuse_grace,
         };
         let state = web::Data::new(AppState {
-            events: events::Recorder::new(db.clone()),
+            events: events::Recorder::start(db.clone()),
             db,
             passwords,
             tokens,

@@ -8,13 +8,12 @@
 //! (which records nothing): a timing oracle for which accounts exist. They are recorded
 //! right after the answer has been decided, off the request's path (see [`Recorder`]).
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::NaiveDateTime;
 use quick_cache::sync::Cache;
 use serde::Serialize;
-use tokio::sync::Semaphore;
+use tokio::sync::mpsc;
 
 use super::sessions::ClientInfo;
 use crate::db::security_events::{self, NewSecurityEvent, SecurityEvent};
@@ -83,12 +82,12 @@ pub fn record(
     client: &ClientInfo,
     session_id: Option<&str>,
 ) -> Result<(), Error> {
-    insert(conn, Stamp::now(), user_id, kind, client, session_id)
+    insert(conn, &Stamp::now(), user_id, kind, client, session_id)
 }
 
 fn insert(
     conn: &mut DbConn,
-    stamp: Stamp,
+    stamp: &Stamp,
     user_id: &str,
     kind: EventKind,
     client: &ClientInfo,
@@ -143,25 +142,41 @@ pub enum Refusal {
 /// Records refused logins of existing accounts on their own, after the answer: the answer
 /// neither waits for the write nor depends on it, so it takes as long as for an unknown
 /// identifier. Shared by every worker of an instance.
+///
+/// One task writes them, in one transaction per batch of whatever queued up meanwhile: a
+/// burst of refusals costs a few writes, not one each (one each took SQLite's write lock
+/// from the login admissions of a flood, which then answered `503`).
 pub struct Recorder {
-    db: Db,
-    /// One write at a time: a burst of refusals queues here rather than taking the pool
-    /// from the requests (a login flood answered `503` while they held it).
-    lane: Arc<Semaphore>,
+    queue: mpsc::Sender<Pending>,
     /// The accounts whose lockout this instance recorded, and until when another would be
-    /// one too many: a flood of refusals costs no trip to the database. Bounded; an
-    /// account that drops out is checked in the database again.
+    /// one too many: a flood of refusals is not even queued. Bounded; an account that drops
+    /// out is checked in the database again.
     lockouts: Cache<String, Instant>,
 }
 
+/// A refusal waiting for the writer.
+struct Pending {
+    stamp: Stamp,
+    user_id: String,
+    client: ClientInfo,
+    refusal: Refusal,
+}
+
+/// Refusals that may wait for the writer; beyond, they are dropped with a warning rather
+/// than held in memory without bound.
+const QUEUE: usize = 10_000;
+/// Refusals written in one transaction at most.
+const BATCH: usize = 500;
 /// Accounts remembered as recently locked out.
 const REMEMBERED_LOCKOUTS: usize = 10_000;
 
 impl Recorder {
-    pub fn new(db: Db) -> Self {
+    /// Starts the writer on the current (actix) runtime; it ends when the recorder is dropped.
+    pub fn start(db: Db) -> Self {
+        let (queue, pending) = mpsc::channel(QUEUE);
+        actix_web::rt::spawn(write_refusals(db, pending));
         Self {
-            db,
-            lane: Arc::new(Semaphore::new(1)),
+            queue,
             lockouts: Cache::new(REMEMBERED_LOCKOUTS),
         }
     }
@@ -177,31 +192,58 @@ impl Recorder {
             }
             self.lockouts.insert(user_id.clone(), now + window);
         }
-        let stamp = Stamp::now();
-        let (db, lane) = (self.db.clone(), self.lane.clone());
-        actix_web::rt::spawn(async move {
-            let recorded = db
-                .run_in_lane(&lane, move |conn| {
-                    db::write_transaction(conn, |conn| {
-                        record_refusal(conn, stamp, &user_id, &client, refusal)
-                    })
-                })
-                .await;
-            if let Err(error) = recorded {
-                tracing::warn!(error = %error, ?refusal, "recording a security event failed");
-            }
-        });
+        let pending = Pending {
+            stamp: Stamp::now(),
+            user_id,
+            client,
+            refusal,
+        };
+        if self.queue.try_send(pending).is_err() {
+            tracing::warn!(?refusal, "too many security events waiting; one is dropped");
+        }
     }
 }
 
-fn record_refusal(
-    conn: &mut DbConn,
-    stamp: Stamp,
-    user_id: &str,
-    client: &ClientInfo,
-    refusal: Refusal,
-) -> Result<(), Error> {
-    match refusal {
+async fn write_refusals(db: Db, mut pending: mpsc::Receiver<Pending>) {
+    let mut batch = Vec::with_capacity(BATCH);
+    while pending.recv_many(&mut batch, BATCH).await > 0 {
+        let refusals = std::mem::take(&mut batch);
+        let written = db
+            .run(move |conn| {
+                let outcome = db::write_transaction(conn, |conn| {
+                    refusals
+                        .iter()
+                        .try_for_each(|pending| record_refusal(conn, pending))
+                });
+                if outcome.is_ok() {
+                    return Ok(());
+                }
+                // One bad event (its account deleted meanwhile) must not take the others
+                // with it: each on its own.
+                let mut last = Ok(());
+                for pending in &refusals {
+                    let one = db::write_transaction(conn, |conn| record_refusal(conn, pending));
+                    if one.is_err() {
+                        last = one;
+                    }
+                }
+                last
+            })
+            .await;
+        if let Err(error) = written {
+            tracing::warn!(error = %error, "recording security events failed");
+        }
+    }
+}
+
+fn record_refusal(conn: &mut DbConn, pending: &Pending) -> Result<(), Error> {
+    let Pending {
+        stamp,
+        user_id,
+        client,
+        refusal,
+    } = pending;
+    match *refusal {
         Refusal::WrongPassword => {
             insert(conn, stamp, user_id, EventKind::LoginFailed, client, None)
         }
