@@ -26,6 +26,7 @@ pub const VARIABLES: &[&str] = &[
     "LATCHKEY_LOGIN_WINDOW",
     "LATCHKEY_TRUSTED_PROXIES",
     "LATCHKEY_PRUNE_INTERVAL",
+    "LATCHKEY_EVENT_RETENTION",
     "LATCHKEY_KEY_RELOAD_INTERVAL",
     "LATCHKEY_CLIENT_TIMEOUT",
     "LATCHKEY_LOG",
@@ -82,8 +83,10 @@ pub struct Settings {
     pub login_window: Duration,
     /// Proxies whose `X-Forwarded-For` names the client; empty: the socket peer is the client.
     pub trusted_proxies: Vec<ipnet::IpNet>,
-    /// How often ended sessions and stale login attempts are deleted.
+    /// How often ended sessions, stale login attempts and old security events are deleted.
     pub prune_interval: Duration,
+    /// How long an account's security events (`GET /me/events`) are kept.
+    pub event_retention: Duration,
     /// How often a running instance re-reads the signing keys, to pick up a rotation made
     /// elsewhere. A replaced key verifies for this long beyond the access-token lifetime,
     /// because an instance that has not reloaded yet may still sign with it.
@@ -167,6 +170,7 @@ impl Settings {
             login_window: env.duration("LATCHKEY_LOGIN_WINDOW", "15m", 1)?,
             trusted_proxies: env.parse("LATCHKEY_TRUSTED_PROXIES", "", parse_networks)?,
             prune_interval: env.duration("LATCHKEY_PRUNE_INTERVAL", "10m", 1)?,
+            event_retention: env.duration("LATCHKEY_EVENT_RETENTION", "90d", 1)?,
             key_reload_interval: env.duration("LATCHKEY_KEY_RELOAD_INTERVAL", "30s", 1)?,
             client_timeout: env.duration("LATCHKEY_CLIENT_TIMEOUT", "10s", 1)?,
             cors_origins: env.parse("LATCHKEY_CORS_ORIGINS", "", parse_origins)?,
@@ -427,6 +431,7 @@ mod tests {
                 .unwrap()
                 .metrics_enabled
         );
+        assert_eq!(s.event_retention, Duration::from_secs(90 * 86_400));
     }
 
     #[test]
@@ -448,6 +453,8 @@ mod tests {
             ("LATCHKEY_LOGIN_WINDOW", "forever"),
             ("LATCHKEY_KEY_RELOAD_INTERVAL", "0"),
             ("LATCHKEY_KEY_RELOAD_INTERVAL", "often"),
+            ("LATCHKEY_EVENT_RETENTION", "0"),
+            ("LATCHKEY_EVENT_RETENTION", "3 months"),
             ("LATCHKEY_CORS_ORIGINS", "https://app.example.com/"),
             ("LATCHKEY_CORS_ORIGINS", "app.example.com"),
         ];

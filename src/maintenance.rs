@@ -1,5 +1,6 @@
 //! Housekeeping that keeps the tables from growing without bound: ended sessions (with
-//! their refresh-token generations) and login attempts too old to count. Every instance
+//! their refresh-token generations), login attempts too old to count and security events
+//! older than `LATCHKEY_EVENT_RETENTION`. Every instance
 //! runs it; the deletes are idempotent. And the periodic reload of the signing keys, which
 //! picks up a rotation made by another process.
 
@@ -9,7 +10,7 @@ use chrono::NaiveDateTime;
 
 use crate::auth::sessions::SessionPolicy;
 use crate::auth::tokens::AccessTokens;
-use crate::db::{self, Db, DbConn, login_failures, sessions};
+use crate::db::{self, Db, DbConn, login_failures, security_events, sessions};
 use crate::error::Error;
 
 /// How long an ended session stays in the table, for an operator's inspection.
@@ -19,12 +20,15 @@ pub const ENDED_SESSION_RETENTION: Duration = Duration::from_secs(24 * 60 * 60);
 pub struct PrunePolicy {
     pub sessions: SessionPolicy,
     pub login_window: Duration,
+    /// How long security events are kept.
+    pub event_retention: Duration,
 }
 
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Pruned {
     pub sessions: usize,
     pub login_failures: usize,
+    pub security_events: usize,
 }
 
 /// Deletes what no rule needs any more, as of `now`.
@@ -34,6 +38,10 @@ pub fn prune(conn: &mut DbConn, policy: &PrunePolicy, now: NaiveDateTime) -> Res
     Ok(Pruned {
         sessions: sessions::delete_ended_before(conn, cutoff, idle_cutoff)?,
         login_failures: login_failures::prune_before(conn, now - db::span(policy.login_window))?,
+        security_events: security_events::prune_before(
+            conn,
+            now - db::span(policy.event_retention),
+        )?,
     })
 }
 
@@ -50,6 +58,7 @@ pub fn spawn(db: Db, policy: PrunePolicy, every: Duration) {
                     tracing::info!(
                         sessions = pruned.sessions,
                         login_failures = pruned.login_failures,
+                        security_events = pruned.security_events,
                         "pruned"
                     );
                 }

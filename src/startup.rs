@@ -8,6 +8,7 @@ use actix_web::middleware::from_fn;
 use actix_web::{App, HttpServer, web};
 use anyhow::Context as _;
 
+use crate::auth::events;
 use crate::auth::keys::{self, KeySet};
 use crate::auth::passwords::Passwords;
 use crate::auth::sessions::SessionPolicy;
@@ -57,6 +58,7 @@ impl Application {
             reuse_grace: settings.refresh_reuse_grace,
         };
         let state = web::Data::new(AppState {
+            events: events::Recorder::start(db.clone()),
             db,
             passwords,
             tokens,
@@ -78,6 +80,7 @@ impl Application {
         let prune = PrunePolicy {
             sessions: policy,
             login_window: settings.login_window,
+            event_retention: settings.event_retention,
         };
         maintenance::spawn(state.db.clone(), prune, settings.prune_interval);
 

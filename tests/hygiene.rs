@@ -52,6 +52,7 @@ async fn pruning_deletes_ended_sessions_and_keeps_live_ones(backend: Backend) {
             reuse_grace: Duration::from_secs(10),
         },
         login_window: Duration::from_secs(900),
+        event_retention: Duration::from_secs(90 * 86_400),
     };
     // Just ended: kept for a while for inspection.
     let now = latchkey::db::now();

@@ -75,6 +75,7 @@ fn every_path_of_the_contract_is_documented() {
         "GET /me",
         "POST /me/password",
         "DELETE /me",
+        "GET /me/events",
         "GET /sessions",
         "DELETE /sessions/{id}",
         "GET /.well-known/jwks.json",

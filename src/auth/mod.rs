@@ -2,6 +2,7 @@
 //! keys and access tokens, refresh-token rotation and the life of a session.
 
 pub mod accounts;
+pub mod events;
 pub mod hash_pool;
 pub mod keys;
 pub mod passwords;

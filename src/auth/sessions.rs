@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use chrono::NaiveDateTime;
 
+use super::events::{self, EventKind};
 use super::refresh_token::RefreshToken;
 use crate::db::refresh_tokens::{self, NewRefreshToken};
 use crate::db::sessions::{self, Liveness, NewSession, Session};
@@ -118,11 +119,13 @@ pub fn start(
 }
 
 /// Exchanges a refresh token for its successor. Must run inside
-/// [`db::write_transaction`]: the revocation on reuse is part of the outcome, not an error,
+/// [`db::write_transaction`]: the revocation on reuse (and its `refresh_reused` event, with
+/// the address of `client`, who presented the token) is part of the outcome, not an error,
 /// so that it commits.
 pub fn rotate(
     conn: &mut DbConn,
     presented: &RefreshToken,
+    client: &ClientInfo,
     policy: &SessionPolicy,
 ) -> Result<Rotation, Error> {
     let now = db::now();
@@ -170,6 +173,13 @@ pub fn rotate(
         Some(successor) => continue_session(conn, session, successor, now, true),
         None => {
             sessions::revoke(conn, &session.id, now, reason::REFRESH_TOKEN_REUSED)?;
+            events::record(
+                conn,
+                &session.user_id,
+                EventKind::RefreshReused,
+                client,
+                Some(&session.id),
+            )?;
             tracing::warn!(event = "refresh_token_reused", session_id = %session.id, user_id = %session.user_id, "refresh token reused; session revoked");
             Ok(Rotation::Reused)
         }
@@ -205,19 +215,18 @@ pub fn holds_live_session(
         .is_some_and(|session| session.is_live(policy.liveness(db::now()))))
 }
 
-/// Ends every live session of the user at once; answers how many.
+/// Ends every live session of the user at once, as an operator does: each gets a
+/// `session_revoked` event, without an address or user agent. Runs in the caller's write
+/// transaction; answers how many.
 pub fn end_all(
     conn: &mut DbConn,
     user_id: &str,
     policy: &SessionPolicy,
     reason: &str,
 ) -> Result<usize, Error> {
-    Ok(sessions::revoke_live_of_user(
-        conn,
-        user_id,
-        policy.liveness(db::now()),
-        reason,
-    )?)
+    let ended = sessions::revoke_live_of_user(conn, user_id, policy.liveness(db::now()), reason)?;
+    events::record_revoked(conn, user_id, &ClientInfo::default(), &ended)?;
+    Ok(ended.len())
 }
 
 /// The session an access token names, if it still belongs to the token's user and lives.

@@ -8,6 +8,7 @@ use super::{CliError, connect, rejected};
 use crate::auth::accounts;
 use crate::auth::sessions::{self, SessionPolicy, reason};
 use crate::config::Settings;
+use crate::db;
 use crate::error::Error;
 
 fn policy(settings: &Settings) -> SessionPolicy {
@@ -127,9 +128,12 @@ pub async fn revoke_sessions(settings: Settings, email: String) -> Result<(), Cl
     let lookup = email.clone();
     let (address, ended) = db
         .run(move |conn| {
-            let user = accounts::find_by_email(conn, &lookup)?;
-            let ended = sessions::end_all(conn, &user.id, &policy, reason::REVOKED_BY_OPERATOR)?;
-            Ok((user.email, ended))
+            db::write_transaction(conn, |conn| {
+                let user = accounts::find_by_email(conn, &lookup)?;
+                let ended =
+                    sessions::end_all(conn, &user.id, &policy, reason::REVOKED_BY_OPERATOR)?;
+                Ok((user.email, ended))
+            })
         })
         .await
         .map_err(no_such_user(&email))?;

@@ -5,6 +5,7 @@
 pub mod login_failures;
 pub mod refresh_tokens;
 pub mod schema;
+pub mod security_events;
 pub mod sessions;
 pub mod signing_keys;
 pub mod users;

@@ -61,10 +61,26 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    security_events (id) {
+        id -> Text,
+        user_id -> Text,
+        #[sql_name = "type"]
+        kind -> Text,
+        at -> Timestamp,
+        ip -> Nullable<Text>,
+        user_agent -> Nullable<Text>,
+        session_id -> Nullable<Text>,
+    }
+}
+
+diesel::joinable!(security_events -> users (user_id));
+
 diesel::allow_tables_to_appear_in_same_query!(
     users,
     sessions,
     refresh_tokens,
     signing_keys,
     login_failures,
+    security_events,
 );

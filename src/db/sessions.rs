@@ -105,33 +105,45 @@ pub fn revoke(conn: &mut DbConn, id: &str, now: NaiveDateTime, reason: &str) -> 
     .execute(conn)
 }
 
-/// Revokes every unrevoked session of the user, except `keep` when given.
+/// Revokes every unrevoked session of the user, except `keep` when given; answers the ids
+/// of those that were live at `at` (the others had already ended by themselves).
 pub fn revoke_all_of_user(
     conn: &mut DbConn,
     user_id: &str,
     keep: Option<&str>,
-    now: NaiveDateTime,
+    at: Liveness,
     reason: &str,
-) -> QueryResult<usize> {
+) -> QueryResult<Vec<String>> {
     let targets = sessions::table
         .filter(sessions::user_id.eq(user_id))
         .filter(sessions::revoked_at.is_null())
         .filter(sessions::id.ne(keep.unwrap_or("")));
-    diesel::update(targets)
+    let revoked: Vec<(String, NaiveDateTime, NaiveDateTime)> = diesel::update(targets)
         .set((
-            sessions::revoked_at.eq(now),
+            sessions::revoked_at.eq(at.now),
             sessions::revoked_reason.eq(reason),
         ))
-        .execute(conn)
+        .returning((sessions::id, sessions::expires_at, sessions::last_used_at))
+        .get_results(conn)?;
+    let mut live: Vec<String> = revoked
+        .into_iter()
+        .filter(|(_, expires_at, last_used_at)| {
+            *expires_at > at.now && *last_used_at > at.idle_cutoff
+        })
+        .map(|(id, _, _)| id)
+        .collect();
+    // Oldest first (ids are UUIDv7), whatever order the database returned them in.
+    live.sort_unstable();
+    Ok(live)
 }
 
-/// Revokes every live session of the user; answers how many.
+/// Revokes every live session of the user; answers their ids.
 pub fn revoke_live_of_user(
     conn: &mut DbConn,
     user_id: &str,
     at: Liveness,
     reason: &str,
-) -> QueryResult<usize> {
+) -> QueryResult<Vec<String>> {
     let targets = sessions::table
         .filter(sessions::user_id.eq(user_id))
         .filter(sessions::revoked_at.is_null())
@@ -142,7 +154,12 @@ pub fn revoke_live_of_user(
             sessions::revoked_at.eq(at.now),
             sessions::revoked_reason.eq(reason),
         ))
-        .execute(conn)
+        .returning(sessions::id)
+        .get_results(conn)
+        .map(|mut ids: Vec<String>| {
+            ids.sort_unstable();
+            ids
+        })
 }
 
 /// How many live sessions each user with any has.

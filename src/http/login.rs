@@ -14,6 +14,7 @@ use super::extract::Json;
 use super::problem::Problem;
 use super::refresh_cookie::Transport;
 use super::responses::{TokenBody, token_response};
+use crate::auth::events::{self, EventKind, Refusal};
 use crate::auth::sessions::{self, ClientInfo};
 use crate::auth::throttle::{self, Admission, AttemptKeys};
 use crate::db::{self, users};
@@ -135,6 +136,14 @@ pub async fn login(
     let identifier = request.identifier()?;
     let transport = request.refresh_token_transport;
     let (throttle, address) = (state.throttle, client.ip);
+    // Refusals are recorded after the answer, for existing accounts only (see `events`).
+    let refused = |user: &Option<users::User>, refusal| {
+        if let Some(user) = user {
+            state
+                .events
+                .refused(user.id.clone(), client.clone(), refusal);
+        }
+    };
     let (user, admission) = state
         .db
         .run_in_lane(&state.login_admissions, move |conn| {
@@ -166,6 +175,8 @@ pub async fn login(
                 retry_after,
                 "login throttled"
             );
+            let window = state.throttle.window;
+            refused(&user, Refusal::Throttled { window });
             return Err(Error::TooManyAttempts { retry_after });
         }
     };
@@ -181,6 +192,7 @@ pub async fn login(
             state.metrics.logins.failure.inc();
             let user_id = user.as_ref().map(|user| user.id.as_str());
             tracing::info!(event = "login_failed", user_id, "login failed");
+            refused(&user, Refusal::WrongPassword);
             return Err(Error::InvalidCredentials);
         }
     };
@@ -204,7 +216,10 @@ pub async fn login(
                     users::set_password_hash(conn, &user_id, hash, db::now())?;
                 }
                 throttle::succeeded(conn, &reservation)?;
-                sessions::start(conn, &user_id, &client, &policy)
+                let continued = sessions::start(conn, &user_id, &client, &policy)?;
+                let session_id = Some(continued.session.id.as_str());
+                events::record(conn, &user_id, EventKind::Login, &client, session_id)?;
+                Ok::<_, Error>(continued)
             })
         })
         .await?;

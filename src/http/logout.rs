@@ -7,8 +7,9 @@ use super::AppState;
 use super::authn::Authenticated;
 use super::extract::OptionalJson;
 use super::refresh_cookie;
+use crate::auth::events::{self, EventKind};
 use crate::auth::refresh_token::RefreshToken;
-use crate::auth::sessions::{holds_live_session, reason};
+use crate::auth::sessions::{ClientInfo, holds_live_session, reason};
 use crate::db::{self, sessions};
 use crate::error::Error;
 
@@ -43,6 +44,9 @@ pub struct LogoutRequest {
 /// End this session (the default), the user's other sessions, or all of them. Their access
 /// and refresh tokens stop working at once. The body is optional.
 ///
+/// The account's events get a `logout` for the caller's session when it ends (`local`,
+/// `global`) and a `session_revoked` for every other session ended (`others`, `global`).
+///
 /// The `__Host-latchkey_refresh` cookie is cleared when the request carries it and its
 /// session has ended, or, when the request does not carry it, when the caller's own session
 /// has ended (scope `local` or `global`).
@@ -55,6 +59,7 @@ pub async fn logout(
     state: web::Data<AppState>,
     http_request: HttpRequest,
     caller: Authenticated,
+    client: ClientInfo,
     OptionalJson(request): OptionalJson<LogoutRequest>,
 ) -> Result<HttpResponse, Error> {
     let scope = request.map(|request| request.scope).unwrap_or_default();
@@ -64,21 +69,42 @@ pub async fn logout(
     let (revoked, clear_cookie) = state
         .db
         .run(move |conn| {
-            let now = db::now();
+            let at = policy.liveness(db::now());
             let (user, session) = (&caller.user_id, &caller.session_id);
-            let revoked = match scope {
-                Scope::Local => sessions::revoke(conn, session, now, reason::LOGOUT)?,
-                Scope::Others => sessions::revoke_all_of_user(
-                    conn,
-                    user,
-                    Some(session),
-                    now,
-                    reason::LOGOUT_OTHERS,
-                )?,
-                Scope::Global => {
-                    sessions::revoke_all_of_user(conn, user, None, now, reason::LOGOUT_GLOBAL)?
+            let revoked = db::write_transaction(conn, |conn| {
+                let (own, others) = match scope {
+                    Scope::Local => (
+                        sessions::revoke(conn, session, at.now, reason::LOGOUT)?,
+                        vec![],
+                    ),
+                    Scope::Others => (
+                        0,
+                        sessions::revoke_all_of_user(
+                            conn,
+                            user,
+                            Some(session),
+                            at,
+                            reason::LOGOUT_OTHERS,
+                        )?,
+                    ),
+                    Scope::Global => {
+                        let own = sessions::revoke(conn, session, at.now, reason::LOGOUT_GLOBAL)?;
+                        let others = sessions::revoke_all_of_user(
+                            conn,
+                            user,
+                            None,
+                            at,
+                            reason::LOGOUT_GLOBAL,
+                        )?;
+                        (own, others)
+                    }
+                };
+                if own == 1 {
+                    events::record(conn, user, EventKind::Logout, &client, Some(session))?;
                 }
-            };
+                events::record_revoked(conn, user, &client, &others)?;
+                Ok::<_, Error>(own + others.len())
+            })?;
             // The cookie goes when the session it holds has ended, now or before. A carried
             // cookie may hold another session than the caller's (two apps on one origin):
             // then it stays. A client may also hold the cookie without sending it (a cookie

@@ -9,7 +9,8 @@ use super::authn::AuthenticatedUser;
 use super::extract::Json;
 use super::problem::Problem;
 use super::responses::{UserBody, private_json};
-use crate::auth::sessions::reason;
+use crate::auth::events::{self, EventKind};
+use crate::auth::sessions::{ClientInfo, reason};
 use crate::db::users::User;
 use crate::db::{self, sessions, users};
 use crate::domain::NewPassword;
@@ -47,6 +48,7 @@ pub struct ChangePasswordRequest {
 pub async fn change_password(
     state: web::Data<AppState>,
     AuthenticatedUser { caller, user }: AuthenticatedUser,
+    client: ClientInfo,
     Json(request): Json<ChangePasswordRequest>,
 ) -> Result<HttpResponse, Error> {
     let identity: Vec<&str> = std::iter::once(user.email.as_str())
@@ -56,21 +58,25 @@ pub async fn change_password(
         .map_err(|error| Error::Validation(vec![error]))?;
     verify_password(&state, &user, request.current_password).await?;
     let new_hash = state.passwords.hash(new_password.into_secret()).await?;
+    let policy = state.policy;
     let revoked = state
         .db
         .run(move |conn| {
             db::write_transaction(conn, |conn| {
-                let now = db::now();
-                users::set_password_hash(conn, &caller.user_id, &new_hash, now)?;
-                let keep = Some(caller.session_id.as_str());
+                let at = policy.liveness(db::now());
+                let (user_id, session_id) = (&caller.user_id, &caller.session_id);
+                users::set_password_hash(conn, user_id, &new_hash, at.now)?;
+                let keep = Some(session_id.as_str());
                 let revoked = sessions::revoke_all_of_user(
                     conn,
-                    &caller.user_id,
+                    user_id,
                     keep,
-                    now,
+                    at,
                     reason::PASSWORD_CHANGED,
                 )?;
-                Ok::<_, Error>(revoked)
+                events::record(conn, user_id, EventKind::PasswordChanged, &client, keep)?;
+                events::record_revoked(conn, user_id, &client, &revoked)?;
+                Ok::<_, Error>(revoked.len())
             })
         })
         .await?;

@@ -4,6 +4,7 @@
 mod authn;
 pub mod client_address;
 mod cors;
+mod events;
 pub mod extract;
 mod health;
 mod login;
@@ -46,6 +47,8 @@ pub struct AppState {
     pub tokens: AccessTokens,
     pub policy: SessionPolicy,
     pub throttle: ThrottlePolicy,
+    /// Records failed and throttled logins after their answer.
+    pub events: crate::auth::events::Recorder,
     /// Logins counting their attempt in the database at once. Those from one address queue
     /// on one lock in PostgreSQL, each holding a connection while it waits: without a cap, a
     /// login flood took the whole pool, and every other route answered 503.
@@ -76,6 +79,7 @@ pub fn routes(config: &mut web::ServiceConfig) {
                 .route(web::delete().to(me::delete)),
         )
         .service(resource("/me/password", "POST").route(web::post().to(me::change_password)))
+        .service(resource("/me/events", "GET, HEAD").route(get().to(events::list)))
         .service(resource("/sessions", "GET, HEAD").route(get().to(sessions::list)))
         .service(resource("/sessions/{id}", "DELETE").route(web::delete().to(sessions::end)))
         .service(resource("/.well-known/jwks.json", "GET, HEAD").route(get().to(well_known::jwks)))

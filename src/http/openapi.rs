@@ -20,8 +20,8 @@ use utoipa::{Modify, OpenApi};
 use utoipa_swagger_ui::{Config, SwaggerUi};
 
 use super::{
-    health, login, logout, me, metrics, page, problem, refresh, refresh_cookie, sessions, signup,
-    well_known,
+    events, health, login, logout, me, metrics, page, problem, refresh, refresh_cookie, sessions,
+    signup, well_known,
 };
 
 #[derive(OpenApi)]
@@ -40,6 +40,7 @@ use super::{
         me::show,
         me::change_password,
         me::delete,
+        events::list,
         sessions::list,
         sessions::end,
         well_known::jwks,

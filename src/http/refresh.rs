@@ -14,7 +14,7 @@ use super::problem::Problem;
 use super::refresh_cookie::{self, Allowed, Transport};
 use super::responses::{TokenBody, token_response};
 use crate::auth::refresh_token::RefreshToken;
-use crate::auth::sessions::{self, Rotation};
+use crate::auth::sessions::{self, ClientInfo, Rotation};
 use crate::db::{self, users};
 use crate::error::Error;
 
@@ -119,6 +119,7 @@ fn missing_token() -> Error {
 #[tracing::instrument(name = "refresh", skip_all)]
 pub async fn refresh(
     state: web::Data<AppState>,
+    client: ClientInfo,
     presented: Presented,
 ) -> Result<HttpResponse, Error> {
     let Presented { token, transport } = presented;
@@ -128,7 +129,7 @@ pub async fn refresh(
         .db
         .run(move |conn| {
             db::write_transaction(conn, |conn| {
-                match sessions::rotate(conn, &presented, &policy)? {
+                match sessions::rotate(conn, &presented, &client, &policy)? {
                     Rotation::Continued(continued) => {
                         // Disabling an account revokes its sessions; refusing here too
                         // keeps a disabled account out should one have been missed.

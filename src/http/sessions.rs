@@ -6,7 +6,8 @@ use super::AppState;
 use super::authn::Authenticated;
 use super::problem::Problem;
 use super::responses::{SessionBody, private_json};
-use crate::auth::sessions::reason;
+use crate::auth::events;
+use crate::auth::sessions::{ClientInfo, reason};
 use crate::db::{self, sessions};
 use crate::error::Error;
 
@@ -52,6 +53,7 @@ pub async fn list(
 pub async fn end(
     state: web::Data<AppState>,
     caller: Authenticated,
+    client: ClientInfo,
     path: web::Path<String>,
 ) -> Result<HttpResponse, Error> {
     // Session ids are UUIDs; anything else names no session (and never reaches the query).
@@ -63,16 +65,19 @@ pub async fn end(
     state
         .db
         .run(move |conn| {
-            let now = db::now();
-            let owned_and_live = sessions::find(conn, &session_id)?.is_some_and(|session| {
-                session.user_id == caller.user_id && session.is_live(policy.liveness(now))
-            });
-            if !owned_and_live
-                || sessions::revoke(conn, &session_id, now, reason::ENDED_BY_USER)? == 0
-            {
-                return Err(Error::NotFound);
-            }
-            Ok(())
+            db::write_transaction(conn, |conn| {
+                let now = db::now();
+                let owned_and_live = sessions::find(conn, &session_id)?.is_some_and(|session| {
+                    session.user_id == caller.user_id && session.is_live(policy.liveness(now))
+                });
+                if !owned_and_live
+                    || sessions::revoke(conn, &session_id, now, reason::ENDED_BY_USER)? == 0
+                {
+                    return Err(Error::NotFound);
+                }
+                let ended = [session_id];
+                events::record_revoked(conn, &caller.user_id, &client, &ended)
+            })
         })
         .await?;
     tracing::info!(event = "session_revoked", session_id = %ended, "session ended by its user");

@@ -11,6 +11,7 @@ use super::problem::Problem;
 use super::refresh_cookie::Transport;
 use super::responses::{TokenBody, token_response};
 use crate::auth::accounts::{self, NewAccount};
+use crate::auth::events::{self, EventKind};
 use crate::auth::sessions::{self, ClientInfo};
 use crate::db;
 use crate::error::Error;
@@ -68,6 +69,8 @@ pub async fn signup(
             db::write_transaction(conn, |conn| {
                 let user = accounts::insert(conn, &account, &password_hash)?;
                 let continued = sessions::start(conn, &user.id, &client, &policy)?;
+                let session_id = Some(continued.session.id.as_str());
+                events::record(conn, &user.id, EventKind::Signup, &client, session_id)?;
                 Ok::<_, Error>((user, continued))
             })
         })
