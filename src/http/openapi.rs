@@ -157,13 +157,7 @@ impl Modify for RefreshCookie {
                 "refresh_cookie",
                 SecurityScheme::ApiKey(ApiKey::Cookie(scheme)),
             );
-        let operations = openapi
-            .paths
-            .paths
-            .values_mut()
-            .flat_map(|item| [&mut item.get, &mut item.post, &mut item.delete])
-            .flatten();
-        for operation in operations {
+        for (_, operation) in operations_mut(openapi) {
             let id = operation.operation_id.as_deref().unwrap_or_default();
             let (status, description) = if id == "logout" {
                 (
@@ -206,16 +200,21 @@ const WITHOUT_DATABASE: &[&str] = &[
 
 impl Modify for CommonResponses {
     fn modify(&self, openapi: &mut Document) {
-        for (path, item) in openapi.paths.paths.iter_mut() {
+        for (path, operation) in operations_mut(openapi) {
             let uses_database = !WITHOUT_DATABASE.contains(&path.as_str());
-            for operation in [&mut item.get, &mut item.post, &mut item.delete]
-                .into_iter()
-                .flatten()
-            {
-                add_common_responses(operation, uses_database);
-            }
+            add_common_responses(operation, uses_database);
         }
     }
+}
+
+/// Every operation of the document (the API uses GET, POST and DELETE), with its path.
+fn operations_mut(openapi: &mut Document) -> impl Iterator<Item = (&String, &mut Operation)> {
+    openapi.paths.paths.iter_mut().flat_map(|(path, item)| {
+        [&mut item.get, &mut item.post, &mut item.delete]
+            .into_iter()
+            .flatten()
+            .map(move |operation| (path, operation))
+    })
 }
 
 fn add_common_responses(operation: &mut Operation, uses_database: bool) {
@@ -291,13 +290,7 @@ const OPTIONAL_BODY_OPERATIONS: &[&str] = &["logout"];
 
 impl Modify for OptionalBodies {
     fn modify(&self, openapi: &mut Document) {
-        let operations = openapi
-            .paths
-            .paths
-            .values_mut()
-            .flat_map(|item| [&mut item.get, &mut item.post, &mut item.delete])
-            .flatten();
-        for operation in operations {
+        for (_, operation) in operations_mut(openapi) {
             let optional = operation
                 .operation_id
                 .as_deref()
