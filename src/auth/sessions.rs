@@ -253,6 +253,8 @@ pub fn live_session_with_user(
         .ok_or(Error::InvalidToken)
 }
 
-fn is_live_for(session: &Session, user_id: &str, policy: &SessionPolicy) -> bool {
+/// Whether `session` belongs to `user_id` and is live now: what an access token, or a user
+/// ending one of their sessions, may act on.
+pub fn is_live_for(session: &Session, user_id: &str, policy: &SessionPolicy) -> bool {
     session.user_id == user_id && session.is_live(policy.liveness(db::now()))
 }

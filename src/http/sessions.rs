@@ -7,7 +7,7 @@ use super::authn::Authenticated;
 use super::problem::Problem;
 use super::responses::{SessionBody, private_json};
 use crate::auth::events;
-use crate::auth::sessions::{ClientInfo, reason};
+use crate::auth::sessions::{ClientInfo, is_live_for, reason};
 use crate::db::{self, sessions};
 use crate::error::Error;
 
@@ -67,9 +67,8 @@ pub async fn end(
         .run(move |conn| {
             db::write_transaction(conn, |conn| {
                 let now = db::now();
-                let owned_and_live = sessions::find(conn, &session_id)?.is_some_and(|session| {
-                    session.user_id == caller.user_id && session.is_live(policy.liveness(now))
-                });
+                let owned_and_live = sessions::find(conn, &session_id)?
+                    .is_some_and(|session| is_live_for(&session, &caller.user_id, &policy));
                 if !owned_and_live
                     || sessions::revoke(conn, &session_id, now, reason::ENDED_BY_USER)? == 0
                 {
