@@ -1,6 +1,10 @@
 //! Storage: one diesel connection type over SQLite and PostgreSQL, its pool, migrations, and
 //! one repository module per table. This is the only place that writes SQL; it knows
 //! nothing of HTTP or JWT.
+//!
+//! Lookups by a unique key use `get_result`, never `first`: `first` adds `LIMIT ?`, and
+//! SQLite re-plans a statement whose `LIMIT` parameter is bound again, so the cached
+//! statement was parsed and planned anew on every request (most of `GET /me`'s SQL work).
 
 pub mod login_failures;
 pub mod refresh_tokens;

@@ -37,7 +37,7 @@ pub fn find_by_hash(conn: &mut DbConn, token_hash: &[u8]) -> QueryResult<Option<
     refresh_tokens::table
         .filter(refresh_tokens::token_hash.eq(token_hash))
         .select(RefreshToken::as_select())
-        .first(conn)
+        .get_result(conn)
         .optional()
 }
 
@@ -49,7 +49,7 @@ pub fn find(
     refresh_tokens::table
         .find((session_id, generation))
         .select(RefreshToken::as_select())
-        .first(conn)
+        .get_result(conn)
         .optional()
 }
 

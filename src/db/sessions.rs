@@ -59,7 +59,7 @@ pub fn find(conn: &mut DbConn, id: &str) -> QueryResult<Option<Session>> {
     sessions::table
         .find(id)
         .select(Session::as_select())
-        .first(conn)
+        .get_result(conn)
         .optional()
 }
 
@@ -69,7 +69,7 @@ pub fn find_with_user(conn: &mut DbConn, id: &str) -> QueryResult<Option<(Sessio
         .inner_join(users::table)
         .filter(sessions::id.eq(id))
         .select((Session::as_select(), User::as_select()))
-        .first(conn)
+        .get_result(conn)
         .optional()
 }
 

@@ -55,7 +55,7 @@ pub fn list_verifying(conn: &mut DbConn, now: NaiveDateTime) -> QueryResult<Vec<
 pub fn max_generation(conn: &mut DbConn) -> QueryResult<Option<i32>> {
     signing_keys::table
         .select(diesel::dsl::max(signing_keys::generation))
-        .first(conn)
+        .get_result(conn)
 }
 
 /// Gives every key that has no retirement time yet (the one that signed) the time `at`;

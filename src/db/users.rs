@@ -67,7 +67,7 @@ pub fn find(conn: &mut DbConn, id: &str) -> QueryResult<Option<User>> {
     users::table
         .find(id)
         .select(User::as_select())
-        .first(conn)
+        .get_result(conn)
         .optional()
 }
 
@@ -76,7 +76,7 @@ pub fn find_by_email(conn: &mut DbConn, email: &str) -> QueryResult<Option<User>
     users::table
         .filter(users::email.eq(email))
         .select(User::as_select())
-        .first(conn)
+        .get_result(conn)
         .optional()
 }
 
@@ -85,7 +85,7 @@ pub fn find_by_username(conn: &mut DbConn, username: &str) -> QueryResult<Option
     users::table
         .filter(lower(users::username).eq(username.to_ascii_lowercase()))
         .select(User::as_select())
-        .first(conn)
+        .get_result(conn)
         .optional()
 }
 
