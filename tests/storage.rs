@@ -5,17 +5,19 @@ mod support;
 
 use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Integer, Text};
-use latchkey::db::DbConn;
-use latchkey::db::schema::{refresh_tokens, sessions};
+use latchkey::db::schema::{refresh_tokens, sessions, users};
+use latchkey::db::{self, DatabaseUrl, Db, DbConn, PoolOptions};
+use latchkey::error::Error;
 use reqwest::{Method, StatusCode};
 use serde_json::json;
-use support::{Backend, PASSWORD, TestApp, unique_email};
+use support::{Backend, PASSWORD, TestApp, TestDatabase, unique_email};
 
 backend_tests!(
     deleting_an_account_deletes_its_sessions_and_refresh_tokens,
     restarting_on_an_existing_database_keeps_everything,
     refresh_tokens_are_stored_only_as_digests,
     concurrent_writers_never_fail,
+    a_write_whose_request_gave_up_is_rolled_back,
 );
 
 #[derive(QueryableByName)]
@@ -214,4 +216,79 @@ async fn concurrent_writers_never_fail(backend: Backend) {
     for response in futures_util::future::join_all(refreshes).await {
         assert_eq!(response.status(), StatusCode::OK);
     }
+}
+
+/// Work that `Db::run` stopped waiting for (it answered `503` at its time limit: a frozen
+/// connection, a long lock) and that then goes on is rolled back, not committed behind the
+/// back of a client told it failed.
+async fn a_write_whose_request_gave_up_is_rolled_back(backend: Backend) {
+    let database = TestDatabase::create(backend);
+    let url = DatabaseUrl::parse(&database.url).unwrap();
+    let options = PoolOptions {
+        max_connections: 2,
+        acquire_timeout: std::time::Duration::from_millis(100),
+    };
+    let db = Db::connect(&url, &options).unwrap();
+    let (go_on, wait_for_it) = std::sync::mpsc::channel::<()>();
+    let (finished, work_done) = std::sync::mpsc::channel();
+    let email = unique_email();
+    let outcome = db
+        .run({
+            let email = email.clone();
+            move |conn| {
+                let committed = db::write_transaction(conn, |conn| {
+                    insert_user(conn, &email)?;
+                    // Still working when the caller's time is up.
+                    wait_for_it.recv().map_err(Error::internal)
+                });
+                finished.send(committed.is_ok()).unwrap();
+                committed
+            }
+        })
+        .await;
+    assert!(matches!(outcome, Err(Error::Unavailable(_))), "{outcome:?}");
+    go_on.send(()).unwrap();
+    let committed = work_done
+        .recv_timeout(std::time::Duration::from_secs(10))
+        .unwrap();
+    assert!(!committed, "the abandoned transaction reported a commit");
+    let stored = users_with_email(&db, email);
+    assert_eq!(stored, 0, "the abandoned write was committed");
+
+    // The work of a caller still waiting commits as usual.
+    let email = unique_email();
+    db.run({
+        let email = email.clone();
+        move |conn| db::write_transaction(conn, |conn| Ok(insert_user(conn, &email)?))
+    })
+    .await
+    .unwrap();
+    let stored = users_with_email(&db, email);
+    assert_eq!(stored, 1);
+}
+
+fn users_with_email(db: &Db, email: String) -> i64 {
+    db.run_now(move |conn| {
+        Ok(users::table
+            .filter(users::email.eq(email))
+            .count()
+            .get_result(conn)?)
+    })
+    .unwrap()
+}
+
+fn insert_user(conn: &mut DbConn, email: &str) -> QueryResult<()> {
+    let now = db::now();
+    let id = uuid::Uuid::now_v7().to_string();
+    db::users::insert(
+        conn,
+        &db::users::NewUser {
+            id: &id,
+            email,
+            username: None,
+            password_hash: "not a real hash",
+            created_at: now,
+            updated_at: now,
+        },
+    )
 }

@@ -14,9 +14,11 @@ pub mod sessions;
 pub mod signing_keys;
 pub mod users;
 
+use std::cell::RefCell;
+use std::ops::{Deref, DerefMut};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use diesel::connection::{AnsiTransactionManager, SimpleConnection, TransactionManager};
@@ -78,6 +80,63 @@ impl DatabaseUrl {
     }
 }
 
+/// A pooled connection, and what the pool knows of its health.
+pub struct PooledConn {
+    conn: DbConn,
+    /// When the server last answered on it.
+    answered_at: Instant,
+    /// Its last work failed as if the server had gone: it is tested before its next use.
+    suspect: bool,
+}
+
+/// A PostgreSQL connection that answered this recently, and whose last work did not fail, is
+/// not tested before its next use: a `SELECT 1` round trip before every request was half of
+/// the database's work on `GET /me`. One the server cut in the meantime fails that request
+/// (`503`) and is tested, then replaced, before its next.
+const TRUSTED_AFTER_ANSWER: Duration = Duration::from_secs(1);
+
+impl PooledConn {
+    fn new(conn: DbConn) -> Self {
+        Self {
+            conn,
+            answered_at: Instant::now(),
+            suspect: false,
+        }
+    }
+
+    /// Records how the work done on it ended: an error that may be the connection's own
+    /// makes it suspect; anything else is an answer from the server.
+    fn settle<T>(&mut self, outcome: &Result<T, Error>) {
+        match outcome {
+            Err(Error::Unavailable(_) | Error::Internal(_)) => self.suspect = true,
+            _ => self.answered_at = Instant::now(),
+        }
+    }
+
+    fn needs_test(&self) -> bool {
+        match self.conn {
+            DbConn::Postgres(_) => {
+                self.suspect || self.answered_at.elapsed() >= TRUSTED_AFTER_ANSWER
+            }
+            // A file handle: nothing can cut it.
+            DbConn::Sqlite(_) => false,
+        }
+    }
+}
+
+impl Deref for PooledConn {
+    type Target = DbConn;
+    fn deref(&self) -> &DbConn {
+        &self.conn
+    }
+}
+
+impl DerefMut for PooledConn {
+    fn deref_mut(&mut self) -> &mut DbConn {
+        &mut self.conn
+    }
+}
+
 /// Opens connections for the pool, choosing the backend from the URL ourselves: the derived
 /// `MultiConnection::establish` tries each backend in turn and hides the real error.
 #[derive(Debug)]
@@ -94,12 +153,14 @@ enum ManagerError {
 }
 
 impl r2d2::ManageConnection for ConnectionManager {
-    type Connection = DbConn;
+    type Connection = PooledConn;
     type Error = ManagerError;
 
-    fn connect(&self) -> Result<DbConn, ManagerError> {
+    fn connect(&self) -> Result<PooledConn, ManagerError> {
         match &self.url {
-            DatabaseUrl::Postgres(url) => Ok(DbConn::Postgres(PgConnection::establish(url)?)),
+            DatabaseUrl::Postgres(url) => Ok(PooledConn::new(DbConn::Postgres(
+                PgConnection::establish(url)?,
+            ))),
             DatabaseUrl::Sqlite(path) => {
                 let mut conn = SqliteConnection::establish(path)?;
                 // The busy timeout comes first: switching to WAL itself needs a lock, which a
@@ -111,17 +172,22 @@ impl r2d2::ManageConnection for ConnectionManager {
                      PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;",
                     SQLITE_BUSY_TIMEOUT.as_millis()
                 ))?;
-                Ok(DbConn::Sqlite(conn))
+                Ok(PooledConn::new(DbConn::Sqlite(conn)))
             }
         }
     }
 
-    fn is_valid(&self, conn: &mut DbConn) -> Result<(), ManagerError> {
-        Ok(conn.batch_execute("SELECT 1")?)
+    fn is_valid(&self, conn: &mut PooledConn) -> Result<(), ManagerError> {
+        if conn.needs_test() {
+            conn.conn.batch_execute("SELECT 1")?;
+            conn.suspect = false;
+            conn.answered_at = Instant::now();
+        }
+        Ok(())
     }
 
-    fn has_broken(&self, conn: &mut DbConn) -> bool {
-        <DbConn as Connection>::TransactionManager::is_broken_transaction_manager(conn)
+    fn has_broken(&self, conn: &mut PooledConn) -> bool {
+        <DbConn as Connection>::TransactionManager::is_broken_transaction_manager(&mut conn.conn)
     }
 }
 
@@ -166,10 +232,9 @@ impl Db {
             .max_size(options.max_connections)
             .min_idle(Some(1))
             .connection_timeout(options.acquire_timeout)
-            // A pooled PostgreSQL connection may have been cut since its last use, so it is
-            // tested before each use; an SQLite connection is a file handle that cannot be,
-            // and testing it cost a parsed `SELECT 1` on every request.
-            .test_on_check_out(matches!(url, DatabaseUrl::Postgres(_)))
+            // A pooled PostgreSQL connection may have been cut since its last use:
+            // `PooledConn::needs_test` says when it is tested before the next.
+            .test_on_check_out(true)
             .build(ConnectionManager { url: url.clone() })
             .with_context(|| format!("connecting to the {} database", url.backend()))?;
         let db = Self {
@@ -213,7 +278,7 @@ impl Db {
     /// Applies the pending migrations of this backend.
     pub fn migrate(&self) -> anyhow::Result<()> {
         let mut conn = self.pool.get().context("connecting to apply migrations")?;
-        let applied = match &mut *conn {
+        let applied = match &mut **conn {
             DbConn::Postgres(conn) => conn.run_pending_migrations(POSTGRES_MIGRATIONS),
             DbConn::Sqlite(conn) => conn.run_pending_migrations(SQLITE_MIGRATIONS),
         }
@@ -259,7 +324,11 @@ impl Db {
                         "the request stopped waiting for the database"
                     )));
                 }
-                let outcome = work(&mut conn);
+                let outcome = {
+                    let _watch = CallerWatch::install(abandoned);
+                    work(&mut conn)
+                };
+                conn.settle(&outcome);
                 drop(permit);
                 outcome
             }
@@ -311,6 +380,7 @@ impl Db {
         {
             self.permit_wait.observe(0.0);
             let outcome = work(&mut conn);
+            conn.settle(&outcome);
             drop(permit);
             return outcome;
         }
@@ -323,8 +393,40 @@ impl Db {
         work: impl FnOnce(&mut DbConn) -> Result<T, Error>,
     ) -> Result<T, Error> {
         let mut conn = self.pool.get()?;
-        work(&mut conn)
+        let outcome = work(&mut conn);
+        conn.settle(&outcome);
+        outcome
     }
+}
+
+thread_local! {
+    /// Whether the request whose work this blocking thread runs has stopped waiting for it.
+    static CALLER_GAVE_UP: RefCell<Option<Arc<AtomicBool>>> = const { RefCell::new(None) };
+}
+
+/// Makes the flag of [`Db::run`]'s caller visible to [`write_transaction`] while the work
+/// runs on this thread, and clears it after, whatever happens.
+struct CallerWatch;
+
+impl CallerWatch {
+    fn install(abandoned: Arc<AtomicBool>) -> Self {
+        CALLER_GAVE_UP.with(|flag| *flag.borrow_mut() = Some(abandoned));
+        Self
+    }
+}
+
+impl Drop for CallerWatch {
+    fn drop(&mut self) {
+        CALLER_GAVE_UP.with(|flag| *flag.borrow_mut() = None);
+    }
+}
+
+fn caller_gave_up() -> bool {
+    CALLER_GAVE_UP.with(|flag| {
+        flag.borrow()
+            .as_ref()
+            .is_some_and(|abandoned| abandoned.load(Ordering::Acquire))
+    })
 }
 
 /// Bounds what the network may take on PostgreSQL, unless the URL says otherwise:
@@ -358,11 +460,23 @@ fn with_network_timeouts(url: &DatabaseUrl, connect_timeout: Duration) -> Databa
 /// transaction that reads and then writes fails at once with "database is locked" when
 /// another writer committed in between (the busy timeout does not apply to that upgrade);
 /// `BEGIN IMMEDIATE` queues behind the other writer instead. PostgreSQL needs no such care.
+///
+/// Work whose request has stopped waiting for it ([`Db::run`] answered `503` meanwhile, say
+/// on a connection that froze under it and came back) is rolled back, not committed: the
+/// client was told it failed.
 pub fn write_transaction<T, E, F>(conn: &mut DbConn, work: F) -> Result<T, E>
 where
     F: FnOnce(&mut DbConn) -> Result<T, E>,
     E: From<diesel::result::Error>,
 {
+    let work = |conn: &mut DbConn| {
+        let value = work(conn)?;
+        if caller_gave_up() {
+            tracing::warn!("rolled back work whose request had already been answered 503");
+            return Err(diesel::result::Error::RollbackTransaction.into());
+        }
+        Ok(value)
+    };
     match conn {
         DbConn::Postgres(_) => conn.transaction(work),
         DbConn::Sqlite(sqlite) => {

@@ -107,7 +107,8 @@ pub async fn delete(
     verify_password(&state, &user, request.password).await?;
     state
         .db
-        .run(move |conn| Ok(users::delete(conn, &user.id)?))
+        // In a transaction, like every write, so that it is not done after a `503`.
+        .run(move |conn| db::write_transaction(conn, |conn| Ok(users::delete(conn, &user.id)?)))
         .await?;
     tracing::info!(event = "account_deleted", "account deleted");
     Ok(HttpResponse::NoContent().finish())
