@@ -34,11 +34,11 @@ pub fn insert(conn: &mut DbConn, token: &NewRefreshToken<'_>) -> QueryResult<()>
 }
 
 pub fn find_by_hash(conn: &mut DbConn, token_hash: &[u8]) -> QueryResult<Option<RefreshToken>> {
-    refresh_tokens::table
+    per_backend!(conn, |conn| refresh_tokens::table
         .filter(refresh_tokens::token_hash.eq(token_hash))
         .select(RefreshToken::as_select())
         .get_result(conn)
-        .optional()
+        .optional())
 }
 
 pub fn find(

@@ -56,21 +56,21 @@ pub fn insert(conn: &mut DbConn, session: &NewSession<'_>) -> QueryResult<()> {
 }
 
 pub fn find(conn: &mut DbConn, id: &str) -> QueryResult<Option<Session>> {
-    sessions::table
+    per_backend!(conn, |conn| sessions::table
         .find(id)
         .select(Session::as_select())
         .get_result(conn)
-        .optional()
+        .optional())
 }
 
 /// The session and its user, in one query.
 pub fn find_with_user(conn: &mut DbConn, id: &str) -> QueryResult<Option<(Session, User)>> {
-    sessions::table
+    per_backend!(conn, |conn| sessions::table
         .inner_join(users::table)
         .filter(sessions::id.eq(id))
         .select((Session::as_select(), User::as_select()))
         .get_result(conn)
-        .optional()
+        .optional())
 }
 
 /// The user's live sessions, most recently used first.

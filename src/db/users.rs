@@ -73,11 +73,11 @@ pub fn find(conn: &mut DbConn, id: &str) -> QueryResult<Option<User>> {
 
 /// `email` must already be normalised (trimmed, lowercased), as stored.
 pub fn find_by_email(conn: &mut DbConn, email: &str) -> QueryResult<Option<User>> {
-    users::table
+    per_backend!(conn, |conn| users::table
         .filter(users::email.eq(email))
         .select(User::as_select())
         .get_result(conn)
-        .optional()
+        .optional())
 }
 
 /// Usernames match ignoring ASCII case, as the unique index compares them.
@@ -158,9 +158,11 @@ pub fn is_disabled_locked(conn: &mut DbConn, id: &str) -> QueryResult<Option<boo
     let disabled_at = match conn {
         DbConn::Postgres(pg) => query
             .for_share()
-            .first::<Option<NaiveDateTime>>(pg)
+            .get_result::<Option<NaiveDateTime>>(pg)
             .optional()?,
-        DbConn::Sqlite(sqlite) => query.first::<Option<NaiveDateTime>>(sqlite).optional()?,
+        DbConn::Sqlite(sqlite) => query
+            .get_result::<Option<NaiveDateTime>>(sqlite)
+            .optional()?,
     };
     Ok(disabled_at.map(|at| at.is_some()))
 }
