@@ -11,6 +11,7 @@ use anyhow::Context as _;
 use crate::auth::events;
 use crate::auth::keys::{self, KeySet};
 use crate::auth::passwords::Passwords;
+use crate::auth::session_checks::SessionChecks;
 use crate::auth::sessions::SessionPolicy;
 use crate::auth::throttle::ThrottlePolicy;
 use crate::auth::tokens::AccessTokens;
@@ -59,6 +60,7 @@ impl Application {
         };
         let state = web::Data::new(AppState {
             events: events::Recorder::start(db.clone()),
+            session_checks: SessionChecks::new(db.clone()),
             db,
             passwords,
             tokens,

@@ -13,6 +13,7 @@ backend_tests!(
     the_new_password_follows_the_signup_rules,
     deleting_the_account_ends_everything,
     deleting_the_account_needs_the_password,
+    concurrent_checks_each_answer_their_own_caller,
 );
 
 const NEW_PASSWORD: &str = "a brand new passphrase";
@@ -161,4 +162,62 @@ async fn deleting_the_account_needs_the_password(backend: Backend) {
     assert_eq!(response.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
 
     assert_eq!(app.me(&tokens.access_token).await.status(), StatusCode::OK);
+}
+
+/// Many token checks at once (on PostgreSQL they are read from the database together, in
+/// batches): each answers its own caller, a revoked session fails in the middle of them, and
+/// a logout during the load takes effect on the very next request.
+async fn concurrent_checks_each_answer_their_own_caller(backend: Backend) {
+    let app = TestApp::spawn_with(
+        backend,
+        &[
+            ("LATCHKEY_ARGON2_MEMORY_KIB", "8192"),
+            ("LATCHKEY_ARGON2_ITERATIONS", "1"),
+        ],
+    )
+    .await;
+    let mut users = Vec::new();
+    for _ in 0..12 {
+        users.push(app.signup_user().await);
+    }
+    for ended in users.iter().step_by(3) {
+        assert_eq!(
+            app.logout(&ended.access_token, None).await.status(),
+            StatusCode::NO_CONTENT
+        );
+    }
+    let checks = (0..8)
+        .flat_map(|_| users.iter().enumerate())
+        .map(|(i, user)| {
+            let app = &app;
+            async move { (i, app.me(&user.access_token).await) }
+        });
+    for (i, response) in futures_util::future::join_all(checks).await {
+        if i % 3 == 0 {
+            assert_invalid_token(response).await;
+        } else {
+            assert_eq!(response.status(), StatusCode::OK, "user {i}");
+            let body: Value = response.json().await.unwrap();
+            assert_eq!(
+                body["email"], users[i].email,
+                "user {i} got another's account"
+            );
+            assert_eq!(body["id"], users[i].user_id);
+        }
+    }
+
+    // A logout while the others keep checking: the next check of its token fails.
+    let leaving = &users[1];
+    let load = (0..64).map(|n| app.me(&users[[2, 4][n % 2]].access_token));
+    let logout_then_check = async {
+        let logout = app.logout(&leaving.access_token, None).await;
+        assert_eq!(logout.status(), StatusCode::NO_CONTENT);
+        app.me(&leaving.access_token).await
+    };
+    let (others, after_logout) =
+        futures_util::future::join(futures_util::future::join_all(load), logout_then_check).await;
+    assert_invalid_token(after_logout).await;
+    for response in others {
+        assert_eq!(response.status(), StatusCode::OK);
+    }
 }

@@ -7,6 +7,7 @@ pub mod hash_pool;
 pub mod keys;
 pub mod passwords;
 pub mod refresh_token;
+pub mod session_checks;
 pub mod sessions;
 pub mod throttle;
 pub mod tokens;

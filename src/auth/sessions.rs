@@ -9,7 +9,7 @@ use super::events::{self, EventKind};
 use super::refresh_token::RefreshToken;
 use crate::db::refresh_tokens::{self, NewRefreshToken};
 use crate::db::sessions::{self, Liveness, NewSession, Session};
-use crate::db::users::{self, User};
+use crate::db::users;
 use crate::db::{self, DbConn};
 use crate::error::Error;
 
@@ -227,30 +227,6 @@ pub fn end_all(
     let ended = sessions::revoke_live_of_user(conn, user_id, policy.liveness(db::now()), reason)?;
     events::record_revoked(conn, user_id, &ClientInfo::default(), &ended)?;
     Ok(ended.len())
-}
-
-/// The session an access token names, if it still belongs to the token's user and lives.
-pub fn live_session(
-    conn: &mut DbConn,
-    session_id: &str,
-    user_id: &str,
-    policy: &SessionPolicy,
-) -> Result<Session, Error> {
-    sessions::find(conn, session_id)?
-        .filter(|session| is_live_for(session, user_id, policy))
-        .ok_or(Error::InvalidToken)
-}
-
-/// [`live_session`] with the session's user, read in the same query.
-pub fn live_session_with_user(
-    conn: &mut DbConn,
-    session_id: &str,
-    user_id: &str,
-    policy: &SessionPolicy,
-) -> Result<(Session, User), Error> {
-    sessions::find_with_user(conn, session_id)?
-        .filter(|(session, _)| is_live_for(session, user_id, policy))
-        .ok_or(Error::InvalidToken)
 }
 
 /// Whether `session` belongs to `user_id` and is live now: what an access token, or a user

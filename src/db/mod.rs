@@ -274,6 +274,11 @@ impl Db {
         self.backend
     }
 
+    /// How long [`Db::run`] waits for the pool and the work before answering `Unavailable`.
+    pub fn work_timeout(&self) -> Duration {
+        self.work_timeout
+    }
+
     /// The connections in use and idle now, and the pool's size.
     pub fn pool_use(&self) -> PoolUse {
         let state = self.pool.state();

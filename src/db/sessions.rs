@@ -73,6 +73,15 @@ pub fn find_with_user(conn: &mut DbConn, id: &str) -> QueryResult<Option<(Sessio
         .optional())
 }
 
+/// The sessions among `ids` that exist, each with its user, in one query.
+pub fn find_many_with_user(conn: &mut DbConn, ids: &[String]) -> QueryResult<Vec<(Session, User)>> {
+    per_backend!(conn, |conn| sessions::table
+        .inner_join(users::table)
+        .filter(sessions::id.eq_any(ids))
+        .select((Session::as_select(), User::as_select()))
+        .load(conn))
+}
+
 /// The user's live sessions, most recently used first.
 pub fn list_live(conn: &mut DbConn, user_id: &str, at: Liveness) -> QueryResult<Vec<Session>> {
     sessions::table

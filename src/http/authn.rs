@@ -8,9 +8,7 @@ use actix_web::{FromRequest, HttpRequest, web};
 use futures_util::future::LocalBoxFuture;
 
 use super::AppState;
-use crate::auth::sessions::{self, SessionPolicy};
-use crate::auth::tokens::Claims;
-use crate::db::DbConn;
+use crate::auth::sessions;
 use crate::db::sessions::Session;
 use crate::db::users::User;
 use crate::error::Error;
@@ -22,8 +20,7 @@ pub struct Authenticated {
     pub session_id: String,
 }
 
-/// The caller and their account, read in the same trip to the database as the session check
-/// (for the routes that need the account: one trip instead of two on every `GET /me`).
+/// The caller and their account, read in the same query as the session check.
 #[derive(Debug, Clone)]
 pub struct AuthenticatedUser {
     pub caller: Authenticated,
@@ -35,8 +32,9 @@ impl FromRequest for Authenticated {
     type Future = LocalBoxFuture<'static, Result<Self, Error>>;
 
     fn from_request(request: &HttpRequest, _: &mut Payload) -> Self::Future {
-        authenticate(request, |conn, claims, policy| {
-            let session = sessions::live_session(conn, &claims.sid, &claims.sub, policy)?;
+        let caller = authenticate(request);
+        Box::pin(async move {
+            let (session, _) = caller.await?;
             Ok(Authenticated::from(session))
         })
     }
@@ -47,9 +45,9 @@ impl FromRequest for AuthenticatedUser {
     type Future = LocalBoxFuture<'static, Result<Self, Error>>;
 
     fn from_request(request: &HttpRequest, _: &mut Payload) -> Self::Future {
-        authenticate(request, |conn, claims, policy| {
-            let (session, user) =
-                sessions::live_session_with_user(conn, &claims.sid, &claims.sub, policy)?;
+        let caller = authenticate(request);
+        Box::pin(async move {
+            let (session, user) = caller.await?;
             Ok(AuthenticatedUser {
                 caller: Authenticated::from(session),
                 user,
@@ -67,12 +65,9 @@ impl From<Session> for Authenticated {
     }
 }
 
-/// Checks the bearer token, then reads with `lookup`, on one database connection, that its
-/// session is live (and whatever else the route needs of the caller).
-fn authenticate<T: Send + 'static>(
-    request: &HttpRequest,
-    lookup: impl FnOnce(&mut DbConn, &Claims, &SessionPolicy) -> Result<T, Error> + Send + 'static,
-) -> LocalBoxFuture<'static, Result<T, Error>> {
+/// Checks the bearer token, then that its session is live now and still the token's user's;
+/// answers the session and its user.
+fn authenticate(request: &HttpRequest) -> LocalBoxFuture<'static, Result<(Session, User), Error>> {
     let state = request.app_data::<web::Data<AppState>>().cloned();
     // Owned, so that a token naming an unknown key can wait for a reload of the keys.
     let token = bearer_token(request).map(str::to_owned);
@@ -81,11 +76,12 @@ fn authenticate<T: Send + 'static>(
         let state = state
             .ok_or_else(|| Error::internal(anyhow::anyhow!("application state is missing")))?;
         let claims = state.tokens.verify_or_reload(&token).await?;
-        let policy = state.policy;
         state
-            .db
-            .read(move |conn| lookup(conn, &claims, &policy))
-            .await
+            .session_checks
+            .find_with_user(claims.sid.clone())
+            .await?
+            .filter(|(session, _)| sessions::is_live_for(session, &claims.sub, &state.policy))
+            .ok_or(Error::InvalidToken)
     })
 }
 

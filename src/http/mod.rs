@@ -46,6 +46,8 @@ pub struct AppState {
     pub passwords: Passwords,
     pub tokens: AccessTokens,
     pub policy: SessionPolicy,
+    /// The session check of every authenticated request (batched on PostgreSQL).
+    pub session_checks: crate::auth::session_checks::SessionChecks,
     pub throttle: ThrottlePolicy,
     /// Records failed and throttled logins after their answer.
     pub events: crate::auth::events::Recorder,
