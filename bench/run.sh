@@ -382,9 +382,11 @@ run_scenario() {
       local hwm_reset=true sampled="$raw/rss_sampled-run$run.txt"
       echo 5 >"/proc/$pid/clear_refs" 2>/dev/null || hwm_reset=false
       echo 0 >"$sampled"
+      local sampler_stop="$raw/rss_stop-run$run"
+      rm -f "$sampler_stop"
       (
         peak=0
-        while kill -0 "$pid" 2>/dev/null; do
+        while [ ! -e "$sampler_stop" ] && kill -0 "$pid" 2>/dev/null; do
           now=$(status_kib "$pid" VmRSS) || break
           if [ "${now:-0}" -gt "$peak" ]; then
             peak=$now
@@ -398,8 +400,9 @@ run_scenario() {
       BACKGROUND_PIDS+=("$sampler")
       wrk_run "$raw/rss_flood-run$run.txt" "$C_RSS" "$WRK_THREADS" login.lua "$url" "$users"
       wait_idle
-      pkill -KILL -P "$sampler" 2>/dev/null || true
-      stop_pid "$sampler" KILL
+      # Asked to stop rather than killed: bash reports a killed child on the terminal.
+      touch "$sampler_stop"
+      wait "$sampler" 2>/dev/null || true
       forget_pid "$sampler"
       local hwm
       hwm=$(status_kib "$pid" VmHWM)
