@@ -41,6 +41,18 @@ ERROR_FREE = {"healthz", "me", "login_serial", "login", "refresh", "signup", "me
 MIB = 1024
 
 
+def server_priority(meta):
+    """How the server's CPU priority was set, in the words of the report."""
+    nice = int(meta.get("server_nice", "0") or 0)
+    if nice == 0:
+        return "- The server ran at the same CPU priority as PostgreSQL and wrk (`BENCH_SERVER_NICE=0`)."
+    how = ("its session's scheduling group (autogroup) set to nice " if meta.get("autogroup") == "1"
+           else "its threads reniced to at least ")
+    return (f"- The server ran in a session of its own, {how}{nice} (`BENCH_SERVER_NICE={nice}`): below "
+            "PostgreSQL, as README's \"Sharing a machine with PostgreSQL\" advises, so that the hashing "
+            "threads, which already run below the request workers, do not delay the database either.")
+
+
 def load(results_dir):
     meta = {}
     for line in (results_dir / "meta.tsv").read_text().splitlines():
@@ -378,6 +390,7 @@ def render(results_dir, results):
             f"database (SQLite: a new file; PostgreSQL: a new database, dropped afterwards), started as "
             f"`env -i PATH=… {meta['server_env']} DATABASE_URL=… LATCHKEY_BIND=127.0.0.1:PORT latchkey serve`; "
             "everything else at its default.",
+            server_priority(meta),
             f"- {meta['users']} users signed up first (4 at a time); their access tokens drive `/me` and their "
             "credentials `/login`. Each `/refresh` run follows fresh refresh-token chains, one per session, "
             "logged in beforehand.",

@@ -16,6 +16,8 @@
 #   BENCH_PG_URL=postgres://postgres@127.0.0.1:5432   # a fresh database is created and dropped
 #   BENCH_LOG=warn           the server's LATCHKEY_LOG (warnings and errors are reported)
 #   BENCH_HASH_WORKERS=$(nproc)   passed as LATCHKEY_HASH_WORKERS, so the bound is known
+#   BENCH_SERVER_NICE=5      the server's CPU priority below PostgreSQL's, as README's
+#                            "Sharing a machine with PostgreSQL" advises (0: none)
 #   BENCH_BIN=               a latchkey binary to measure instead of building one
 #   BENCH_BASELINE_BIN=      a second binary: every scenario runs on both, alternating
 #   BENCH_WRITE=auto         rewrite BENCHMARKS.md: auto = only for a full run of the
@@ -38,6 +40,7 @@ BENCH_USERS=${BENCH_USERS:-200}
 BENCH_PG_URL=${BENCH_PG_URL:-postgres://postgres@127.0.0.1:5432}
 BENCH_LOG=${BENCH_LOG:-warn}
 BENCH_HASH_WORKERS=${BENCH_HASH_WORKERS:-$(nproc)}
+BENCH_SERVER_NICE=${BENCH_SERVER_NICE:-5}
 BENCH_BIN=${BENCH_BIN:-}
 BENCH_BASELINE_BIN=${BENCH_BASELINE_BIN:-}
 BENCH_WRITE=${BENCH_WRITE:-auto}
@@ -71,6 +74,8 @@ die() {
 }
 
 case "$BENCH_RUNS" in '' | *[!0-9]* | 0) die "BENCH_RUNS must be a whole number >= 1" ;; esac
+case "$BENCH_SERVER_NICE" in '' | *[!0-9]*) die "BENCH_SERVER_NICE must be a whole number from 0 to 19" ;; esac
+[ "$BENCH_SERVER_NICE" -le 19 ] || die "BENCH_SERVER_NICE must be a whole number from 0 to 19"
 case "$BENCH_DURATION" in '' | *[!0-9]* | 0) die "BENCH_DURATION must be whole seconds >= 1" ;; esac
 for scenario in $BENCH_SCENARIOS; do
   case " $DEFAULT_SCENARIOS " in *" $scenario "*) ;; *) die "unknown scenario $scenario (known: $DEFAULT_SCENARIOS)" ;; esac
@@ -211,7 +216,9 @@ start_server() {
       database_url="$BENCH_PG_URL/$database"
       ;;
   esac
-  env -i PATH="$PATH" "${SERVER_ENV[@]}" DATABASE_URL="$database_url" \
+  # In a session of its own: where the kernel groups processes by session for scheduling
+  # (autogroup), the server's group then gets the priority given below, apart from wrk's.
+  setsid env -i PATH="$PATH" "${SERVER_ENV[@]}" DATABASE_URL="$database_url" \
     LATCHKEY_BIND="127.0.0.1:$port" "$binary" serve >"$dir/server.log" 2>&1 &
   SERVER_PID[$label]=$!
   SERVER_URL[$label]=$url
@@ -219,6 +226,7 @@ start_server() {
   for _ in $(seq 1 300); do
     if curl -fsS --noproxy '*' "$url/healthz" >/dev/null 2>&1; then
       log "$label latchkey up on $backend at $url (pid ${SERVER_PID[$label]})"
+      lower_priority "${SERVER_PID[$label]}"
       # Idle memory: after start-up (migrations, signing key, decoy hash), before any load.
       sleep 1
       record_extra "$backend" "$label" 0 idle "{\"rss_kib\":$(status_kib "${SERVER_PID[$label]}" VmRSS)}"
@@ -229,6 +237,25 @@ start_server() {
   done
   cat "$dir/server.log" >&2
   die "$label latchkey did not start on $backend"
+}
+
+# lower_priority PID: the server below PostgreSQL (and wrk) by BENCH_SERVER_NICE. Its
+# hashing threads already run below its request workers, but that only counts inside its
+# scheduling group: across groups (a session's autogroup here, a systemd service's cgroup
+# in production) Latchkey competes as a whole, at equal weight, with PostgreSQL.
+lower_priority() {
+  local pid=$1 tid
+  [ "$BENCH_SERVER_NICE" -gt 0 ] || return 0
+  if [ "$(cat /proc/sys/kernel/sched_autogroup_enabled 2>/dev/null)" = 1 ]; then
+    echo "$BENCH_SERVER_NICE" >"/proc/$pid/autogroup"
+  else
+    # Per thread, never raising one: the hashing threads are already further down.
+    for tid in /proc/"$pid"/task/*; do
+      if [ "$(sed 's/.*) //' "$tid/stat" | awk '{print $17}')" -lt "$BENCH_SERVER_NICE" ]; then
+        renice -n "$BENCH_SERVER_NICE" -p "${tid##*/}" >/dev/null
+      fi
+    done
+  fi
 }
 
 stop_servers() {
@@ -440,6 +467,8 @@ machine_info() {
     printf 'scenarios\t%s\n' "$BENCH_SCENARIOS"
     printf 'users\t%s\n' "$BENCH_USERS"
     printf 'hash_workers\t%s\n' "$BENCH_HASH_WORKERS"
+    printf 'server_nice\t%s\n' "$BENCH_SERVER_NICE"
+    printf 'autogroup\t%s\n' "$(cat /proc/sys/kernel/sched_autogroup_enabled 2>/dev/null || echo 0)"
     printf 'wrk_threads\t%s\n' "$WRK_THREADS"
     printf 'wrk_timeout\t%s\n' "$WRK_TIMEOUT"
     printf 'connections\thealthz=%s me=%s login=%s refresh=%s signup=%s flood_login=%s flood_me=%s rss=%s\n' \
