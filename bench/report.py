@@ -42,15 +42,15 @@ MIB = 1024
 
 
 def server_priority(meta):
-    """How the server's CPU priority was set, in the words of the report."""
+    """How the CPU priority of the server and wrk was set, in the words of the report."""
     nice = int(meta.get("server_nice", "0") or 0)
     if nice == 0:
-        return "- The server ran at the same CPU priority as PostgreSQL and wrk (`BENCH_SERVER_NICE=0`)."
-    how = ("its session's scheduling group (autogroup) set to nice " if meta.get("autogroup") == "1"
-           else "its threads reniced to at least ")
-    return (f"- The server ran in a session of its own, {how}{nice} (`BENCH_SERVER_NICE={nice}`): below "
-            "PostgreSQL, as README's \"Sharing a machine with PostgreSQL\" advises, so that the hashing "
-            "threads, which already run below the request workers, do not delay the database either.")
+        return "- The server and wrk ran at PostgreSQL's CPU priority (`BENCH_SERVER_NICE=0`)."
+    how = ("each in a session of its own whose scheduling group (autogroup) was set to nice "
+           if meta.get("autogroup") == "1" else "each at nice ")
+    return (f"- The server and wrk ran below PostgreSQL, {how}{nice} (`BENCH_SERVER_NICE={nice}`), as "
+            "README's \"Sharing a machine with PostgreSQL\" advises: the hashing threads run below the "
+            "request workers, but that only counts inside the server's scheduling group.")
 
 
 def load(results_dir):

@@ -16,8 +16,8 @@
 #   BENCH_PG_URL=postgres://postgres@127.0.0.1:5432   # a fresh database is created and dropped
 #   BENCH_LOG=warn           the server's LATCHKEY_LOG (warnings and errors are reported)
 #   BENCH_HASH_WORKERS=$(nproc)   passed as LATCHKEY_HASH_WORKERS, so the bound is known
-#   BENCH_SERVER_NICE=5      the server's CPU priority below PostgreSQL's, as README's
-#                            "Sharing a machine with PostgreSQL" advises (0: none)
+#   BENCH_SERVER_NICE=5      the server's (and wrk's) CPU priority below PostgreSQL's, as
+#                            README's "Sharing a machine with PostgreSQL" advises (0: none)
 #   BENCH_BIN=               a latchkey binary to measure instead of building one
 #   BENCH_BASELINE_BIN=      a second binary: every scenario runs on both, alternating
 #   BENCH_WRITE=auto         rewrite BENCHMARKS.md: auto = only for a full run of the
@@ -74,8 +74,9 @@ die() {
 }
 
 case "$BENCH_RUNS" in '' | *[!0-9]* | 0) die "BENCH_RUNS must be a whole number >= 1" ;; esac
-case "$BENCH_SERVER_NICE" in '' | *[!0-9]*) die "BENCH_SERVER_NICE must be a whole number from 0 to 19" ;; esac
-[ "$BENCH_SERVER_NICE" -le 19 ] || die "BENCH_SERVER_NICE must be a whole number from 0 to 19"
+# At most 10: the hashing threads set themselves to nice 10, and must stay below the workers.
+case "$BENCH_SERVER_NICE" in '' | *[!0-9]*) die "BENCH_SERVER_NICE must be a whole number from 0 to 10" ;; esac
+[ "$BENCH_SERVER_NICE" -le 10 ] || die "BENCH_SERVER_NICE must be a whole number from 0 to 10"
 case "$BENCH_DURATION" in '' | *[!0-9]* | 0) die "BENCH_DURATION must be whole seconds >= 1" ;; esac
 for scenario in $BENCH_SCENARIOS; do
   case " $DEFAULT_SCENARIOS " in *" $scenario "*) ;; *) die "unknown scenario $scenario (known: $DEFAULT_SCENARIOS)" ;; esac
@@ -195,6 +196,24 @@ wait_idle() {
   log "warning: a server was still busy after 300 s; measuring anyway"
 }
 
+# --- CPU priority ----------------------------------------------------------------------
+# The server and wrk both run BENCH_SERVER_NICE below PostgreSQL, as README's "Sharing a
+# machine with PostgreSQL" advises for the server: its hashing threads run below its request
+# workers, but that only counts inside its scheduling group, and PostgreSQL is in another (a
+# session's autogroup here, a service's cgroup under systemd), where Latchkey competes with
+# it as a whole at equal weight. wrk goes down with it, so that the load generator does not
+# gain on the server it measures. With autogroups, each runs in a session of its own whose
+# group is lowered (a plain nice would only count inside the group); without, a plain nice.
+# A prefix for the command it runs (the same PID: setsid, sh and nice exec).
+BELOW_POSTGRES=()
+if [ "$BENCH_SERVER_NICE" -gt 0 ]; then
+  if [ "$(cat /proc/sys/kernel/sched_autogroup_enabled 2>/dev/null)" = 1 ]; then
+    BELOW_POSTGRES=(setsid sh -c 'echo "$0" >/proc/self/autogroup && exec "$@"' "$BENCH_SERVER_NICE")
+  else
+    BELOW_POSTGRES=(nice -n "$BENCH_SERVER_NICE")
+  fi
+fi
+
 # --- Servers ---------------------------------------------------------------------------
 # start_server LABEL BINARY BACKEND: a fresh database, the fixed environment below and
 # nothing inherited (env -i), so that a stray LATCHKEY_* in the caller's shell cannot
@@ -216,9 +235,7 @@ start_server() {
       database_url="$BENCH_PG_URL/$database"
       ;;
   esac
-  # In a session of its own: where the kernel groups processes by session for scheduling
-  # (autogroup), the server's group then gets the priority given below, apart from wrk's.
-  setsid env -i PATH="$PATH" "${SERVER_ENV[@]}" DATABASE_URL="$database_url" \
+  "${BELOW_POSTGRES[@]}" env -i PATH="$PATH" "${SERVER_ENV[@]}" DATABASE_URL="$database_url" \
     LATCHKEY_BIND="127.0.0.1:$port" "$binary" serve >"$dir/server.log" 2>&1 &
   SERVER_PID[$label]=$!
   SERVER_URL[$label]=$url
@@ -226,7 +243,6 @@ start_server() {
   for _ in $(seq 1 300); do
     if curl -fsS --noproxy '*' "$url/healthz" >/dev/null 2>&1; then
       log "$label latchkey up on $backend at $url (pid ${SERVER_PID[$label]})"
-      lower_priority "${SERVER_PID[$label]}"
       # Idle memory: after start-up (migrations, signing key, decoy hash), before any load.
       sleep 1
       record_extra "$backend" "$label" 0 idle "{\"rss_kib\":$(status_kib "${SERVER_PID[$label]}" VmRSS)}"
@@ -237,25 +253,6 @@ start_server() {
   done
   cat "$dir/server.log" >&2
   die "$label latchkey did not start on $backend"
-}
-
-# lower_priority PID: the server below PostgreSQL (and wrk) by BENCH_SERVER_NICE. Its
-# hashing threads already run below its request workers, but that only counts inside its
-# scheduling group: across groups (a session's autogroup here, a systemd service's cgroup
-# in production) Latchkey competes as a whole, at equal weight, with PostgreSQL.
-lower_priority() {
-  local pid=$1 tid
-  [ "$BENCH_SERVER_NICE" -gt 0 ] || return 0
-  if [ "$(cat /proc/sys/kernel/sched_autogroup_enabled 2>/dev/null)" = 1 ]; then
-    echo "$BENCH_SERVER_NICE" >"/proc/$pid/autogroup"
-  else
-    # Per thread, never raising one: the hashing threads are already further down.
-    for tid in /proc/"$pid"/task/*; do
-      if [ "$(sed 's/.*) //' "$tid/stat" | awk '{print $17}')" -lt "$BENCH_SERVER_NICE" ]; then
-        renice -n "$BENCH_SERVER_NICE" -p "${tid##*/}" >/dev/null
-      fi
-    done
-  fi
 }
 
 stop_servers() {
@@ -312,7 +309,7 @@ wrk_run() {
   [ "$#" -eq 0 ] || shown="$* $shown"
   printf '%s\n' "$(basename "$output" .txt | sed 's/-run[0-9]*$//'): $shown" |
     sed "s|$url|\$URL|; s|$RESULTS/[^ ]*/|\$DATA/|g; s|$BENCH_DIR|bench|g" >>"$RESULTS/commands.txt"
-  if ! env "$@" "${command[@]}" >"$output" 2>&1; then
+  if ! env "$@" "${BELOW_POSTGRES[@]}" "${command[@]}" >"$output" 2>&1; then
     cat "$output" >&2
     die "wrk failed: ${command[*]}"
   fi
