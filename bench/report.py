@@ -46,8 +46,8 @@ def server_priority(meta):
     nice = int(meta.get("server_nice", "0") or 0)
     if nice == 0:
         return "- The server and wrk ran at PostgreSQL's CPU priority (`BENCH_SERVER_NICE=0`)."
-    how = ("each in a session of its own whose scheduling group (autogroup) was set to nice "
-           if meta.get("autogroup") == "1" else "each at nice ")
+    how = ("in one session whose scheduling group (autogroup) was set to nice "
+           if meta.get("autogroup") == "1" else "at nice ")
     return (f"- The server and wrk ran below PostgreSQL, {how}{nice} (`BENCH_SERVER_NICE={nice}`), as "
             "README's \"Sharing a machine with PostgreSQL\" advises: the hashing threads run below the "
             "request workers, but that only counts inside the server's scheduling group.")

@@ -84,6 +84,35 @@ done
 for backend in $BENCH_BACKENDS; do
   case "$backend" in sqlite | postgres) ;; *) die "unknown backend $backend" ;; esac
 done
+# --- CPU priority ----------------------------------------------------------------------
+# Everything the harness starts (the server, wrk) runs BENCH_SERVER_NICE below PostgreSQL,
+# as README's "Sharing a machine with PostgreSQL" advises for the server: its hashing threads
+# run below its request workers, but that only counts inside its scheduling group, and
+# PostgreSQL is in another (a session's autogroup here, a service's cgroup under systemd),
+# where Latchkey competes with it as a whole at equal weight. The server and wrk share one
+# group, as they would share one session's, so that lowering does not tilt the machine
+# between the load generator and the server it measures. With autogroups the harness runs
+# in a session of its own and lowers its group (a plain nice only counts inside a group);
+# without, the server and wrk get a plain nice.
+BELOW_POSTGRES=()
+if [ "$BENCH_SERVER_NICE" -gt 0 ]; then
+  if [ "$(cat /proc/sys/kernel/sched_autogroup_enabled 2>/dev/null)" = 1 ]; then
+    if [ "${BENCH_OWN_SESSION:-}" != 1 ]; then
+      # Rerun in a new session, passing on an interrupt to the whole of it.
+      BENCH_OWN_SESSION=1 setsid "$0" "$@" &
+      inner=$!
+      trap 'kill -TERM -- "-$inner" 2>/dev/null' INT TERM
+      while kill -0 "$inner" 2>/dev/null; do
+        wait "$inner" && exit 0 || status=$?
+      done
+      exit "${status:-1}"
+    fi
+    echo "$BENCH_SERVER_NICE" >/proc/self/autogroup
+  else
+    BELOW_POSTGRES=(nice -n "$BENCH_SERVER_NICE")
+  fi
+fi
+
 wants() { case " $BENCH_SCENARIOS " in *" $1 "*) return 0 ;; *) return 1 ;; esac }
 
 # --- What this run started, so that the exit trap stops exactly that -------------------
@@ -195,24 +224,6 @@ wait_idle() {
   done
   log "warning: a server was still busy after 300 s; measuring anyway"
 }
-
-# --- CPU priority ----------------------------------------------------------------------
-# The server and wrk both run BENCH_SERVER_NICE below PostgreSQL, as README's "Sharing a
-# machine with PostgreSQL" advises for the server: its hashing threads run below its request
-# workers, but that only counts inside its scheduling group, and PostgreSQL is in another (a
-# session's autogroup here, a service's cgroup under systemd), where Latchkey competes with
-# it as a whole at equal weight. wrk goes down with it, so that the load generator does not
-# gain on the server it measures. With autogroups, each runs in a session of its own whose
-# group is lowered (a plain nice would only count inside the group); without, a plain nice.
-# A prefix for the command it runs (the same PID: setsid, sh and nice exec).
-BELOW_POSTGRES=()
-if [ "$BENCH_SERVER_NICE" -gt 0 ]; then
-  if [ "$(cat /proc/sys/kernel/sched_autogroup_enabled 2>/dev/null)" = 1 ]; then
-    BELOW_POSTGRES=(setsid sh -c 'echo "$0" >/proc/self/autogroup && exec "$@"' "$BENCH_SERVER_NICE")
-  else
-    BELOW_POSTGRES=(nice -n "$BENCH_SERVER_NICE")
-  fi
-fi
 
 # --- Servers ---------------------------------------------------------------------------
 # start_server LABEL BINARY BACKEND: a fresh database, the fixed environment below and
