@@ -16,8 +16,9 @@
 #   BENCH_PG_URL=postgres://postgres@127.0.0.1:5432   # a fresh database is created and dropped
 #   BENCH_LOG=warn           the server's LATCHKEY_LOG (warnings and errors are reported)
 #   BENCH_HASH_WORKERS=$(nproc)   passed as LATCHKEY_HASH_WORKERS, so the bound is known
-#   BENCH_SERVER_NICE=5      the server's (and wrk's) CPU priority below PostgreSQL's, as
-#                            README's "Sharing a machine with PostgreSQL" advises (0: none)
+#   BENCH_SERVER_NICE=0      how far below PostgreSQL the server and wrk run (0 to 10), as
+#                            README's "Sharing a machine with PostgreSQL" advises for the
+#                            server; 0: at PostgreSQL's priority (see BENCHMARKS.md for why)
 #   BENCH_BIN=               a latchkey binary to measure instead of building one
 #   BENCH_BASELINE_BIN=      a second binary: every scenario runs on both, alternating
 #   BENCH_WRITE=auto         rewrite BENCHMARKS.md: auto = only for a full run of the
@@ -40,7 +41,7 @@ BENCH_USERS=${BENCH_USERS:-200}
 BENCH_PG_URL=${BENCH_PG_URL:-postgres://postgres@127.0.0.1:5432}
 BENCH_LOG=${BENCH_LOG:-warn}
 BENCH_HASH_WORKERS=${BENCH_HASH_WORKERS:-$(nproc)}
-BENCH_SERVER_NICE=${BENCH_SERVER_NICE:-5}
+BENCH_SERVER_NICE=${BENCH_SERVER_NICE:-0}
 BENCH_BIN=${BENCH_BIN:-}
 BENCH_BASELINE_BIN=${BENCH_BASELINE_BIN:-}
 BENCH_WRITE=${BENCH_WRITE:-auto}
