@@ -6,7 +6,7 @@
 //! SQLite re-plans a statement whose `LIMIT` parameter is bound again, so the cached
 //! statement was parsed and planned anew on every request (most of `GET /me`'s SQL work).
 
-/// Runs `$body` with `$conn` bound to the backend's own connection instead of [`DbConn`]:
+/// Runs `$body` with `$inner` bound to the backend's own connection instead of [`DbConn`]:
 /// the derived multi-connection writes out the SQL text of a query again on every execution
 /// (and converts every value it reads), which was a sixth of the server's time on `GET /me`;
 /// the backends' own connections find the prepared statement by the query's type. For the
@@ -123,8 +123,14 @@ impl PooledConn {
     fn settle<T>(&mut self, outcome: &Result<T, Error>) {
         match outcome {
             Err(Error::Unavailable(_) | Error::Internal(_)) => self.suspect = true,
-            _ => self.answered_at = Instant::now(),
+            _ => self.answered(),
         }
+    }
+
+    /// The server answered on it just now.
+    fn answered(&mut self) {
+        self.suspect = false;
+        self.answered_at = Instant::now();
     }
 
     fn needs_test(&self) -> bool {
@@ -194,8 +200,7 @@ impl r2d2::ManageConnection for ConnectionManager {
     fn is_valid(&self, conn: &mut PooledConn) -> Result<(), ManagerError> {
         if conn.needs_test() {
             conn.conn.batch_execute("SELECT 1")?;
-            conn.suspect = false;
-            conn.answered_at = Instant::now();
+            conn.answered();
         }
         Ok(())
     }
