@@ -264,13 +264,17 @@ async fn pages_go_from_newest_to_oldest(backend: Backend) {
 async fn limit_and_before_are_validated(backend: Backend) {
     let app = TestApp::spawn(backend).await;
     let user = app.signup_user().await;
-    for query in [
+    let out_of_range = [
         "?limit=0",
         "?limit=101",
         "?limit=-1",
         "?limit=ten",
         "?limit=",
-    ] {
+    ]
+    .map(|query| (query, "limit", "out_of_range"));
+    let not_an_event = ["?before=42", "?before=", "?before=not-an-id"]
+        .map(|query| (query, "before", "invalid_event_id"));
+    for (query, field, code) in out_of_range.into_iter().chain(not_an_event) {
         let response = get_events(&app, &user.access_token, query).await;
         let body = assert_problem(
             response,
@@ -278,19 +282,8 @@ async fn limit_and_before_are_validated(backend: Backend) {
             "validation_failed",
         )
         .await;
-        assert_eq!(body["errors"][0]["field"], "limit", "{query}");
-        assert_eq!(body["errors"][0]["code"], "out_of_range", "{query}");
-    }
-    for query in ["?before=42", "?before=", "?before=not-an-id"] {
-        let response = get_events(&app, &user.access_token, query).await;
-        let body = assert_problem(
-            response,
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "validation_failed",
-        )
-        .await;
-        assert_eq!(body["errors"][0]["field"], "before", "{query}");
-        assert_eq!(body["errors"][0]["code"], "invalid_event_id", "{query}");
+        assert_eq!(body["errors"][0]["field"], field, "{query}");
+        assert_eq!(body["errors"][0]["code"], code, "{query}");
     }
     let both = get_events(&app, &user.access_token, "?limit=1000&before=x").await;
     let body = assert_problem(both, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed").await;
