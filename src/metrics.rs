@@ -16,6 +16,7 @@ use prometheus::{
 };
 
 use crate::auth::passwords::Passwords;
+use crate::auth::session_checks::SessionChecks;
 use crate::db::Db;
 
 /// The content type of the text exposition format, for `GET /metrics`.
@@ -66,9 +67,13 @@ impl Refreshes {
 }
 
 impl Metrics {
-    /// Registers the service's metrics, and those that the database pool and the hashing
-    /// threads keep themselves.
-    pub fn new(db: &Db, passwords: &Passwords) -> prometheus::Result<Self> {
+    /// Registers the service's metrics, and those that the database pool, the hashing
+    /// threads and the session checks keep themselves.
+    pub fn new(
+        db: &Db,
+        passwords: &Passwords,
+        session_checks: &SessionChecks,
+    ) -> prometheus::Result<Self> {
         let registry = Registry::new();
         let requests = IntCounterVec::new(
             Opts::new(
@@ -132,6 +137,7 @@ impl Metrics {
             Box::new(db.permit_wait_metric()),
             Box::new(hash_queued),
             Box::new(hash_wait),
+            Box::new(session_checks.batch_size_metric()),
             Box::new(signups.clone()),
             Box::new(logins.clone()),
             Box::new(refreshes.clone()),

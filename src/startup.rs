@@ -52,7 +52,9 @@ impl Application {
             Passwords::new(argon2, workers)
         })
         .await??;
-        let metrics = Metrics::new(&db, &passwords).context("registering the metrics")?;
+        let session_checks = SessionChecks::new(db.clone()).context("registering the metrics")?;
+        let metrics =
+            Metrics::new(&db, &passwords, &session_checks).context("registering the metrics")?;
         let policy = SessionPolicy {
             lifetime: settings.session_ttl,
             idle_timeout: settings.session_idle_ttl,
@@ -60,7 +62,7 @@ impl Application {
         };
         let state = web::Data::new(AppState {
             events: events::Recorder::start(db.clone()),
-            session_checks: SessionChecks::new(db.clone()),
+            session_checks,
             db,
             passwords,
             tokens,

@@ -64,6 +64,7 @@ async fn serves_prometheus_text_without_the_database(backend: Backend) {
         "latchkey_logouts_total",
         "latchkey_hash_queue_depth",
         "latchkey_hash_wait_seconds",
+        "latchkey_session_check_batch_size",
         "latchkey_db_connections",
         "latchkey_db_connections_max",
         "latchkey_db_permit_wait_seconds",
@@ -119,6 +120,9 @@ async fn a_flow_moves_each_counter_by_exactly_what_it_did(backend: Backend) {
         ("latchkey_logouts_total{scope=\"local\"}", 1.0),
         ("latchkey_logouts_total{scope=\"others\"}", 0.0),
         ("latchkey_logouts_total{scope=\"global\"}", 0.0),
+        // The logout's session check, the flow's one bearer-authenticated request.
+        ("latchkey_session_check_batch_size_count", 1.0),
+        ("latchkey_session_check_batch_size_sum", 1.0),
         (
             "latchkey_http_requests_total{method=\"POST\",route=\"/signup\",status=\"201\"}",
             1.0,

@@ -5,6 +5,7 @@ mod support;
 
 use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Integer, Text};
+use latchkey::auth::session_checks::SessionChecks;
 use latchkey::db::schema::{refresh_tokens, sessions, users};
 use latchkey::db::{self, DatabaseUrl, Db, DbConn, PoolOptions};
 use latchkey::error::Error;
@@ -18,6 +19,7 @@ backend_tests!(
     refresh_tokens_are_stored_only_as_digests,
     concurrent_writers_never_fail,
     a_write_whose_request_gave_up_is_rolled_back,
+    session_checks_of_concurrent_requests_are_read_together,
 );
 
 #[derive(QueryableByName)]
@@ -291,4 +293,55 @@ fn insert_user(conn: &mut DbConn, email: &str) -> QueryResult<()> {
             updated_at: now,
         },
     )
+}
+
+/// Checks asked for at once are read by one query (on SQLite too: the ids travel as one
+/// JSON array), and each gets its own session: unknown ids, one asked twice, and ids that
+/// would break out of a hand-built JSON array or SQL string find nothing.
+async fn session_checks_of_concurrent_requests_are_read_together(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let mut sessions_of = Vec::new();
+    for _ in 0..5 {
+        let user = app.signup_user().await;
+        let user_id = user.user_id.clone();
+        let session_id = app
+            .db
+            .run_now(move |conn| {
+                Ok(sessions::table
+                    .filter(sessions::user_id.eq(&user_id))
+                    .select(sessions::id)
+                    .get_result::<String>(conn)?)
+            })
+            .unwrap();
+        sessions_of.push((session_id, Some(user.user_id)));
+    }
+    sessions_of.push((sessions_of[2].0.clone(), sessions_of[2].1.clone()));
+    for unknown in ["no-such-session", "", "x\"]", "x', 'y", "[\"a\"]", "%"] {
+        sessions_of.push((unknown.to_owned(), None));
+    }
+    let checks = SessionChecks::new(app.db.clone()).unwrap();
+
+    let answers = futures_util::future::join_all(
+        sessions_of
+            .iter()
+            .map(|(session_id, _)| checks.find_with_user(session_id.clone())),
+    )
+    .await;
+
+    for ((session_id, user_id), answer) in sessions_of.iter().zip(answers) {
+        let found = answer.unwrap();
+        assert_eq!(
+            found.as_ref().map(|(session, _)| &session.id),
+            user_id.as_ref().map(|_| session_id),
+            "the check of {session_id:?}"
+        );
+        assert_eq!(found.map(|(_, user)| user.id), *user_id);
+    }
+    let batches = checks.batch_size_metric();
+    assert_eq!(
+        batches.get_sample_count(),
+        1,
+        "one query for all the checks"
+    );
+    assert_eq!(batches.get_sample_sum() as usize, sessions_of.len());
 }

@@ -2,17 +2,22 @@
 //! still live, and whose is it. It is read from the database on every request, so that a
 //! logout or a revocation takes effect on the very next one, on every instance.
 //!
-//! On PostgreSQL the checks of concurrent requests are read together: a request joins the
-//! queue, and a batch takes everything queued when it starts, in one query. A lone request
-//! starts a batch at once (no timer, nothing added to its wait); under load the batches
-//! grow. Each check still reads after its request arrived, so it sees every revocation
-//! committed before. A query and its trip to a pool thread for each request were most of the
-//! database's and the kernel's work on `GET /me`. On SQLite a read costs less than queueing
-//! (it runs on the request's own thread, [`Db::read`]), so each request reads alone.
+//! The checks of concurrent requests are read together: a request joins a queue, and a
+//! batch takes everything queued when it starts, in one query. A lone request starts a
+//! batch at once (no timer, nothing added to its wait); under load the batches grow. Each
+//! check still reads after its request arrived, so it sees every revocation committed
+//! before. On PostgreSQL, a query and its trip to a pool thread for each request were most
+//! of the database's and the kernel's work on `GET /me`; there is one queue for the process,
+//! and a batch reads on a pool thread. On SQLite a batch reads right on the worker thread
+//! that runs it ([`Db::read`]), so each worker thread has its own queue: a batch answers only
+//! checks of its own thread, which needs no other thread woken; it saves each check a read
+//! transaction's locking of the WAL index (a mutex and `fcntl` calls shared by the workers).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
+use std::thread::ThreadId;
 
+use prometheus::{Histogram, HistogramOpts};
 use tokio::sync::oneshot;
 
 use crate::db::Db;
@@ -28,12 +33,21 @@ const MAX_BATCH: usize = 128;
 /// Batches on their way at once: while one's answer travels back, the next runs.
 const BATCHES_AT_ONCE: usize = 2;
 
-/// Reads sessions with their users, in batches on PostgreSQL.
+/// Reads sessions with their users, in batches.
 #[derive(Clone)]
 pub struct SessionChecks {
     db: Db,
-    queue: Arc<Mutex<Queue>>,
+    queues: Queues,
+    /// Whether batches read on the thread that runs them (SQLite), one queue per thread.
+    queue_per_thread: bool,
+    /// Checks read by each query, for `GET /metrics`.
+    batch_sizes: Histogram,
 }
+
+/// Which queue a check joins: the worker thread's, or the process's one (`None`).
+type QueueKey = Option<ThreadId>;
+
+type Queues = Arc<Mutex<HashMap<QueueKey, Queue>>>;
 
 #[derive(Default)]
 struct Queue {
@@ -47,24 +61,34 @@ struct Waiter {
 }
 
 impl SessionChecks {
-    pub fn new(db: Db) -> Self {
-        Self {
+    pub fn new(db: Db) -> prometheus::Result<Self> {
+        let batch_sizes = Histogram::with_opts(
+            HistogramOpts::new(
+                "latchkey_session_check_batch_size",
+                "Session checks of concurrent requests read by one database query.",
+            )
+            .buckets(prometheus::exponential_buckets(1.0, 2.0, 8)?),
+        )?;
+        Ok(Self {
+            queue_per_thread: db.backend() == "sqlite",
             db,
-            queue: Arc::default(),
-        }
+            queues: Arc::default(),
+            batch_sizes,
+        })
+    }
+
+    /// The histogram of batch sizes, to register with the application's metrics.
+    pub fn batch_size_metric(&self) -> Histogram {
+        self.batch_sizes.clone()
     }
 
     /// The session with this id and its user, read now.
     pub async fn find_with_user(&self, session_id: String) -> Result<Found, Error> {
-        if self.db.backend() == "sqlite" {
-            return self
-                .db
-                .read(move |conn| Ok(sessions::find_with_user(conn, &session_id)?))
-                .await;
-        }
+        let key = self.queue_per_thread.then(|| std::thread::current().id());
         let (answer, answered) = oneshot::channel();
         let start_batch = {
-            let mut queue = self.queue.lock().unwrap_or_else(PoisonError::into_inner);
+            let mut queues = self.queues.lock().unwrap_or_else(PoisonError::into_inner);
+            let queue = queues.entry(key).or_default();
             queue.waiting.push(Waiter { session_id, answer });
             let start = queue.batches_running < BATCHES_AT_ONCE;
             if start {
@@ -73,7 +97,8 @@ impl SessionChecks {
             start
         };
         if start_batch {
-            tokio::spawn(run_batches(self.db.clone(), self.queue.clone()));
+            // On the current worker thread: actix-web's workers are single-threaded runtimes.
+            tokio::spawn(run_batches(self.clone(), key));
         }
         // The batch's own wait for the database is bounded; queued behind a stuck batch, a
         // request would wait twice that.
@@ -90,14 +115,15 @@ impl SessionChecks {
     }
 }
 
-/// Reads batches until nobody waits. Counted in `batches_running` from the spawn to the
-/// moment it finds the queue empty (decided under the lock, so that no waiter is left
-/// without a batch), or, should it panic, until it is dropped.
-async fn run_batches(db: Db, queue: Arc<Mutex<Queue>>) {
-    let mut running = Running(Some(queue.clone()));
+/// Reads the batches of one queue until nobody waits in it. Counted in `batches_running`
+/// from the spawn to the moment it finds the queue empty (decided under the lock, so that no
+/// waiter is left without a batch), or, should it panic, until it is dropped.
+async fn run_batches(checks: SessionChecks, key: QueueKey) {
+    let mut running = Running(Some((checks.queues.clone(), key)));
     loop {
         let batch: Vec<Waiter> = {
-            let mut queue = queue.lock().unwrap_or_else(PoisonError::into_inner);
+            let mut queues = checks.queues.lock().unwrap_or_else(PoisonError::into_inner);
+            let queue = queues.entry(key).or_default();
             if queue.waiting.is_empty() {
                 queue.batches_running -= 1;
                 running.0 = None;
@@ -106,12 +132,14 @@ async fn run_batches(db: Db, queue: Arc<Mutex<Queue>>) {
             let take = queue.waiting.len().min(MAX_BATCH);
             queue.waiting.drain(..take).collect()
         };
+        checks.batch_sizes.observe(batch.len() as f64);
         let ids: Vec<String> = batch
             .iter()
             .map(|waiter| waiter.session_id.clone())
             .collect();
-        let read = db
-            .run(move |conn| Ok(sessions::find_many_with_user(conn, &ids)?))
+        let read = checks
+            .db
+            .read(move |conn| Ok(sessions::find_many_with_user(conn, &ids)?))
             .await;
         match read {
             Ok(rows) => {
@@ -146,13 +174,13 @@ fn for_each_waiter(error: &Error) -> Error {
 }
 
 /// Gives the batch's place back if the batch task ends without doing so itself.
-struct Running(Option<Arc<Mutex<Queue>>>);
+struct Running(Option<(Queues, QueueKey)>);
 
 impl Drop for Running {
     fn drop(&mut self) {
-        if let Some(queue) = self.0.take() {
-            let mut queue = queue.lock().unwrap_or_else(PoisonError::into_inner);
-            queue.batches_running -= 1;
+        if let Some((queues, key)) = self.0.take() {
+            let mut queues = queues.lock().unwrap_or_else(PoisonError::into_inner);
+            queues.entry(key).or_default().batches_running -= 1;
         }
     }
 }

@@ -1,7 +1,9 @@
 //! The `sessions` table.
 
 use chrono::NaiveDateTime;
+use diesel::dsl::sql;
 use diesel::prelude::*;
+use diesel::sql_types::{Bool, Text};
 
 use super::DbConn;
 use super::schema::{sessions, users};
@@ -73,13 +75,30 @@ pub fn find_with_user(conn: &mut DbConn, id: &str) -> QueryResult<Option<(Sessio
         .optional())
 }
 
-/// The sessions among `ids` that exist, each with its user, in one query.
+/// The sessions among `ids` that exist, each with its user, in one query whose prepared
+/// statement is reused whatever the number of ids: PostgreSQL takes them as one array
+/// (`= ANY($1)`); on SQLite, diesel writes `IN (?, ?, …)` with a placeholder per id and
+/// prepares it anew every time, so they travel as one JSON array, read with `json_each`.
 pub fn find_many_with_user(conn: &mut DbConn, ids: &[String]) -> QueryResult<Vec<(Session, User)>> {
-    per_backend!(conn, |conn| sessions::table
-        .inner_join(users::table)
-        .filter(sessions::id.eq_any(ids))
-        .select((Session::as_select(), User::as_select()))
-        .load(conn))
+    let joined = sessions::table.inner_join(users::table);
+    match conn {
+        DbConn::Postgres(conn) => joined
+            .filter(sessions::id.eq_any(ids))
+            .select(<(Session, User)>::as_select())
+            .load(conn),
+        DbConn::Sqlite(conn) => {
+            let ids = serde_json::to_string(ids)
+                .map_err(|error| diesel::result::Error::SerializationError(Box::new(error)))?;
+            joined
+                .filter(
+                    sql::<Bool>("sessions.id IN (SELECT value FROM json_each(")
+                        .bind::<Text, _>(ids)
+                        .sql("))"),
+                )
+                .select(<(Session, User)>::as_select())
+                .load(conn)
+        }
+    }
 }
 
 /// The user's live sessions, most recently used first.
