@@ -1,9 +1,11 @@
 //! The `sessions` table.
 
 use chrono::NaiveDateTime;
-use diesel::dsl::sql;
+use diesel::expression::{AppearsOnTable, ValidGrouping, is_aggregate};
 use diesel::prelude::*;
+use diesel::query_builder::{AstPass, QueryFragment, QueryId};
 use diesel::sql_types::{Bool, Text};
+use diesel::sqlite::Sqlite;
 
 use super::DbConn;
 use super::schema::{sessions, users};
@@ -78,7 +80,7 @@ pub fn find_with_user(conn: &mut DbConn, id: &str) -> QueryResult<Option<(Sessio
 /// The sessions among `ids` that exist, each with its user, in one query whose prepared
 /// statement is reused whatever the number of ids: PostgreSQL takes them as one array
 /// (`= ANY($1)`); on SQLite, diesel writes `IN (?, ?, …)` with a placeholder per id and
-/// prepares it anew every time, so they travel as one JSON array, read with `json_each`.
+/// prepares it anew every time, so they travel as one JSON array ([`IdInJsonArray`]).
 pub fn find_many_with_user(conn: &mut DbConn, ids: &[String]) -> QueryResult<Vec<(Session, User)>> {
     let joined = sessions::table.inner_join(users::table);
     match conn {
@@ -86,18 +88,46 @@ pub fn find_many_with_user(conn: &mut DbConn, ids: &[String]) -> QueryResult<Vec
             .filter(sessions::id.eq_any(ids))
             .select(<(Session, User)>::as_select())
             .load(conn),
-        DbConn::Sqlite(conn) => {
-            let ids = serde_json::to_string(ids)
-                .map_err(|error| diesel::result::Error::SerializationError(Box::new(error)))?;
-            joined
-                .filter(
-                    sql::<Bool>("sessions.id IN (SELECT value FROM json_each(")
-                        .bind::<Text, _>(ids)
-                        .sql("))"),
-                )
-                .select(<(Session, User)>::as_select())
-                .load(conn)
-        }
+        DbConn::Sqlite(conn) => joined
+            .filter(IdInJsonArray::of(ids)?)
+            .select(<(Session, User)>::as_select())
+            .load(conn),
+    }
+}
+
+/// `sessions.id IN (SELECT value FROM json_each(?))`, the ids bound as one JSON array: one
+/// SQL text for any number of ids, so SQLite prepares it once. (diesel's `sql()` literals
+/// are never cached, hence a type of its own.)
+#[derive(Debug, Clone, QueryId)]
+pub struct IdInJsonArray {
+    ids: String,
+}
+
+impl IdInJsonArray {
+    fn of(ids: &[String]) -> QueryResult<Self> {
+        let ids = serde_json::to_string(ids)
+            .map_err(|error| diesel::result::Error::SerializationError(Box::new(error)))?;
+        Ok(Self { ids })
+    }
+}
+
+impl Expression for IdInJsonArray {
+    type SqlType = Bool;
+}
+
+impl ValidGrouping<()> for IdInJsonArray {
+    type IsAggregate = is_aggregate::Never;
+}
+
+impl<QS> AppearsOnTable<QS> for IdInJsonArray where sessions::id: AppearsOnTable<QS> {}
+
+impl QueryFragment<Sqlite> for IdInJsonArray {
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Sqlite>) -> QueryResult<()> {
+        sessions::id.walk_ast(out.reborrow())?;
+        out.push_sql(" IN (SELECT value FROM json_each(");
+        out.push_bind_param::<Text, _>(&self.ids)?;
+        out.push_sql("))");
+        Ok(())
     }
 }
 
