@@ -10,7 +10,9 @@ use super::schema::users;
 
 diesel::define_sql_function!(fn lower(x: Nullable<Text>) -> Nullable<Text>);
 
-#[derive(Debug, Clone, Queryable, Selectable)]
+/// `Debug` leaves out the password hash (see below): an account printed into a log or a
+/// panic message must not hand out something to crack offline.
+#[derive(Clone, Queryable, Selectable)]
 #[diesel(table_name = users)]
 pub struct User {
     pub id: String,
@@ -22,7 +24,7 @@ pub struct User {
     pub disabled_at: Option<NaiveDateTime>,
 }
 
-#[derive(Debug, Insertable)]
+#[derive(Insertable)]
 #[diesel(table_name = users)]
 pub struct NewUser<'a> {
     pub id: &'a str,
@@ -31,6 +33,35 @@ pub struct NewUser<'a> {
     pub password_hash: &'a str,
     pub created_at: NaiveDateTime,
     pub updated_at: NaiveDateTime,
+}
+
+const REDACTED: &str = "<redacted>";
+
+impl std::fmt::Debug for User {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("User")
+            .field("id", &self.id)
+            .field("email", &self.email)
+            .field("username", &self.username)
+            .field("password_hash", &REDACTED)
+            .field("created_at", &self.created_at)
+            .field("updated_at", &self.updated_at)
+            .field("disabled_at", &self.disabled_at)
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for NewUser<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NewUser")
+            .field("id", &self.id)
+            .field("email", &self.email)
+            .field("username", &self.username)
+            .field("password_hash", &REDACTED)
+            .field("created_at", &self.created_at)
+            .field("updated_at", &self.updated_at)
+            .finish()
+    }
 }
 
 /// Which unique rule an insert broke.
@@ -170,4 +201,41 @@ pub fn is_disabled_locked(conn: &mut DbConn, id: &str) -> QueryResult<Option<boo
 /// Deletes the user; their sessions and refresh tokens go with them (ON DELETE CASCADE).
 pub fn delete(conn: &mut DbConn, id: &str) -> QueryResult<usize> {
     diesel::delete(users::table.find(id)).execute(conn)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_output_leaves_out_the_password_hash() {
+        let at = chrono::DateTime::UNIX_EPOCH.naive_utc();
+        let hash = "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$aGFzaGhhc2g";
+        let user = User {
+            id: "u1".into(),
+            email: "ada@example.com".into(),
+            username: Some("ada".into()),
+            password_hash: hash.into(),
+            created_at: at,
+            updated_at: at,
+            disabled_at: None,
+        };
+        let new_user = NewUser {
+            id: "u1",
+            email: "ada@example.com",
+            username: None,
+            password_hash: hash,
+            created_at: at,
+            updated_at: at,
+        };
+        for printed in [
+            format!("{user:?}"),
+            format!("{new_user:?}"),
+            format!("{user:#?}"),
+        ] {
+            assert!(printed.contains("ada@example.com"), "{printed}");
+            assert!(printed.contains(REDACTED), "{printed}");
+            assert!(!printed.contains("argon2id"), "{printed}");
+        }
+    }
 }
