@@ -143,6 +143,18 @@ async fn rotation_signs_with_a_new_key_and_the_old_one_verifies_until_it_retires
         stdout.contains(keys[1]["retires_at"].as_str().unwrap()),
         "{stdout}"
     );
+    // The replaced key never signs again: its private key is gone from the database, the
+    // new one's is there.
+    let stored = app
+        .db
+        .run_now(|conn| Ok(latchkey::db::signing_keys::list(conn)?))
+        .unwrap();
+    let private_key_of = |kid: &str| {
+        let key = stored.iter().find(|key| key.kid == kid).expect("stored");
+        key.private_key.clone()
+    };
+    assert!(private_key_of(&old_kid).is_empty(), "the replaced key's");
+    assert!(!private_key_of(&new_kid).is_empty(), "the signing key's");
 
     // The running application picks the new key up without a restart.
     eventually(

@@ -1,6 +1,8 @@
 //! The `signing_keys` table. `retired_at` is when a key stops verifying: `NULL` for the key
 //! that signs, and set (usually in the future) when a rotation replaces it, so that the
-//! tokens it signed keep verifying until they have expired.
+//! tokens it signed keep verifying until they have expired. A replaced key never signs
+//! again, so the rotation also erases its private key: a later leak of the database (or of
+//! a backup) cannot forge tokens with it.
 
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
@@ -8,7 +10,8 @@ use diesel::prelude::*;
 use super::DbConn;
 use super::schema::signing_keys;
 
-#[derive(Debug, Clone, Queryable, Selectable)]
+/// `Debug` leaves out the private key.
+#[derive(Clone, Queryable, Selectable)]
 #[diesel(table_name = signing_keys)]
 pub struct SigningKey {
     pub kid: String,
@@ -20,7 +23,7 @@ pub struct SigningKey {
     pub retired_at: Option<NaiveDateTime>,
 }
 
-#[derive(Debug, Insertable)]
+#[derive(Insertable)]
 #[diesel(table_name = signing_keys)]
 pub struct NewSigningKey<'a> {
     pub kid: &'a str,
@@ -29,6 +32,19 @@ pub struct NewSigningKey<'a> {
     pub private_key: &'a [u8],
     pub public_key: &'a [u8],
     pub created_at: NaiveDateTime,
+}
+
+impl std::fmt::Debug for SigningKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SigningKey")
+            .field("kid", &self.kid)
+            .field("generation", &self.generation)
+            .field("algorithm", &self.algorithm)
+            .field("private_key", &"<redacted>")
+            .field("created_at", &self.created_at)
+            .field("retired_at", &self.retired_at)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Every key, retired ones too, newest first.
@@ -58,11 +74,14 @@ pub fn max_generation(conn: &mut DbConn) -> QueryResult<Option<i32>> {
         .get_result(conn)
 }
 
-/// Gives every key that has no retirement time yet (the one that signed) the time `at`;
-/// answers their kids.
+/// Gives every key that has no retirement time yet (the one that signed) the time `at`, and
+/// erases its private key (it only verifies from now on); answers their kids.
 pub fn schedule_retirement(conn: &mut DbConn, at: NaiveDateTime) -> QueryResult<Vec<String>> {
     diesel::update(signing_keys::table.filter(signing_keys::retired_at.is_null()))
-        .set(signing_keys::retired_at.eq(at))
+        .set((
+            signing_keys::retired_at.eq(at),
+            signing_keys::private_key.eq(Vec::<u8>::new()),
+        ))
         .returning(signing_keys::kid)
         .get_results(conn)
 }
