@@ -260,8 +260,32 @@ async fn a_second_rotation_keeps_the_first_keys_retirement(backend: Backend) {
         "{verify_for}"
     );
 
+    // As if the first key had been replaced before rotations erased private keys.
+    let first_kid = once[1]["kid"].as_str().unwrap().to_owned();
+    app.db
+        .run_now(move |conn| {
+            use diesel::prelude::*;
+            use latchkey::db::schema::signing_keys;
+            diesel::update(signing_keys::table.find(first_kid))
+                .set(signing_keys::private_key.eq(vec![1_u8; 48]))
+                .execute(conn)?;
+            Ok(())
+        })
+        .unwrap();
+
     rotate(&app.database, &[]).await;
 
+    let stored = app
+        .db
+        .run_now(|conn| Ok(latchkey::db::signing_keys::list(conn)?))
+        .unwrap();
+    let private_key_lengths: Vec<usize> = stored.iter().map(|key| key.private_key.len()).collect();
+    assert!(private_key_lengths[0] > 0, "the signing key keeps its own");
+    assert_eq!(
+        private_key_lengths[1..],
+        [0, 0],
+        "both replaced keys erased"
+    );
     let twice = listed_keys(&app.database).await;
     let states: Vec<&str> = twice.iter().map(|k| k["state"].as_str().unwrap()).collect();
     assert_eq!(states, ["signing", "verifying", "verifying"]);

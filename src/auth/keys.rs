@@ -196,6 +196,7 @@ pub fn rotate(conn: &mut DbConn, verify_for: Duration) -> Result<Option<Rotated>
     let outcome = db::write_transaction(conn, |conn| {
         let generation = signing_keys::max_generation(conn)?.unwrap_or(0) + 1;
         let replaced = signing_keys::schedule_retirement(conn, retires_at)?;
+        signing_keys::erase_retired_private_keys(conn)?;
         signing_keys::insert(conn, &key.to_new(generation, now))?;
         Ok::<_, diesel::result::Error>(replaced)
     });

@@ -74,16 +74,24 @@ pub fn max_generation(conn: &mut DbConn) -> QueryResult<Option<i32>> {
         .get_result(conn)
 }
 
-/// Gives every key that has no retirement time yet (the one that signed) the time `at`, and
-/// erases its private key (it only verifies from now on); answers their kids.
+/// Gives every key that has no retirement time yet (the one that signed) the time `at`;
+/// answers their kids.
 pub fn schedule_retirement(conn: &mut DbConn, at: NaiveDateTime) -> QueryResult<Vec<String>> {
     diesel::update(signing_keys::table.filter(signing_keys::retired_at.is_null()))
-        .set((
-            signing_keys::retired_at.eq(at),
-            signing_keys::private_key.eq(Vec::<u8>::new()),
-        ))
+        .set(signing_keys::retired_at.eq(at))
         .returning(signing_keys::kid)
         .get_results(conn)
+}
+
+/// Erases the private key of every key that has a retirement time (they only verify), those
+/// replaced before rotations erased them too; answers how many it erased.
+pub fn erase_retired_private_keys(conn: &mut DbConn) -> QueryResult<usize> {
+    let retired_with_a_private_key = signing_keys::table
+        .filter(signing_keys::retired_at.is_not_null())
+        .filter(signing_keys::private_key.ne(Vec::<u8>::new()));
+    diesel::update(retired_with_a_private_key)
+        .set(signing_keys::private_key.eq(Vec::<u8>::new()))
+        .execute(conn)
 }
 
 /// Inserts a key; fails with a unique violation when another instance took the generation.
