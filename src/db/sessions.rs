@@ -67,16 +67,6 @@ pub fn find(conn: &mut DbConn, id: &str) -> QueryResult<Option<Session>> {
         .optional())
 }
 
-/// The session and its user, in one query.
-pub fn find_with_user(conn: &mut DbConn, id: &str) -> QueryResult<Option<(Session, User)>> {
-    per_backend!(conn, |conn| sessions::table
-        .inner_join(users::table)
-        .filter(sessions::id.eq(id))
-        .select((Session::as_select(), User::as_select()))
-        .get_result(conn)
-        .optional())
-}
-
 /// The sessions among `ids` that exist, each with its user, in one query whose prepared
 /// statement is reused whatever the number of ids: PostgreSQL takes them as one array
 /// (`= ANY($1)`); on SQLite, diesel writes `IN (?, ?, …)` with a placeholder per id and
