@@ -423,6 +423,9 @@ impl Db {
     }
 }
 
+/// What `Debug` shows in place of a secret column (a password hash, a private key).
+const REDACTED: &str = "<redacted>";
+
 thread_local! {
     /// Whether the request whose work this blocking thread runs has stopped waiting for it.
     static CALLER_GAVE_UP: RefCell<Option<Arc<AtomicBool>>> = const { RefCell::new(None) };

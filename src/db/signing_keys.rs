@@ -7,8 +7,8 @@
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
 
-use super::DbConn;
 use super::schema::signing_keys;
+use super::{DbConn, REDACTED};
 
 /// `Debug` leaves out the private key.
 #[derive(Clone, Queryable, Selectable)]
@@ -40,7 +40,7 @@ impl std::fmt::Debug for SigningKey {
             .field("kid", &self.kid)
             .field("generation", &self.generation)
             .field("algorithm", &self.algorithm)
-            .field("private_key", &"<redacted>")
+            .field("private_key", &REDACTED)
             .field("created_at", &self.created_at)
             .field("retired_at", &self.retired_at)
             .finish_non_exhaustive()
