@@ -129,6 +129,7 @@ impl Metrics {
             &["scope"],
         )?;
         let (hash_queued, hash_wait) = passwords.queue_metrics();
+        let (check_batch_sizes, check_hedges) = session_checks.metrics();
         for collector in [
             Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(request_duration.clone()),
@@ -137,7 +138,8 @@ impl Metrics {
             Box::new(db.permit_wait_metric()),
             Box::new(hash_queued),
             Box::new(hash_wait),
-            Box::new(session_checks.batch_size_metric()),
+            Box::new(check_batch_sizes),
+            Box::new(check_hedges),
             Box::new(signups.clone()),
             Box::new(logins.clone()),
             Box::new(refreshes.clone()),

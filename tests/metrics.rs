@@ -65,6 +65,7 @@ async fn serves_prometheus_text_without_the_database(backend: Backend) {
         "latchkey_hash_queue_depth",
         "latchkey_hash_wait_seconds",
         "latchkey_session_check_batch_size",
+        "latchkey_session_check_hedges_total",
         "latchkey_db_connections",
         "latchkey_db_connections_max",
         "latchkey_db_permit_wait_seconds",

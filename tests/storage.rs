@@ -337,7 +337,7 @@ async fn session_checks_of_concurrent_requests_are_read_together(backend: Backen
         );
         assert_eq!(found.map(|(_, user)| user.id), *user_id);
     }
-    let batches = checks.batch_size_metric();
+    let (batches, _) = checks.metrics();
     assert_eq!(
         batches.get_sample_count(),
         1,

@@ -12,17 +12,27 @@
 //! that runs it ([`Db::read`]), so each worker thread has its own queue: a batch answers only
 //! checks of its own thread, which needs no other thread woken; it saves each check a read
 //! transaction's locking of the WAL index (a mutex and `fcntl` calls shared by the workers).
+//!
+//! On PostgreSQL a batch waits for a server process, which the OS may leave without a CPU
+//! for tens of milliseconds when the machine is busy (during a login flood, `perf sched`
+//! saw backends wait up to 165 ms to run while others ran). So a batch whose read has not
+//! answered within [`HEDGE_AFTER`] reads again on another connection, and the first answer
+//! wins: both read after every request of the batch arrived, so either is fresh enough. A
+//! hedge runs only on a connection free at that moment, and there are never more hedges than
+//! batches on their way ([`BATCHES_AT_ONCE`]): a database slow for everyone gets at most
+//! that many extra queries at a time, not twice the load.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::ThreadId;
+use std::time::Duration;
 
-use prometheus::{Histogram, HistogramOpts};
-use tokio::sync::oneshot;
+use prometheus::{Histogram, HistogramOpts, IntCounter};
+use tokio::sync::{Semaphore, oneshot};
 
-use crate::db::Db;
 use crate::db::sessions::{self, Session};
 use crate::db::users::User;
+use crate::db::{Db, DbConn};
 use crate::error::Error;
 
 /// A session and its user, if the session exists.
@@ -32,6 +42,9 @@ pub type Found = Option<(Session, User)>;
 const MAX_BATCH: usize = 128;
 /// Batches on their way at once: while one's answer travels back, the next runs.
 const BATCHES_AT_ONCE: usize = 2;
+/// How long a batch's read on a pool thread may take before it is hedged: a read answers in
+/// well under a millisecond when its server process gets a CPU.
+const HEDGE_AFTER: Duration = Duration::from_millis(4);
 
 /// Reads sessions with their users, in batches.
 #[derive(Clone)]
@@ -42,6 +55,10 @@ pub struct SessionChecks {
     queue_per_thread: bool,
     /// Checks read by each query, for `GET /metrics`.
     batch_sizes: Histogram,
+    /// At most one hedge per batch on its way.
+    hedge_slots: Arc<Semaphore>,
+    /// Hedged reads started, for `GET /metrics`.
+    hedges: IntCounter,
 }
 
 /// Which queue a check joins: the worker thread's, or the process's one (`None`).
@@ -69,17 +86,25 @@ impl SessionChecks {
             )
             .buckets(prometheus::exponential_buckets(1.0, 2.0, 8)?),
         )?;
+        let hedges = IntCounter::new(
+            "latchkey_session_check_hedges_total",
+            "Batches of session checks read again on a second connection because the first \
+             had not answered in time.",
+        )?;
         Ok(Self {
             queue_per_thread: db.backend() == "sqlite",
             db,
             queues: Arc::default(),
             batch_sizes,
+            hedge_slots: Arc::new(Semaphore::new(BATCHES_AT_ONCE)),
+            hedges,
         })
     }
 
-    /// The histogram of batch sizes, to register with the application's metrics.
-    pub fn batch_size_metric(&self) -> Histogram {
-        self.batch_sizes.clone()
+    /// The histogram of batch sizes and the count of hedged reads, to register with the
+    /// application's metrics.
+    pub fn metrics(&self) -> (Histogram, IntCounter) {
+        (self.batch_sizes.clone(), self.hedges.clone())
     }
 
     /// The session with this id and its user, read now.
@@ -113,6 +138,68 @@ impl SessionChecks {
             ))),
         }
     }
+
+    /// The sessions among `ids` with their users: on the worker thread on SQLite, else on a
+    /// pool thread, hedged.
+    async fn read(&self, ids: Vec<String>) -> Result<Vec<(Session, User)>, Error> {
+        if self.queue_per_thread {
+            return self.db.read(find_many_with_user(Arc::new(ids))).await;
+        }
+        let ids = Arc::new(ids);
+        let first = self.db.read(find_many_with_user(ids.clone()));
+        hedged(first, HEDGE_AFTER, || {
+            let slot = self.hedge_slots.clone().try_acquire_owned().ok()?;
+            let find = find_many_with_user(ids);
+            // The slot is held until the query ends, even if the first read wins meanwhile.
+            let second = self.db.run_if_free(move |conn| {
+                let _slot = slot;
+                find(conn)
+            })?;
+            self.hedges.inc();
+            Some(second)
+        })
+        .await
+    }
+}
+
+fn find_many_with_user(
+    ids: Arc<Vec<String>>,
+) -> impl FnOnce(&mut DbConn) -> Result<Vec<(Session, User)>, Error> + Send + 'static {
+    move |conn| Ok(sessions::find_many_with_user(conn, &ids)?)
+}
+
+/// `first`'s outcome; but should it not be there within `after`, `second` is asked for
+/// another try at the same work (it may decline: `None`), and the first success of the two
+/// wins (or the later failure, if both fail).
+async fn hedged<T, E, F, S>(
+    first: F,
+    after: Duration,
+    second: impl FnOnce() -> Option<S>,
+) -> Result<T, E>
+where
+    F: Future<Output = Result<T, E>>,
+    S: Future<Output = Result<T, E>>,
+{
+    tokio::pin!(first);
+    tokio::select! {
+        biased;
+        outcome = &mut first => return outcome,
+        () = tokio::time::sleep(after) => {}
+    }
+    let Some(second) = second() else {
+        return first.await;
+    };
+    tokio::pin!(second);
+    tokio::select! {
+        outcome = &mut first => match outcome {
+            Ok(found) => Ok(found),
+            Err(_) => second.await,
+        },
+        outcome = &mut second => match outcome {
+            Ok(found) => Ok(found),
+            Err(_) => first.await,
+        },
+    }
 }
 
 /// Reads the batches of one queue until nobody waits in it. Counted in `batches_running`
@@ -137,10 +224,7 @@ async fn run_batches(checks: SessionChecks, key: QueueKey) {
             .iter()
             .map(|waiter| waiter.session_id.clone())
             .collect();
-        let read = checks
-            .db
-            .read(move |conn| Ok(sessions::find_many_with_user(conn, &ids)?))
-            .await;
+        let read = checks.read(ids).await;
         match read {
             Ok(rows) => {
                 let by_id: HashMap<String, (Session, User)> = rows
@@ -182,5 +266,78 @@ impl Drop for Running {
             let mut queues = queues.lock().unwrap_or_else(PoisonError::into_inner);
             queues.entry(key).or_default().batches_running -= 1;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::future::{pending, ready};
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    use super::*;
+
+    const AFTER: Duration = Duration::from_millis(4);
+
+    async fn answer_after(
+        delay: Duration,
+        outcome: Result<u8, &'static str>,
+    ) -> Result<u8, &'static str> {
+        tokio::time::sleep(delay).await;
+        outcome
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_prompt_answer_starts_no_second_try() {
+        let asked = AtomicBool::new(false);
+        let outcome = hedged(answer_after(AFTER / 2, Ok(1)), AFTER, || {
+            asked.store(true, Ordering::Relaxed);
+            Some(ready(Ok(2)))
+        })
+        .await;
+        assert_eq!(outcome, Ok(1));
+        assert!(!asked.load(Ordering::Relaxed));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_stalled_first_try_is_overtaken_by_the_second() {
+        let started = tokio::time::Instant::now();
+        let outcome = hedged(pending(), AFTER, || Some(answer_after(AFTER, Ok(2))));
+        let outcome = tokio::time::timeout(Duration::from_secs(1), outcome).await;
+        assert_eq!(
+            outcome,
+            Ok(Ok(2)),
+            "answered by the second try, not stuck on the first"
+        );
+        assert_eq!(started.elapsed(), 2 * AFTER);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_first_success_wins_over_an_earlier_failure() {
+        let first = answer_after(3 * AFTER, Ok(1));
+        let outcome = hedged(first, AFTER, || Some(ready(Err("second failed")))).await;
+        assert_eq!(outcome, Ok(1));
+
+        let first = answer_after(AFTER + AFTER / 2, Err("first failed"));
+        let outcome = hedged(first, AFTER, || Some(answer_after(AFTER, Ok(2)))).await;
+        assert_eq!(outcome, Ok(2));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn two_failures_answer_the_later_one() {
+        let first = answer_after(2 * AFTER, Err("first failed"));
+        let outcome = hedged(first, AFTER, || Some(ready(Err("second failed")))).await;
+        assert_eq!(outcome, Err("first failed"));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn without_spare_capacity_the_first_try_is_awaited() {
+        let first = answer_after(10 * AFTER, Ok(1));
+        let outcome = hedged(
+            first,
+            AFTER,
+            || None::<std::future::Ready<Result<u8, &str>>>,
+        )
+        .await;
+        assert_eq!(outcome, Ok(1));
     }
 }

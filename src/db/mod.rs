@@ -40,7 +40,7 @@ use diesel::pg::PgConnection;
 use diesel::prelude::*;
 use diesel::sqlite::SqliteConnection;
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::error::Error;
 
@@ -335,6 +335,27 @@ impl Db {
                 })?
                 .map_err(Error::internal)?;
         self.permit_wait.observe(waiting.elapsed().as_secs_f64());
+        self.run_with(permit, work).await
+    }
+
+    /// Like [`Db::run`], but only if a connection is free right now; `None` if not. For work
+    /// worth doing only with capacity to spare.
+    pub fn run_if_free<T, F>(&self, work: F) -> Option<impl Future<Output = Result<T, Error>>>
+    where
+        F: FnOnce(&mut DbConn) -> Result<T, Error> + Send + 'static,
+        T: Send + 'static,
+    {
+        let permit = self.permits.clone().try_acquire_owned().ok()?;
+        self.permit_wait.observe(0.0);
+        Some(self.run_with(permit, work))
+    }
+
+    /// [`Db::run`] once its permit is held.
+    async fn run_with<T, F>(&self, permit: OwnedSemaphorePermit, work: F) -> Result<T, Error>
+    where
+        F: FnOnce(&mut DbConn) -> Result<T, Error> + Send + 'static,
+        T: Send + 'static,
+    {
         let pool = self.pool.clone();
         let span = tracing::Span::current();
         let abandoned = Arc::new(AtomicBool::new(false));
