@@ -150,6 +150,24 @@ class Results:
                 bounds[run] = min(self.nproc, self.workers) / per_login
         return bounds
 
+    def server_p99(self, backend, label, scenario):
+        """"; inside the server: p99 ≤ X ms, Y% within 10 ms" from the server's own histogram
+        (server_latency.py), medians over runs; "" when the server gave none."""
+        bounds, shares = [], []
+        for extra in self.extra.get((backend, label, scenario), {}).values():
+            histogram = extra.get("server_latency")
+            if not histogram or not histogram["count"]:
+                continue
+            total = histogram["count"]
+            pairs = list(zip(histogram["le"], histogram["cumulative"]))
+            bounds.append(next((le for le, n in pairs if n >= 0.99 * total), float("inf")))
+            shares.append(next((n for le, n in pairs if le == 0.01), 0.0) / total)
+        if not bounds:
+            return ""
+        bound = median(bounds)
+        shown = f"≤ {fmt_ms(bound * 1000)}" if bound != float("inf") else "above the largest bucket"
+        return f"; inside the server: p99 {shown}, {median(shares):.1%} within 10 ms"
+
     def targets(self, backend, label):
         """(target, measured, limit, verdict) rows."""
         rows = []
@@ -175,8 +193,9 @@ class Results:
             p99 = median(flood.values())
             alone = self.per_run(backend, label, "me_alone", "p99")
             p50 = median(self.per_run(backend, label, "me_under_flood", "p50").values())
+            inside = self.server_p99(backend, label, "me_under_flood")
             rows.append(("`/me` p99 during a login flood",
-                         f"{fmt_ms(p99)} (p50 {fmt_ms(p50)}; without the flood p99 {fmt_ms(median(alone.values()))})",
+                         f"{fmt_ms(p99)} (p50 {fmt_ms(p50)}; without the flood p99 {fmt_ms(median(alone.values()))}{inside})",
                          "≤ 10 ms", verdict(p99 is not None and p99 <= 10)))
         extras = self.extra.get((backend, label, "rss_flood"), {})
         if extras:
@@ -405,7 +424,11 @@ def render(results_dir, results):
             "logins. It includes HTTP and database work besides the hash, so the bound is conservative (lower "
             "than hashing alone would give).",
             "- `/me` latency under flood: two wrk processes at once, one flooding `/login`, one measuring `/me`; "
-            "the flood starts a second before the measurement and ends a second after.",
+            "the flood starts a second before the measurement and ends a second after. \"Inside the server\": "
+            "the server's own histogram of `GET /me` (arrival of the request to its response, "
+            "`latchkey_http_request_duration_seconds`, scraped before and after the measurement): the bucket "
+            "bound that holds 99% of them, so time in the server can be told from time in the kernel's queues, "
+            "in wrk, and in wrk's correction.",
             "- Peak RSS: the kernel's high-water mark VmHWM of the server process, reset (`echo 5 > "
             "/proc/PID/clear_refs`) before the flood and read once the queued logins are done; cross-checked "
             "with VmRSS sampled at 10 Hz. Idle RSS: VmRSS one second after start-up, before any load.",

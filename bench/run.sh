@@ -226,6 +226,11 @@ wait_idle() {
   log "warning: a server was still busy after 300 s; measuring anyway"
 }
 
+# scrape_metrics URL FILE: the server's GET /metrics, or an empty file if it has none.
+scrape_metrics() {
+  curl -fsS --noproxy '*' --max-time 10 "$1/metrics" >"$2" 2>/dev/null || : >"$2"
+}
+
 # --- Servers ---------------------------------------------------------------------------
 # start_server LABEL BINARY BACKEND: a fresh database, the fixed environment below and
 # nothing inherited (env -i), so that a stray LATCHKEY_* in the caller's shell cannot
@@ -404,10 +409,15 @@ run_scenario() {
       local flood=$!
       BACKGROUND_PIDS+=("$flood")
       sleep 1
+      # The server's own /me latency over the measurement, beside wrk's (see server_latency.py).
+      scrape_metrics "$url" "$raw/metrics_before_me_flood-run$run.txt"
       wrk_run "$raw/me_flood-run$run.txt" "$C_FLOOD_ME" "$WRK_THREADS" me.lua "$url" "$tokens"
+      scrape_metrics "$url" "$raw/metrics_after_me_flood-run$run.txt"
       wait "$flood" || die "the login flood failed (see $raw/login_flood-run$run.txt)"
       forget_pid "$flood"
-      record "$backend" "$label" "$run" me_under_flood "$raw/me_flood-run$run.txt"
+      record "$backend" "$label" "$run" me_under_flood "$raw/me_flood-run$run.txt" \
+        "$(python3 "$BENCH_DIR/server_latency.py" "$raw/metrics_before_me_flood-run$run.txt" \
+          "$raw/metrics_after_me_flood-run$run.txt" GET /me)"
       record "$backend" "$label" "$run" login_flood "$raw/login_flood-run$run.txt"
       ;;
     rss)
