@@ -40,7 +40,8 @@ def main(argv):
         before, after = buckets(argv[1], argv[3], argv[4]), buckets(argv[2], argv[3], argv[4])
     except OSError:
         before, after = {}, {}
-    if not after:
+    # A failed first scrape would make the whole of the server's history look like this run.
+    if not before or not after:
         print("{}")
         return
     bounds = sorted(bound for bound in after if bound != float("inf"))

@@ -142,10 +142,10 @@ impl SessionChecks {
     /// The sessions among `ids` with their users: on the worker thread on SQLite, else on a
     /// pool thread, hedged.
     async fn read(&self, ids: Vec<String>) -> Result<Vec<(Session, User)>, Error> {
-        if self.queue_per_thread {
-            return self.db.read(find_many_with_user(Arc::new(ids))).await;
-        }
         let ids = Arc::new(ids);
+        if self.queue_per_thread {
+            return self.db.read(find_many_with_user(ids)).await;
+        }
         let first = self.db.read(find_many_with_user(ids.clone()));
         hedged(first, HEDGE_AFTER, || {
             let slot = self.hedge_slots.clone().try_acquire_owned().ok()?;
