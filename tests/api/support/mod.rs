@@ -1,11 +1,10 @@
-//! Shared by every integration test binary: spawn the real application on a random port
+//! Shared by every test module: spawn the real application on a random port
 //! with a fresh database (a temporary SQLite file, or a uniquely named PostgreSQL
 //! database dropped afterwards), and talk to it over real HTTP.
 //!
 //! Each test is written once, as `async fn name(backend: Backend)`, and `backend_tests!`
 //! runs it on both backends. On a machine without PostgreSQL the PostgreSQL runs are
 //! skipped with a notice; with `CI=true` they fail instead.
-#![allow(dead_code)] // each test binary uses its own subset of these helpers
 
 pub mod cli;
 
@@ -32,7 +31,6 @@ pub enum Backend {
 
 /// Runs each named `async fn(Backend)` once per backend, as `name::sqlite` and
 /// `name::postgres`.
-#[macro_export]
 macro_rules! backend_tests {
     ($($name:ident),* $(,)?) => {$(
         mod $name {
@@ -152,7 +150,6 @@ fn admin_connection() -> PgConnection {
 pub struct TestApp {
     pub address: String,
     pub client: reqwest::Client,
-    pub backend: Backend,
     /// Direct access to the application's database, to arrange or inspect what HTTP cannot.
     pub db: Db,
     pub database: std::sync::Arc<TestDatabase>,
@@ -201,7 +198,6 @@ impl TestApp {
                 .redirect(reqwest::redirect::Policy::none())
                 .build()
                 .unwrap(),
-            backend: database.backend,
             db,
             database,
         }

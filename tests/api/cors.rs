@@ -1,9 +1,8 @@
 //! Cross-origin access (`LATCHKEY_CORS_ORIGINS`), tested with real preflight requests.
 
-mod support;
 
 use reqwest::{Method, Response, StatusCode};
-use support::{Backend, TestApp, assert_problem};
+use crate::support::{Backend, TestApp, assert_problem};
 
 const APP_ORIGIN: &str = "https://app.example.com";
 const OTHER_ORIGIN: &str = "https://evil.example.net";

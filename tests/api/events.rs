@@ -1,6 +1,5 @@
 //! `GET /me/events`: what each action records, paging, validation, privacy, and retention.
 
-mod support;
 
 use std::time::Duration;
 
@@ -10,8 +9,8 @@ use latchkey::db::schema::security_events;
 use latchkey::maintenance::{self, PrunePolicy};
 use reqwest::{Method, Response, StatusCode};
 use serde_json::{Value, json};
-use support::cli::assert_success;
-use support::{Backend, PASSWORD, TestApp, Tokens, assert_problem, claims_of, unique_email};
+use crate::support::cli::assert_success;
+use crate::support::{Backend, PASSWORD, TestApp, Tokens, assert_problem, claims_of, unique_email};
 
 backend_tests!(
     every_action_records_its_event_with_address_agent_and_session,

@@ -1,10 +1,9 @@
 //! `GET /sessions` and `DELETE /sessions/{id}`.
 
-mod support;
 
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
-use support::{Backend, TestApp, assert_invalid_token, assert_problem};
+use crate::support::{Backend, TestApp, assert_invalid_token, assert_problem};
 
 backend_tests!(
     lists_the_live_sessions_and_marks_the_current_one,

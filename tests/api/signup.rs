@@ -1,10 +1,9 @@
 //! `POST /signup` (API.md: "POST /signup", "Objects").
 
-mod support;
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use support::{Backend, PASSWORD, TestApp, assert_problem, unique_email};
+use crate::support::{Backend, PASSWORD, TestApp, assert_problem, unique_email};
 
 backend_tests!(
     creates_the_user_and_logs_them_in,

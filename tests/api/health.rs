@@ -1,14 +1,13 @@
 //! `GET /healthz`, `GET /readyz` and `GET /.well-known/jwks.json` (API.md "Endpoints"), and
 //! the `503` of "General rules" when the database goes away.
 
-mod support;
 
 use std::time::Duration;
 
 use diesel::{Connection as _, PgConnection, RunQueryDsl as _};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
-use support::{Backend, TestApp, assert_problem};
+use crate::support::{Backend, TestApp, assert_problem};
 
 backend_tests!(
     healthz_says_ok,
@@ -103,13 +102,13 @@ async fn jwks_never_publishes_a_shared_secret(backend: Backend) {
 
 /// Connects to the server's maintenance database, to act on the test's own.
 fn admin_connection() -> PgConnection {
-    PgConnection::establish(&format!("{}/postgres", support::postgres_base_url()))
+    PgConnection::establish(&format!("{}/postgres", crate::support::postgres_base_url()))
         .expect("connecting to PostgreSQL")
 }
 
 #[actix_web::test]
 async fn a_lost_postgres_database_answers_503_not_500_or_a_hang() {
-    if !support::postgres_available() {
+    if !crate::support::postgres_available() {
         return;
     }
     let app = TestApp::spawn_with(Backend::Postgres, &[("LATCHKEY_DB_TIMEOUT", "2")]).await;
@@ -188,7 +187,7 @@ async fn a_lost_postgres_database_answers_503_not_500_or_a_hang() {
     let response = app
         .client
         .post(app.url("/login"))
-        .json(&json!({"email": tokens.email, "password": support::PASSWORD}))
+        .json(&json!({"email": tokens.email, "password": crate::support::PASSWORD}))
         .timeout(Duration::from_secs(15))
         .send()
         .await

@@ -5,7 +5,6 @@
 //! acknowledged. And on either backend, many concurrent writers never fail ("database is
 //! locked" on SQLite).
 
-mod support;
 
 use std::future::Future;
 use std::io::{Read as _, Write as _};
@@ -16,7 +15,7 @@ use std::time::{Duration, Instant};
 use actix_web::rt::time::{sleep, timeout};
 use reqwest::{Method, Response, StatusCode};
 use serde_json::{Value, json};
-use support::{Backend, PASSWORD, TestApp, TestDatabase, Tokens, unique_email};
+use crate::support::{Backend, PASSWORD, TestApp, TestDatabase, Tokens, unique_email};
 
 backend_tests!(concurrent_mixed_writers_never_fail);
 
@@ -225,7 +224,7 @@ async fn assert_unavailable(what: &str, response: Response) {
         "{what}: a 503 carries Retry-After in seconds: {:?}",
         response.headers()
     );
-    support::assert_problem(
+    crate::support::assert_problem(
         response,
         StatusCode::SERVICE_UNAVAILABLE,
         "service_unavailable",
@@ -281,7 +280,7 @@ async fn spawn_behind_proxy(env: &[(&str, &str)]) -> (Proxy, TestApp) {
 
 #[actix_web::test]
 async fn a_postgres_outage_answers_503_and_the_same_process_recovers() {
-    if !support::postgres_available() {
+    if !crate::support::postgres_available() {
         return;
     }
     let (proxy, app) = spawn_behind_proxy(&[]).await;
@@ -355,7 +354,7 @@ async fn a_postgres_outage_answers_503_and_the_same_process_recovers() {
     let me = app.me(&ada.access_token).await;
     assert_eq!(me.status(), StatusCode::OK);
     assert_eq!(me.json::<Value>().await.unwrap()["email"], ada.email);
-    support::assert_invalid_token(app.me(&second.access_token).await).await;
+    crate::support::assert_invalid_token(app.me(&second.access_token).await).await;
     assert_eq!(
         app.refresh(&second.refresh_token).await.status(),
         StatusCode::UNAUTHORIZED,
@@ -461,7 +460,7 @@ async fn a_postgres_outage_answers_503_and_the_same_process_recovers() {
 /// not done behind their back once the database answers again.
 #[actix_web::test]
 async fn a_postgres_that_stops_answering_gives_503_not_a_hang() {
-    if !support::postgres_available() {
+    if !crate::support::postgres_available() {
         return;
     }
     // No grace window: a refresh done behind a 503 would make the next one a reuse.

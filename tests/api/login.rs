@@ -1,6 +1,5 @@
 //! `POST /login` (API.md: "POST /login").
 
-mod support;
 
 use std::time::{Duration, Instant};
 
@@ -8,7 +7,7 @@ use diesel::prelude::*;
 use latchkey::db::schema::users;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use support::{Backend, PASSWORD, TestApp, assert_problem, unique_email};
+use crate::support::{Backend, PASSWORD, TestApp, assert_problem, unique_email};
 
 backend_tests!(
     logs_in_by_email_case_insensitively,

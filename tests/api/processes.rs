@@ -1,7 +1,6 @@
 //! Real `latchkey serve` processes: several instances on one PostgreSQL database agree on
 //! every rule, and a whole flow leaves no secret in the logs.
 
-mod support;
 
 use std::io::Read as _;
 use std::net::TcpListener;
@@ -10,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use reqwest::{Method, Response, StatusCode};
 use serde_json::{Value, json};
-use support::{Backend, PASSWORD, TestDatabase, Tokens, assert_problem, unique_email};
+use crate::support::{Backend, PASSWORD, TestDatabase, Tokens, assert_problem, unique_email};
 
 /// A `latchkey serve` child process, killed when dropped. Its standard error (the logs) goes
 /// to a file, read by [`ServerProcess::logs`].
@@ -126,7 +125,7 @@ impl Drop for ServerProcess {
 async fn two_instances(
     env: &[(&str, &str)],
 ) -> Option<(TestDatabase, ServerProcess, ServerProcess)> {
-    if !support::postgres_available() {
+    if !crate::support::postgres_available() {
         return None;
     }
     let database = TestDatabase::create(Backend::Postgres);

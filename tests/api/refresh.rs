@@ -1,7 +1,6 @@
 //! `POST /refresh`: rotation, the grace window, reuse detection and session lifetimes
 //! (API.md: "Tokens and sessions").
 
-mod support;
 
 use std::time::Duration;
 
@@ -9,7 +8,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
-use support::{Backend, TestApp, Tokens, assert_invalid_token, assert_problem};
+use crate::support::{Backend, TestApp, Tokens, assert_invalid_token, assert_problem};
 
 backend_tests!(
     rotates_to_a_new_refresh_token,

@@ -2,12 +2,11 @@
 //! binary prints it without a database, the server serves it and an offline `/docs`, and
 //! every documented operation exists and answers with a documented status.
 
-mod support;
 
 use std::process::Command;
 
 use reqwest::{Method, StatusCode};
-use support::{Backend, TestApp};
+use crate::support::{Backend, TestApp};
 
 const REGENERATE: &str = "openapi.yaml is stale: run `cargo run -- openapi > openapi.yaml`";
 

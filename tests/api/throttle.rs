@@ -1,13 +1,12 @@
 //! Login throttling (API.md "POST /login"): per account and per client address, counted in
 //! the database so every instance enforces one limit.
 
-mod support;
 
 use std::time::Duration;
 
 use reqwest::{Response, StatusCode};
 use serde_json::{Value, json};
-use support::{Backend, PASSWORD, TestApp, assert_problem, unique_email};
+use crate::support::{Backend, PASSWORD, TestApp, assert_problem, unique_email};
 
 backend_tests!(
     an_account_locks_after_its_failures_even_for_the_right_password,

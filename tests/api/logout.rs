@@ -1,10 +1,9 @@
 //! `POST /logout` with its scopes (API.md: "Tokens and sessions").
 
-mod support;
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use support::{Backend, TestApp, Tokens, assert_invalid_token, assert_problem};
+use crate::support::{Backend, TestApp, Tokens, assert_invalid_token, assert_problem};
 
 backend_tests!(
     local_is_the_default_and_ends_only_this_session,

@@ -1,7 +1,6 @@
 //! Storage rules that HTTP alone cannot show: SQLite connection settings, cascades,
 //! migrations on restart, and concurrent writers on SQLite.
 
-mod support;
 
 use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Integer, Text};
@@ -11,7 +10,7 @@ use latchkey::db::{self, DatabaseUrl, Db, DbConn, PoolOptions};
 use latchkey::error::Error;
 use reqwest::{Method, StatusCode};
 use serde_json::json;
-use support::{Backend, PASSWORD, TestApp, TestDatabase, unique_email};
+use crate::support::{Backend, PASSWORD, TestApp, TestDatabase, unique_email};
 
 backend_tests!(
     deleting_an_account_deletes_its_sessions_and_refresh_tokens,

@@ -1,7 +1,6 @@
 //! The `latchkey` binary (API.md "Running it"): configuration errors, `migrate`,
 //! `user create`, serving by default, `healthcheck`, and `--help`.
 
-mod support;
 
 use std::path::Path;
 use std::process::{Child, Output, Stdio};
@@ -10,8 +9,8 @@ use std::time::{Duration, Instant};
 use diesel::{Connection as _, PgConnection, RunQueryDsl as _, SqliteConnection};
 use reqwest::StatusCode;
 use serde_json::json;
-use support::cli::{assert_one_line_failure, latchkey, run, stderr_of};
-use support::{Backend, PASSWORD, TestApp, TestDatabase, assert_problem, unique_email};
+use crate::support::cli::{assert_one_line_failure, latchkey, run, stderr_of};
+use crate::support::{Backend, PASSWORD, TestApp, TestDatabase, assert_problem, unique_email};
 
 backend_tests!(
     user_create_makes_an_account_that_can_log_in,
@@ -82,7 +81,7 @@ async fn migrate_creates_a_fresh_sqlite_database() {
 
 #[actix_web::test]
 async fn migrate_prepares_a_fresh_postgres_database() {
-    if !support::postgres_available() {
+    if !crate::support::postgres_available() {
         return;
     }
     let database = TestDatabase::create(Backend::Postgres);

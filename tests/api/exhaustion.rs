@@ -1,13 +1,12 @@
 //! Slow clients cannot hold connections: a request head or body that does not arrive within
 //! `LATCHKEY_CLIENT_TIMEOUT` ends the request.
 
-mod support;
 
 use std::io::{Read as _, Write as _};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use support::{Backend, TestApp};
+use crate::support::{Backend, TestApp};
 
 backend_tests!(a_slow_request_head_is_cut_off, a_slow_body_gets_a_408);
 

@@ -2,7 +2,6 @@
 //! methods, problem documents, bearer challenges, hostile input, and the shape of IDs and
 //! timestamps, all over real HTTP on both backends.
 
-mod support;
 
 use std::collections::HashMap;
 use std::io::{Read as _, Write as _};
@@ -11,7 +10,7 @@ use base64::Engine as _;
 use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, USER_AGENT};
 use reqwest::{Method, Response, StatusCode};
 use serde_json::{Value, json};
-use support::{Backend, PASSWORD, TestApp, assert_invalid_token, assert_problem, unique_email};
+use crate::support::{Backend, PASSWORD, TestApp, assert_invalid_token, assert_problem, unique_email};
 
 backend_tests!(
     a_body_that_is_not_json_is_malformed,
@@ -436,7 +435,7 @@ async fn unknown_json_fields_are_ignored(backend: Backend) {
         }))
         .await;
     assert_eq!(response.status(), StatusCode::CREATED);
-    let tokens = support::Tokens::from(response.json::<Value>().await.unwrap());
+    let tokens = crate::support::Tokens::from(response.json::<Value>().await.unwrap());
     assert!(tokens.body["user"].get("admin").is_none());
 
     let response = app
@@ -464,7 +463,7 @@ async fn unknown_json_fields_are_ignored_even_with_nul_characters(backend: Backe
         }))
         .await;
     assert_eq!(response.status(), StatusCode::CREATED);
-    let tokens = support::Tokens::from(response.json::<Value>().await.unwrap());
+    let tokens = crate::support::Tokens::from(response.json::<Value>().await.unwrap());
 
     let response = app
         .login(&json!({"email": email, "password": PASSWORD, "note\u{0}": extra}))
@@ -477,7 +476,7 @@ async fn unknown_json_fields_are_ignored_even_with_nul_characters(backend: Backe
         )
         .await;
     assert_eq!(response.status(), StatusCode::OK);
-    let tokens = support::Tokens::from(response.json::<Value>().await.unwrap());
+    let tokens = crate::support::Tokens::from(response.json::<Value>().await.unwrap());
     let response = app
         .send(
             Method::POST,
@@ -1110,7 +1109,7 @@ async fn sessions_have_canonical_ids_and_utc_timestamps(backend: Backend) {
         .await
         .unwrap();
     assert_eq!(response.status(), StatusCode::CREATED);
-    let first = support::Tokens::from(response.json::<Value>().await.unwrap());
+    let first = crate::support::Tokens::from(response.json::<Value>().await.unwrap());
     let second = app.login_user(&email).await;
 
     let response = app.sessions(&second.access_token).await;

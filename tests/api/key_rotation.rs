@@ -2,7 +2,6 @@
 //! and `keys list` through the real binary, and the running applications that pick the new
 //! key up without a restart, by their periodic reload or on meeting its `kid`.
 
-mod support;
 
 use std::future::Future;
 use std::time::Duration;
@@ -11,8 +10,8 @@ use chrono::{DateTime, Utc};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use support::cli::{assert_one_line_failure, assert_success, run_on, stderr_of, stdout_of};
-use support::{Backend, TestApp, TestDatabase, assert_invalid_token, claims_of, header_of};
+use crate::support::cli::{assert_one_line_failure, assert_success, run_on, stderr_of, stdout_of};
+use crate::support::{Backend, TestApp, TestDatabase, assert_invalid_token, claims_of, header_of};
 
 backend_tests!(
     rotation_signs_with_a_new_key_and_the_old_one_verifies_until_it_retires,
@@ -76,7 +75,7 @@ where
 
 /// A token of `tokens`' session signed with the stored key `kid`, valid for an hour: it
 /// outlives the test, so only the key's retirement can end it.
-fn long_lived_token(app: &TestApp, tokens: &support::Tokens, kid: &str) -> String {
+fn long_lived_token(app: &TestApp, tokens: &crate::support::Tokens, kid: &str) -> String {
     let keys = app
         .db
         .run_now(|conn| Ok(latchkey::db::signing_keys::list(conn)?))

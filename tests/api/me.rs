@@ -1,10 +1,9 @@
 //! `GET /me`, `POST /me/password` and `DELETE /me`.
 
-mod support;
 
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
-use support::{Backend, PASSWORD, TestApp, assert_invalid_token, assert_problem};
+use crate::support::{Backend, PASSWORD, TestApp, assert_invalid_token, assert_problem};
 
 backend_tests!(
     me_returns_the_user,

@@ -1,7 +1,6 @@
 //! Tables do not grow without bound: ended sessions (with their refresh tokens) and login
 //! attempts too old to count are pruned, by a background task on every instance.
 
-mod support;
 
 use std::time::Duration;
 
@@ -10,7 +9,7 @@ use latchkey::auth::sessions::SessionPolicy;
 use latchkey::maintenance::{self, PrunePolicy};
 use reqwest::StatusCode;
 use serde_json::json;
-use support::{Backend, TestApp, unique_email};
+use crate::support::{Backend, TestApp, unique_email};
 
 backend_tests!(
     pruning_deletes_ended_sessions_and_keeps_live_ones,

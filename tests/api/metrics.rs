@@ -1,13 +1,12 @@
 //! `GET /metrics`: the Prometheus text format, counters that move by exactly what a flow
 //! did, route labels that are patterns, and no label value that a made-up path can add.
 
-mod support;
 
 use std::collections::HashMap;
 
 use reqwest::{Method, StatusCode};
 use serde_json::json;
-use support::{Backend, TestApp, Tokens, assert_problem};
+use crate::support::{Backend, TestApp, Tokens, assert_problem};
 
 backend_tests!(
     serves_prometheus_text_without_the_database,

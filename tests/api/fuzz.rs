@@ -7,7 +7,7 @@
 //! Each property runs a bounded number of cases so that `cargo test` (and so CI) stays
 //! quick. For a longer run: `PROPTEST_CASES=30000 cargo test --test fuzz` (about three
 //! minutes on two cores).
-//! A failure prints the shrunk input and is recorded in `tests/fuzz.proptest-regressions`
+//! A failure prints the shrunk input and is recorded in `tests/api/fuzz.proptest-regressions`
 //! (commit that file: its cases are replayed first on every run).
 
 use std::net::IpAddr;
@@ -46,11 +46,11 @@ use serde_json::{Map, Value, json};
 use sha2::Sha256;
 
 /// `cases` per property, unless `PROPTEST_CASES` says otherwise. Failures are recorded in
-/// `tests/fuzz.proptest-regressions` (relative to the package, where `cargo test` runs).
+/// `tests/api/fuzz.proptest-regressions` (relative to the package, where `cargo test` runs).
 fn config(cases: u32) -> ProptestConfig {
     let mut config = ProptestConfig {
         failure_persistence: Some(Box::new(FileFailurePersistence::Direct(
-            "tests/fuzz.proptest-regressions",
+            "tests/api/fuzz.proptest-regressions",
         ))),
         ..ProptestConfig::default()
     };
