@@ -14,7 +14,7 @@ use secrecy::SecretString;
 
 use crate::auth::accounts::{self, NewAccount};
 use crate::auth::passwords::Passwords;
-use crate::config::Settings;
+use crate::config::{self, Settings};
 use crate::db::Db;
 use crate::error::Error;
 use crate::startup::{self, Application};
@@ -137,10 +137,10 @@ impl Cli {
     pub fn settings(&self) -> Result<Settings, CliError> {
         let mut overrides = HashMap::new();
         if let Some(url) = &self.database_url {
-            overrides.insert("DATABASE_URL", url.clone());
+            overrides.insert(config::DATABASE_URL, url.clone());
         }
         if let Some(Command::Serve(ServeArgs { bind: Some(bind) })) = &self.command {
-            overrides.insert("LATCHKEY_BIND", bind.clone());
+            overrides.insert(config::LATCHKEY_BIND, bind.clone());
         }
         Ok(Settings::from_env_with(&overrides)?)
     }
@@ -202,7 +202,11 @@ fn healthcheck(args: &HealthcheckArgs) -> Result<(), CliError> {
 async fn serve(settings: Settings) -> Result<(), CliError> {
     let backend = settings.database_url.backend();
     let application = Application::build(settings).await?;
-    tracing::info!(port = application.port(), backend, "latchkey is listening");
+    tracing::info!(
+        port = application.port(),
+        backend = backend.name(),
+        "latchkey is listening"
+    );
     application
         .run_until_stopped()
         .await
@@ -218,12 +222,7 @@ async fn create_user(
     let account = NewAccount::parse(email, username, password).map_err(rejected)?;
     let db = connect(&settings).await?;
     let passwords = Passwords::new(settings.argon2, 1)?;
-    let password_hash = passwords
-        .hash(account.password_secret())
-        .await
-        .map_err(rejected)?;
-    let user = db
-        .run(move |conn| accounts::insert(conn, &account, &password_hash))
+    let user = accounts::create(&db, &passwords, account)
         .await
         .map_err(rejected)?;
     println!("created user {} <{}>", user.id, user.email);

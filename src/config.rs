@@ -7,44 +7,51 @@ use std::time::Duration;
 
 use secrecy::SecretString;
 
+use crate::auth::sessions::SessionPolicy;
+use crate::auth::throttle::ThrottlePolicy;
 use crate::db::DatabaseUrl;
+use crate::maintenance::PrunePolicy;
+use crate::telemetry::{self, LogFormat};
 
-/// Every variable Latchkey reads, with its default. The table in the README mirrors it.
-pub const VARIABLES: &[&str] = &[
-    "DATABASE_URL",
-    "LATCHKEY_BIND",
-    "LATCHKEY_JWT_SECRET",
-    "LATCHKEY_ISSUER",
-    "LATCHKEY_AUDIENCE",
-    "LATCHKEY_CORS_ORIGINS",
-    "LATCHKEY_ACCESS_TTL",
-    "LATCHKEY_SESSION_TTL",
-    "LATCHKEY_SESSION_IDLE_TTL",
-    "LATCHKEY_REFRESH_REUSE_GRACE",
-    "LATCHKEY_LOGIN_MAX_FAILURES",
-    "LATCHKEY_LOGIN_IP_MAX_FAILURES",
-    "LATCHKEY_LOGIN_WINDOW",
-    "LATCHKEY_TRUSTED_PROXIES",
-    "LATCHKEY_PRUNE_INTERVAL",
-    "LATCHKEY_EVENT_RETENTION",
-    "LATCHKEY_KEY_RELOAD_INTERVAL",
-    "LATCHKEY_CLIENT_TIMEOUT",
-    "LATCHKEY_LOG",
-    "LATCHKEY_LOG_FORMAT",
-    "LATCHKEY_METRICS",
-    "LATCHKEY_ARGON2_MEMORY_KIB",
-    "LATCHKEY_ARGON2_ITERATIONS",
-    "LATCHKEY_ARGON2_PARALLELISM",
-    "LATCHKEY_HASH_WORKERS",
-    "LATCHKEY_DB_POOL_SIZE",
-    "LATCHKEY_DB_TIMEOUT",
-];
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LogFormat {
-    Pretty,
-    Json,
+/// Declares a constant for each variable's name, and [`VARIABLES`], from one list: each name
+/// is written once.
+macro_rules! variables {
+    ($($name:ident),* $(,)?) => {
+        $(pub const $name: &str = stringify!($name);)*
+        /// Every variable Latchkey reads. The table in the README mirrors it, with defaults.
+        pub const VARIABLES: &[&str] = &[$($name),*];
+    };
 }
+
+variables!(
+    DATABASE_URL,
+    LATCHKEY_BIND,
+    LATCHKEY_JWT_SECRET,
+    LATCHKEY_ISSUER,
+    LATCHKEY_AUDIENCE,
+    LATCHKEY_CORS_ORIGINS,
+    LATCHKEY_ACCESS_TTL,
+    LATCHKEY_SESSION_TTL,
+    LATCHKEY_SESSION_IDLE_TTL,
+    LATCHKEY_REFRESH_REUSE_GRACE,
+    LATCHKEY_LOGIN_MAX_FAILURES,
+    LATCHKEY_LOGIN_IP_MAX_FAILURES,
+    LATCHKEY_LOGIN_WINDOW,
+    LATCHKEY_TRUSTED_PROXIES,
+    LATCHKEY_PRUNE_INTERVAL,
+    LATCHKEY_EVENT_RETENTION,
+    LATCHKEY_KEY_RELOAD_INTERVAL,
+    LATCHKEY_CLIENT_TIMEOUT,
+    LATCHKEY_LOG,
+    LATCHKEY_LOG_FORMAT,
+    LATCHKEY_METRICS,
+    LATCHKEY_ARGON2_MEMORY_KIB,
+    LATCHKEY_ARGON2_ITERATIONS,
+    LATCHKEY_ARGON2_PARALLELISM,
+    LATCHKEY_HASH_WORKERS,
+    LATCHKEY_DB_POOL_SIZE,
+    LATCHKEY_DB_TIMEOUT,
+);
 
 /// Argon2id cost. The defaults are OWASP's minimum for Argon2id: m = 19 MiB, t = 2, p = 1.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -140,8 +147,8 @@ impl Settings {
     /// `LATCHKEY_BIND` alone, for `latchkey healthcheck`: a container health check must not
     /// fail because some other variable is unusable.
     pub fn bind_from_env() -> Result<SocketAddr, ConfigError> {
-        let values = env_var("LATCHKEY_BIND")?
-            .map(|value| ("LATCHKEY_BIND".to_owned(), value))
+        let values = env_var(LATCHKEY_BIND)?
+            .map(|value| (LATCHKEY_BIND.to_owned(), value))
             .into_iter()
             .collect();
         Env(&values).bind()
@@ -152,47 +159,74 @@ impl Settings {
         let env = Env(values);
         let hash_workers_default = std::thread::available_parallelism().map_or(2, usize::from);
         let settings = Self {
-            database_url: env.parse("DATABASE_URL", "latchkey.db", DatabaseUrl::parse)?,
+            database_url: env.parse(DATABASE_URL, "latchkey.db", DatabaseUrl::parse)?,
             bind: env.bind()?,
-            jwt_secret: env.secret("LATCHKEY_JWT_SECRET")?,
-            issuer: env.non_empty("LATCHKEY_ISSUER", "latchkey")?,
-            audience: env.non_empty("LATCHKEY_AUDIENCE", "latchkey")?,
-            access_ttl: env.duration("LATCHKEY_ACCESS_TTL", "15m", 1)?,
-            session_ttl: env.duration("LATCHKEY_SESSION_TTL", "30d", 1)?,
-            session_idle_ttl: env.duration("LATCHKEY_SESSION_IDLE_TTL", "7d", 1)?,
-            refresh_reuse_grace: env.duration("LATCHKEY_REFRESH_REUSE_GRACE", "10s", 0)?,
-            login_max_failures: env.number("LATCHKEY_LOGIN_MAX_FAILURES", 10, 1..=1_000_000)?,
+            jwt_secret: env.secret(LATCHKEY_JWT_SECRET)?,
+            issuer: env.non_empty(LATCHKEY_ISSUER, "latchkey")?,
+            audience: env.non_empty(LATCHKEY_AUDIENCE, "latchkey")?,
+            access_ttl: env.duration(LATCHKEY_ACCESS_TTL, "15m", 1)?,
+            session_ttl: env.duration(LATCHKEY_SESSION_TTL, "30d", 1)?,
+            session_idle_ttl: env.duration(LATCHKEY_SESSION_IDLE_TTL, "7d", 1)?,
+            refresh_reuse_grace: env.duration(LATCHKEY_REFRESH_REUSE_GRACE, "10s", 0)?,
+            login_max_failures: env.number(LATCHKEY_LOGIN_MAX_FAILURES, 10, 1..=1_000_000)?,
             login_ip_max_failures: env.number(
-                "LATCHKEY_LOGIN_IP_MAX_FAILURES",
+                LATCHKEY_LOGIN_IP_MAX_FAILURES,
                 100,
                 1..=1_000_000,
             )?,
-            login_window: env.duration("LATCHKEY_LOGIN_WINDOW", "15m", 1)?,
-            trusted_proxies: env.parse("LATCHKEY_TRUSTED_PROXIES", "", parse_networks)?,
-            prune_interval: env.duration("LATCHKEY_PRUNE_INTERVAL", "10m", 1)?,
-            event_retention: env.duration("LATCHKEY_EVENT_RETENTION", "90d", 1)?,
-            key_reload_interval: env.duration("LATCHKEY_KEY_RELOAD_INTERVAL", "30s", 1)?,
-            client_timeout: env.duration("LATCHKEY_CLIENT_TIMEOUT", "10s", 1)?,
-            cors_origins: env.parse("LATCHKEY_CORS_ORIGINS", "", parse_origins)?,
-            log_filter: env.parse("LATCHKEY_LOG", "info", |raw| {
-                crate::telemetry::check_filter(raw).map(|()| raw.trim().to_owned())
+            login_window: env.duration(LATCHKEY_LOGIN_WINDOW, "15m", 1)?,
+            trusted_proxies: env.parse(LATCHKEY_TRUSTED_PROXIES, "", parse_networks)?,
+            prune_interval: env.duration(LATCHKEY_PRUNE_INTERVAL, "10m", 1)?,
+            event_retention: env.duration(LATCHKEY_EVENT_RETENTION, "90d", 1)?,
+            key_reload_interval: env.duration(LATCHKEY_KEY_RELOAD_INTERVAL, "30s", 1)?,
+            client_timeout: env.duration(LATCHKEY_CLIENT_TIMEOUT, "10s", 1)?,
+            cors_origins: env.parse(LATCHKEY_CORS_ORIGINS, "", parse_origins)?,
+            log_filter: env.parse(LATCHKEY_LOG, "info", |raw| {
+                telemetry::check_filter(raw).map(|()| raw.trim().to_owned())
             })?,
-            log_format: env.parse("LATCHKEY_LOG_FORMAT", "pretty", parse_log_format)?,
-            metrics_enabled: env.parse("LATCHKEY_METRICS", "on", parse_switch)?,
+            log_format: env.parse(LATCHKEY_LOG_FORMAT, "pretty", parse_log_format)?,
+            metrics_enabled: env.parse(LATCHKEY_METRICS, "on", parse_switch)?,
             argon2: Argon2Params {
                 memory_kib: env.number(
-                    "LATCHKEY_ARGON2_MEMORY_KIB",
+                    LATCHKEY_ARGON2_MEMORY_KIB,
                     19 * 1024,
                     8 * 1024..=4 * 1024 * 1024,
                 )?,
-                iterations: env.number("LATCHKEY_ARGON2_ITERATIONS", 2, 1..=100)?,
-                parallelism: env.number("LATCHKEY_ARGON2_PARALLELISM", 1, 1..=64)?,
+                iterations: env.number(LATCHKEY_ARGON2_ITERATIONS, 2, 1..=100)?,
+                parallelism: env.number(LATCHKEY_ARGON2_PARALLELISM, 1, 1..=64)?,
             },
-            hash_workers: env.number("LATCHKEY_HASH_WORKERS", hash_workers_default, 1..=1024)?,
-            db_pool_size: env.number("LATCHKEY_DB_POOL_SIZE", 16, 1..=1000)?,
-            db_timeout: env.duration("LATCHKEY_DB_TIMEOUT", "5s", 1)?,
+            hash_workers: env.number(LATCHKEY_HASH_WORKERS, hash_workers_default, 1..=1024)?,
+            db_pool_size: env.number(LATCHKEY_DB_POOL_SIZE, 16, 1..=1000)?,
+            db_timeout: env.duration(LATCHKEY_DB_TIMEOUT, "5s", 1)?,
         };
         Ok(settings)
+    }
+
+    /// How long sessions live, idle, and converge on a retired refresh token.
+    pub fn session_policy(&self) -> SessionPolicy {
+        SessionPolicy {
+            lifetime: self.session_ttl,
+            idle_timeout: self.session_idle_ttl,
+            reuse_grace: self.refresh_reuse_grace,
+        }
+    }
+
+    /// How many failed logins an account and an address may have within the window.
+    pub fn throttle_policy(&self) -> ThrottlePolicy {
+        ThrottlePolicy {
+            account_max_failures: self.login_max_failures,
+            address_max_failures: self.login_ip_max_failures,
+            window: self.login_window,
+        }
+    }
+
+    /// What the housekeeping deletes, and when.
+    pub fn prune_policy(&self) -> PrunePolicy {
+        PrunePolicy {
+            sessions: self.session_policy(),
+            login_window: self.login_window,
+            event_retention: self.event_retention,
+        }
     }
 }
 
@@ -212,7 +246,7 @@ struct Env<'a>(&'a HashMap<String, String>);
 
 impl Env<'_> {
     fn bind(&self) -> Result<SocketAddr, ConfigError> {
-        self.parse("LATCHKEY_BIND", "127.0.0.1:8080", parse_socket_addr)
+        self.parse(LATCHKEY_BIND, "127.0.0.1:8080", parse_socket_addr)
     }
 
     fn raw(&self, variable: &str) -> Option<&str> {

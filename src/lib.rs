@@ -11,6 +11,5 @@ pub mod error;
 pub mod http;
 pub mod maintenance;
 pub mod metrics;
-mod request_log;
 pub mod startup;
 pub mod telemetry;

@@ -17,7 +17,9 @@ use prometheus::{
 
 use crate::auth::passwords::Passwords;
 use crate::auth::session_checks::SessionChecks;
+use crate::auth::sessions::Granted;
 use crate::db::Db;
+use crate::error::Error;
 
 /// The content type of the text exposition format, for `GET /metrics`.
 pub const CONTENT_TYPE: &str = prometheus::TEXT_FORMAT;
@@ -34,8 +36,8 @@ pub struct Metrics {
     db_connections_max: IntGauge,
     pub signups: IntCounter,
     pub logins: Logins,
-    pub refreshes: Refreshes,
-    pub refresh_token_reuse: IntCounter,
+    refreshes: Refreshes,
+    refresh_token_reuse: IntCounter,
     logouts: IntCounterVec,
 }
 
@@ -47,23 +49,27 @@ pub struct Logins {
     pub disabled: IntCounter,
 }
 
-/// `latchkey_refreshes_total` by outcome.
-pub struct Refreshes {
-    /// The token was rotated: a new successor.
-    pub rotated: IntCounter,
-    /// A just-retired token came back within the grace window and got the same successor.
-    pub converged: IntCounter,
+impl Logins {
+    /// Counts a login by its outcome; a failure that is none of the login's own refusals (the
+    /// database being down) is not a login outcome.
+    pub fn count<T>(&self, outcome: &Result<T, Error>) {
+        let counter = match outcome {
+            Ok(_) => &self.success,
+            Err(Error::InvalidCredentials) => &self.failure,
+            Err(Error::TooManyAttempts { .. }) => &self.throttled,
+            Err(Error::AccountDisabled) => &self.disabled,
+            Err(_) => return,
+        };
+        counter.inc();
+    }
 }
 
-impl Refreshes {
-    /// Counts a successful refresh.
-    pub fn count(&self, converged: bool) {
-        if converged {
-            self.converged.inc();
-        } else {
-            self.rotated.inc();
-        }
-    }
+/// `latchkey_refreshes_total` by outcome.
+struct Refreshes {
+    /// The token was rotated: a new successor.
+    rotated: IntCounter,
+    /// A just-retired token came back within the grace window and got the same successor.
+    converged: IntCounter,
 }
 
 impl Metrics {
@@ -177,6 +183,16 @@ impl Metrics {
             refresh_token_reuse,
             logouts,
         })
+    }
+
+    /// Counts a refresh by its outcome: rotated, converged, or a replayed token.
+    pub fn refresh(&self, outcome: &Result<Granted, Error>) {
+        match outcome {
+            Ok(granted) if granted.session.converged => self.refreshes.converged.inc(),
+            Ok(_) => self.refreshes.rotated.inc(),
+            Err(Error::RefreshTokenReused) => self.refresh_token_reuse.inc(),
+            Err(_) => {}
+        }
     }
 
     /// Counts a logout of `scope` (`local`, `others` or `global`).

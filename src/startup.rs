@@ -8,19 +8,17 @@ use actix_web::middleware::from_fn;
 use actix_web::{App, HttpServer, web};
 use anyhow::Context as _;
 
-use crate::auth::events;
 use crate::auth::keys::{self, KeySet};
 use crate::auth::passwords::Passwords;
 use crate::auth::session_checks::SessionChecks;
-use crate::auth::sessions::SessionPolicy;
-use crate::auth::throttle::ThrottlePolicy;
 use crate::auth::tokens::AccessTokens;
+use crate::auth::{Auth, events};
 use crate::config::Settings;
 use crate::db::{Db, PoolOptions};
+use crate::domain;
 use crate::http::{self, AppState};
-use crate::maintenance::{self, PrunePolicy};
+use crate::maintenance;
 use crate::metrics::Metrics;
-use crate::{domain, request_log};
 
 pub struct Application {
     port: u16,
@@ -55,38 +53,27 @@ impl Application {
         let session_checks = SessionChecks::new(db.clone()).context("registering the metrics")?;
         let metrics =
             Metrics::new(&db, &passwords, &session_checks).context("registering the metrics")?;
-        let policy = SessionPolicy {
-            lifetime: settings.session_ttl,
-            idle_timeout: settings.session_idle_ttl,
-            reuse_grace: settings.refresh_reuse_grace,
-        };
-        let state = web::Data::new(AppState {
-            events: events::Recorder::start(db.clone()),
+        maintenance::spawn(db.clone(), settings.prune_policy(), settings.prune_interval);
+        let auth = Auth {
+            refusals: events::Recorder::start(db.clone()),
             session_checks,
             db,
             passwords,
             tokens,
-            policy,
-            throttle: ThrottlePolicy {
-                account_max_failures: settings.login_max_failures,
-                address_max_failures: settings.login_ip_max_failures,
-                window: settings.login_window,
-            },
+            sessions: settings.session_policy(),
+            throttle: settings.throttle_policy(),
             login_admissions: tokio::sync::Semaphore::new(login_admission_slots(
                 settings.db_pool_size,
             )),
+        };
+        let state = web::Data::new(AppState {
+            auth,
             trusted_proxies: settings.trusted_proxies.clone(),
             cors_origins: settings.cors_origins.clone(),
             client_timeout: settings.client_timeout,
             metrics,
             metrics_enabled: settings.metrics_enabled,
         });
-        let prune = PrunePolicy {
-            sessions: policy,
-            login_window: settings.login_window,
-            event_retention: settings.event_retention,
-        };
-        maintenance::spawn(state.db.clone(), prune, settings.prune_interval);
 
         let listener = TcpListener::bind(settings.bind)
             .with_context(|| format!("binding {}", settings.bind))?;
@@ -98,7 +85,7 @@ impl Application {
                 .app_data(web::PayloadConfig::new(http::MAX_BODY_BYTES))
                 .wrap(http::cors(&cors_origins))
                 .wrap(from_fn(http::problem::ensure_problem))
-                .wrap(from_fn(request_log::log_request))
+                .wrap(from_fn(http::request_log::log_request))
                 .configure(http::routes)
         })
         .listen(listener)?

@@ -4,7 +4,12 @@
 
 use tracing_subscriber::EnvFilter;
 
-use crate::config::LogFormat;
+/// How log lines are written: for people, or one JSON object each for a log pipeline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Pretty,
+    Json,
+}
 
 /// Installs the global subscriber. `filter` uses `RUST_LOG` syntax (`info`,
 /// `latchkey=debug,actix_web=warn`); it was validated with the settings.

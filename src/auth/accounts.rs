@@ -1,12 +1,17 @@
-//! Creating accounts, shared by `POST /signup` and `latchkey user create`; and what an
-//! operator does to them: listing, disabling and enabling.
+//! Accounts: created by `POST /signup` and `latchkey user create`, changed and deleted by
+//! their owner, and listed, disabled and enabled by an operator.
 
 use secrecy::SecretString;
 
-use super::sessions::{self, SessionPolicy, reason};
+use super::Auth;
+use super::client::ClientInfo;
+use super::events;
+use super::passwords::Passwords;
+use super::sessions::{self, Caller, Ending, Granted, SessionPolicy};
+use crate::db::sessions::Which;
 use crate::db::users::{self, Conflict, NewUser, User};
-use crate::db::{self, DbConn};
-use crate::domain::{Email, NewPassword, Username};
+use crate::db::{self, Db, DbConn};
+use crate::domain::{Email, EventKind, NewPassword, RevokeReason, UserId, Username};
 use crate::error::{Error, FieldError};
 
 /// A validated request for an account; the password is not hashed yet.
@@ -45,14 +50,50 @@ impl NewAccount {
 }
 
 impl NewAccount {
-    pub fn password_secret(&self) -> SecretString {
+    fn password_secret(&self) -> SecretString {
         self.password.secret().clone()
     }
 }
 
+/// Creates the account and opens its first session (`POST /signup`), with its `signup`
+/// event, in one transaction.
+pub async fn sign_up(
+    auth: &Auth,
+    account: NewAccount,
+    client: ClientInfo,
+) -> Result<Granted, Error> {
+    let account = auth
+        .db
+        .run(move |conn| ensure_available(conn, &account).map(|()| account))
+        .await?;
+    let password_hash = auth.passwords.hash(account.password_secret()).await?;
+    let policy = auth.sessions;
+    let granted = auth
+        .db
+        .run(move |conn| {
+            db::write_transaction(conn, |conn| {
+                let user = insert(conn, &account, &password_hash)?;
+                let session = sessions::start(conn, &user.id, &client, &policy)?;
+                let session_id = Some(&session.session.id);
+                events::record(conn, &user.id, EventKind::Signup, &client, session_id)?;
+                Ok::<_, Error>(Granted { user, session })
+            })
+        })
+        .await?;
+    tracing::info!(event = "signed_up", user_id = %granted.user.id, session_id = %granted.session.session.id, "signed up");
+    Ok(granted)
+}
+
+/// Creates the account without a session, as an operator does (`latchkey user create`).
+pub async fn create(db: &Db, passwords: &Passwords, account: NewAccount) -> Result<User, Error> {
+    let password_hash = passwords.hash(account.password_secret()).await?;
+    db.run(move |conn| insert(conn, &account, &password_hash))
+        .await
+}
+
 /// Answers `409` early for a taken email or username, before a hash is paid for. The unique
 /// indexes still decide races in [`insert`].
-pub fn ensure_available(conn: &mut DbConn, account: &NewAccount) -> Result<(), Error> {
+fn ensure_available(conn: &mut DbConn, account: &NewAccount) -> Result<(), Error> {
     if users::email_exists(conn, account.email.as_str())? {
         return Err(Error::EmailTaken);
     }
@@ -64,9 +105,9 @@ pub fn ensure_available(conn: &mut DbConn, account: &NewAccount) -> Result<(), E
     Ok(())
 }
 
-pub fn insert(conn: &mut DbConn, account: &NewAccount, password_hash: &str) -> Result<User, Error> {
+fn insert(conn: &mut DbConn, account: &NewAccount, password_hash: &str) -> Result<User, Error> {
     let now = db::now();
-    let id = uuid::Uuid::now_v7().to_string();
+    let id = UserId::generate();
     let new_user = NewUser {
         id: &id,
         email: account.email.as_str(),
@@ -84,6 +125,74 @@ pub fn insert(conn: &mut DbConn, account: &NewAccount, password_hash: &str) -> R
         .ok_or_else(|| Error::internal(anyhow::anyhow!("user vanished after insert")))
 }
 
+/// Changes the caller's password once the current one is confirmed (`POST /me/password`);
+/// every other session of the user ends. The new password is checked first, against the
+/// rules and the account's own email and username.
+pub async fn change_password(
+    auth: &Auth,
+    caller: Caller,
+    user: User,
+    current_password: SecretString,
+    new_password: SecretString,
+    client: ClientInfo,
+) -> Result<(), Error> {
+    let identity: Vec<&str> = std::iter::once(user.email.as_str())
+        .chain(user.username.as_deref())
+        .collect();
+    let new_password = NewPassword::parse("new_password", new_password, &identity)
+        .map_err(|error| Error::Validation(vec![error]))?;
+    confirm_password(&auth.passwords, &user, current_password).await?;
+    let new_hash = auth.passwords.hash(new_password.into_secret()).await?;
+    let policy = auth.sessions;
+    let revoked = auth
+        .db
+        .run(move |conn| {
+            db::write_transaction(conn, |conn| {
+                let at = policy.liveness(db::now());
+                let (user_id, session_id) = (&caller.user_id, &caller.session_id);
+                users::set_password_hash(conn, user_id, &new_hash, at.now)?;
+                let kept = Some(session_id);
+                events::record(conn, user_id, EventKind::PasswordChanged, &client, kept)?;
+                let others = Ending {
+                    which: Which::AllBut(session_id),
+                    reason: RevokeReason::PasswordChanged,
+                    event: EventKind::SessionRevoked,
+                };
+                Ok::<_, Error>(sessions::revoke(conn, user_id, others, at, &client)?.len())
+            })
+        })
+        .await?;
+    tracing::info!(event = "password_changed", revoked, "password changed");
+    Ok(())
+}
+
+/// Deletes the account and all its sessions once the password is confirmed (`DELETE /me`).
+pub async fn delete(auth: &Auth, user: User, password: SecretString) -> Result<(), Error> {
+    confirm_password(&auth.passwords, &user, password).await?;
+    auth.db
+        // In a transaction, like every write, so that it is not done after a `503`.
+        .run(move |conn| db::write_transaction(conn, |conn| Ok(users::delete(conn, &user.id)?)))
+        .await?;
+    tracing::info!(event = "account_deleted", "account deleted");
+    Ok(())
+}
+
+/// `InvalidCredentials` unless `password` is the user's.
+async fn confirm_password(
+    passwords: &Passwords,
+    user: &User,
+    password: SecretString,
+) -> Result<(), Error> {
+    let verification = passwords
+        .verify(password, Some(user.password_hash.clone()))
+        .await?;
+    if verification.matches {
+        Ok(())
+    } else {
+        Err(Error::InvalidCredentials)
+    }
+}
+
 /// The account with this email (compared as stored: trimmed, lowercased); `NotFound` when
 /// there is none.
 pub fn find_by_email(conn: &mut DbConn, email: &str) -> Result<User, Error> {
@@ -97,18 +206,21 @@ pub struct AccountSummary {
 }
 
 /// Every account, oldest first, with its number of live sessions.
-pub fn list(conn: &mut DbConn, policy: &SessionPolicy) -> Result<Vec<AccountSummary>, Error> {
-    let counts: std::collections::HashMap<String, i64> =
-        db::sessions::count_live_by_user(conn, policy.liveness(db::now()))?
+pub async fn list(db: &Db, policy: SessionPolicy) -> Result<Vec<AccountSummary>, Error> {
+    db.run(move |conn| {
+        let counts: std::collections::HashMap<UserId, i64> =
+            db::sessions::count_live_by_user(conn, policy.liveness(db::now()))?
+                .into_iter()
+                .collect();
+        Ok(users::list(conn)?
             .into_iter()
-            .collect();
-    Ok(users::list(conn)?
-        .into_iter()
-        .map(|user| AccountSummary {
-            live_sessions: counts.get(&user.id).copied().unwrap_or(0),
-            user,
-        })
-        .collect())
+            .map(|user| AccountSummary {
+                live_sessions: counts.get(&user.id).copied().unwrap_or(0),
+                user,
+            })
+            .collect())
+    })
+    .await
 }
 
 /// What disabling an account did.
@@ -122,27 +234,34 @@ pub struct Disabled {
 /// Disables the account and ends all its sessions, in one transaction: its access tokens
 /// are refused on their next request and its refresh tokens at once. Idempotent; a second
 /// call keeps the first time and ends whatever session might have slipped through.
-pub fn disable(conn: &mut DbConn, email: &str, policy: &SessionPolicy) -> Result<Disabled, Error> {
-    db::write_transaction(conn, |conn| {
-        let user = find_by_email(conn, email)?;
-        let now = db::now();
-        // On PostgreSQL this update waits for a login that is opening a session for the
-        // account (see `sessions::start`), so that the revocation below sees its session.
-        let already = users::set_disabled(conn, &user.id, Some(now), now)? == 0;
-        let ended_sessions = sessions::end_all(conn, &user.id, policy, reason::ACCOUNT_DISABLED)?;
-        let user = users::find(conn, &user.id)?.ok_or(Error::NotFound)?;
-        Ok(Disabled {
-            user,
-            already,
-            ended_sessions,
+pub async fn disable(db: &Db, email: String, policy: SessionPolicy) -> Result<Disabled, Error> {
+    db.run(move |conn| {
+        db::write_transaction(conn, |conn| {
+            let user = find_by_email(conn, &email)?;
+            let now = db::now();
+            // On PostgreSQL this update waits for a login that is opening a session for the
+            // account (see `sessions::start`), so that the revocation below sees its session.
+            let already = users::set_disabled(conn, &user.id, Some(now), now)? == 0;
+            let reason = RevokeReason::AccountDisabled;
+            let ended_sessions = sessions::end_all(conn, &user.id, &policy, reason)?;
+            let user = users::find(conn, &user.id)?.ok_or(Error::NotFound)?;
+            Ok(Disabled {
+                user,
+                already,
+                ended_sessions,
+            })
         })
     })
+    .await
 }
 
 /// Enables a disabled account; answers whether it was disabled.
-pub fn enable(conn: &mut DbConn, email: &str) -> Result<bool, Error> {
-    db::write_transaction(conn, |conn| {
-        let user = find_by_email(conn, email)?;
-        Ok(users::set_disabled(conn, &user.id, None, db::now())? == 1)
+pub async fn enable(db: &Db, email: String) -> Result<bool, Error> {
+    db.run(move |conn| {
+        db::write_transaction(conn, |conn| {
+            let user = find_by_email(conn, &email)?;
+            Ok(users::set_disabled(conn, &user.id, None, db::now())? == 1)
+        })
     })
+    .await
 }

@@ -12,52 +12,13 @@ use std::time::{Duration, Instant};
 
 use chrono::NaiveDateTime;
 use quick_cache::sync::Cache;
-use serde::Serialize;
 use tokio::sync::mpsc;
 
-use super::sessions::ClientInfo;
+use super::client::ClientInfo;
 use crate::db::security_events::{self, NewSecurityEvent, SecurityEvent};
 use crate::db::{self, Db, DbConn};
+use crate::domain::{EventKind, SessionId, UserId};
 use crate::error::Error;
-
-/// What happened. The `type` of an event in `GET /me/events`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
-#[serde(rename_all = "snake_case")]
-#[schema(as = SecurityEventType)]
-pub enum EventKind {
-    /// The account was created; `session_id` is its first session.
-    Signup,
-    /// A successful login; `session_id` is the new session.
-    Login,
-    /// A wrong password for this account.
-    LoginFailed,
-    /// A login refused by throttling (at most one such event per login window).
-    LockedOut,
-    /// A retired refresh token came back: `session_id` is the session revoked for it.
-    RefreshReused,
-    /// The session `session_id` logged out (scope `local` or `global`).
-    Logout,
-    /// The session `session_id` was ended by another session of the user (logout with scope
-    /// `others` or `global`, `DELETE /sessions/{id}`, a password change) or by an operator.
-    SessionRevoked,
-    /// The password was changed from the session `session_id`.
-    PasswordChanged,
-}
-
-impl EventKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Signup => "signup",
-            Self::Login => "login",
-            Self::LoginFailed => "login_failed",
-            Self::LockedOut => "locked_out",
-            Self::RefreshReused => "refresh_reused",
-            Self::Logout => "logout",
-            Self::SessionRevoked => "session_revoked",
-            Self::PasswordChanged => "password_changed",
-        }
-    }
-}
 
 /// An event's identity: its id (a UUIDv7, so ids sort in time order) and its time.
 struct Stamp {
@@ -77,10 +38,10 @@ impl Stamp {
 /// Records one event for the user, now, in the caller's transaction.
 pub fn record(
     conn: &mut DbConn,
-    user_id: &str,
+    user_id: &UserId,
     kind: EventKind,
     client: &ClientInfo,
-    session_id: Option<&str>,
+    session_id: Option<&SessionId>,
 ) -> Result<(), Error> {
     insert(conn, &Stamp::now(), user_id, kind, client, session_id)
 }
@@ -88,10 +49,10 @@ pub fn record(
 fn insert(
     conn: &mut DbConn,
     stamp: &Stamp,
-    user_id: &str,
+    user_id: &UserId,
     kind: EventKind,
     client: &ClientInfo,
-    session_id: Option<&str>,
+    session_id: Option<&SessionId>,
 ) -> Result<(), Error> {
     let ip = client.ip.map(|ip| ip.to_string());
     security_events::insert(
@@ -99,32 +60,13 @@ fn insert(
         &NewSecurityEvent {
             id: &stamp.id,
             user_id,
-            kind: kind.as_str(),
+            kind,
             at: stamp.at,
             ip: ip.as_deref(),
             user_agent: client.user_agent.as_deref(),
             session_id,
         },
     )?;
-    Ok(())
-}
-
-/// Records a `session_revoked` event for each of `session_ids`, ended by `client`.
-pub fn record_revoked(
-    conn: &mut DbConn,
-    user_id: &str,
-    client: &ClientInfo,
-    session_ids: &[String],
-) -> Result<(), Error> {
-    for session_id in session_ids {
-        record(
-            conn,
-            user_id,
-            EventKind::SessionRevoked,
-            client,
-            Some(session_id),
-        )?;
-    }
     Ok(())
 }
 
@@ -151,13 +93,13 @@ pub struct Recorder {
     /// The accounts whose lockout this instance recorded, and until when another would be
     /// one too many: a flood of refusals is not even queued. Bounded; an account that drops
     /// out is checked in the database again.
-    lockouts: Cache<String, Instant>,
+    lockouts: Cache<UserId, Instant>,
 }
 
 /// A refusal waiting for the writer.
 struct Pending {
     stamp: Stamp,
-    user_id: String,
+    user_id: UserId,
     client: ClientInfo,
     refusal: Refusal,
 }
@@ -184,7 +126,7 @@ impl Recorder {
     /// Records the refusal for the account `user_id`. The event is stamped now, so that it
     /// sorts where the attempt happened. A failure to record is logged; the client's answer
     /// is decided already.
-    pub fn refused(&self, user_id: String, client: ClientInfo, refusal: Refusal) {
+    pub fn refused(&self, user_id: UserId, client: ClientInfo, refusal: Refusal) {
         if let Refusal::Throttled { window } = refusal {
             let now = Instant::now();
             if self.lockouts.get(&user_id).is_some_and(|until| until > now) {
@@ -251,7 +193,7 @@ fn record_refusal(conn: &mut DbConn, pending: &Pending) -> Result<(), Error> {
             // Another instance may be recording the same lockout: one at a time.
             security_events::lock_user(conn, user_id)?;
             let since = stamp.at - db::span(window);
-            let kind = EventKind::LockedOut.as_str();
+            let kind = EventKind::LockedOut;
             if security_events::exists_since(conn, user_id, kind, since)? {
                 return Ok(());
             }
@@ -271,23 +213,27 @@ pub struct Page {
 }
 
 /// Up to `limit` of the user's events older than the event `before` (the newest without
-/// it). `before` is a position, not a lookup: an id that is no event of this user (pruned
-/// meanwhile, someone else's, made up) gives this user's events before that point in time,
-/// so nothing can be learnt about other accounts and a page survives pruning.
-pub fn page(
-    conn: &mut DbConn,
-    user_id: &str,
-    before: Option<&str>,
+/// it), for `GET /me/events`. `before` is a position, not a lookup: an id that is no event of
+/// this user (pruned meanwhile, someone else's, made up) gives this user's events before that
+/// point in time, so nothing can be learnt about other accounts and a page survives pruning.
+pub async fn page(
+    db: &Db,
+    user_id: UserId,
+    before: Option<String>,
     limit: usize,
 ) -> Result<Page, Error> {
     let limit = limit.clamp(1, MAX_PAGE);
-    // One more than asked: whether it exists says whether there is a next page.
-    let mut events = security_events::list_before(conn, user_id, before, limit as i64 + 1)?;
-    let next = if events.len() > limit {
-        events.truncate(limit);
-        events.last().map(|event| event.id.clone())
-    } else {
-        None
-    };
-    Ok(Page { events, next })
+    db.read(move |conn| {
+        // One more than asked: whether it exists says whether there is a next page.
+        let mut events =
+            security_events::list_before(conn, &user_id, before.as_deref(), limit as i64 + 1)?;
+        let next = if events.len() > limit {
+            events.truncate(limit);
+            events.last().map(|event| event.id.clone())
+        } else {
+            None
+        };
+        Ok(Page { events, next })
+    })
+    .await
 }

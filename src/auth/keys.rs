@@ -14,10 +14,10 @@ use futures_util::future::BoxFuture;
 use hmac::{Hmac, Mac};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey};
 use secrecy::{ExposeSecret, SecretString};
-use serde_json::json;
+use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use super::tokens::LEEWAY;
+use super::claims::LEEWAY;
 use crate::db::{self, Db, DbConn, signing_keys};
 use crate::error::Error;
 
@@ -28,9 +28,32 @@ pub struct VerifyingKey {
     pub kid: String,
     pub algorithm: Algorithm,
     pub decoding: DecodingKey,
-    pub jwk: Option<serde_json::Value>,
+    pub jwk: Option<Jwk>,
     /// When it stops verifying; `None` for the key that signs.
     pub retires_at: Option<NaiveDateTime>,
+}
+
+/// A public key as the JWK Set publishes it (RFC 7517, RFC 8037): an Ed25519 key.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct Jwk {
+    #[schema(examples("OKP"))]
+    kty: &'static str,
+    #[schema(examples("Ed25519"))]
+    crv: &'static str,
+    /// The public key, base64url without padding.
+    x: String,
+    kid: String,
+    #[serde(rename = "use")]
+    #[schema(examples("sig"))]
+    use_: &'static str,
+    #[schema(examples("EdDSA"))]
+    alg: &'static str,
+}
+
+/// A JWK Set: Ed25519 keys as `{"kty": "OKP", "crv": "Ed25519", "x", "kid", "use": "sig", "alg": "EdDSA"}`.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct JwkSet {
+    pub keys: Vec<Jwk>,
 }
 
 pub struct SigningKey {
@@ -287,15 +310,15 @@ fn ed25519_verifying(kid: &str, public: &[u8], retires_at: Option<NaiveDateTime>
     }
 }
 
-fn ed25519_jwk(kid: &str, public: &[u8]) -> serde_json::Value {
-    json!({
-        "kty": "OKP",
-        "crv": "Ed25519",
-        "x": URL_SAFE_NO_PAD.encode(public),
-        "kid": kid,
-        "use": "sig",
-        "alg": EDDSA,
-    })
+fn ed25519_jwk(kid: &str, public: &[u8]) -> Jwk {
+    Jwk {
+        kty: "OKP",
+        crv: "Ed25519",
+        x: URL_SAFE_NO_PAD.encode(public),
+        kid: kid.to_owned(),
+        use_: "sig",
+        alg: EDDSA,
+    }
 }
 
 /// The RFC 7638 thumbprint of the public key's JWK: a key id any client can recompute.

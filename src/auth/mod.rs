@@ -1,10 +1,32 @@
-//! The rules of authentication, free of HTTP: password hashing on a bounded pool, signing
-//! keys and access tokens, refresh-token rotation and the life of a session.
+//! The rules of authentication, free of HTTP: every flow of an account and its sessions is a
+//! function here that owns its transaction, records its security event, and answers a domain
+//! outcome; handlers parse the request, call one of them and shape the response.
+//!
+//! | endpoint or command | its rule |
+//! |---|---|
+//! | `POST /signup` | [`accounts::sign_up`] |
+//! | `POST /login` | [`login::attempt`] |
+//! | `POST /refresh` | [`sessions::refresh`] |
+//! | `POST /logout` | [`sessions::log_out`] |
+//! | every bearer-authenticated request, `GET /me` | [`sessions::authenticate`] |
+//! | `POST /me/password` | [`accounts::change_password`] |
+//! | `DELETE /me` | [`accounts::delete`] |
+//! | `GET /me/events` | [`events::page`] |
+//! | `GET /sessions` | [`sessions::list`] |
+//! | `DELETE /sessions/{id}` | [`sessions::end_one`] |
+//! | `GET /.well-known/jwks.json` | [`tokens::AccessTokens::jwks`] |
+//! | `latchkey user create` | [`accounts::create`] |
+//! | `latchkey user list`, `disable`, `enable` | [`accounts::list`], [`accounts::disable`], [`accounts::enable`] |
+//! | `latchkey sessions revoke` | [`sessions::revoke_all`] |
+//! | `latchkey keys list`, `rotate` | [`keys::list`], [`keys::rotate`] |
 
 pub mod accounts;
+pub mod claims;
+pub mod client;
 pub mod events;
 pub mod hash_pool;
 pub mod keys;
+pub mod login;
 pub mod passwords;
 pub mod refresh_token;
 pub mod session_checks;
@@ -12,3 +34,24 @@ pub mod sessions;
 pub mod throttle;
 pub mod tokens;
 pub mod verified_tokens;
+
+use tokio::sync::Semaphore;
+
+use crate::db::Db;
+
+/// What the flows of a running server share, built once at start-up.
+pub struct Auth {
+    pub db: Db,
+    pub passwords: passwords::Passwords,
+    pub tokens: tokens::AccessTokens,
+    /// The session check of every authenticated request (read in batches).
+    pub session_checks: session_checks::SessionChecks,
+    pub sessions: sessions::SessionPolicy,
+    pub throttle: throttle::ThrottlePolicy,
+    /// Records failed and throttled logins after their answer.
+    pub refusals: events::Recorder,
+    /// Logins counting their attempt in the database at once. Those from one address queue
+    /// on one lock in PostgreSQL, each holding a connection while it waits: without a cap, a
+    /// login flood would take the whole pool, and every other route would answer 503.
+    pub login_admissions: Semaphore,
+}

@@ -32,7 +32,8 @@ use tokio::sync::{Semaphore, oneshot};
 
 use crate::db::sessions::{self, Session};
 use crate::db::users::User;
-use crate::db::{Db, DbConn};
+use crate::db::{Backend, Db, DbConn};
+use crate::domain::SessionId;
 use crate::error::Error;
 
 /// A session and its user, if the session exists.
@@ -73,7 +74,7 @@ struct Queue {
 }
 
 struct Waiter {
-    session_id: String,
+    session_id: SessionId,
     answer: oneshot::Sender<Result<Found, Error>>,
 }
 
@@ -92,7 +93,7 @@ impl SessionChecks {
              had not answered in time.",
         )?;
         Ok(Self {
-            queue_per_thread: db.backend() == "sqlite",
+            queue_per_thread: db.backend() == Backend::Sqlite,
             db,
             queues: Arc::default(),
             batch_sizes,
@@ -108,7 +109,7 @@ impl SessionChecks {
     }
 
     /// The session with this id and its user, read now.
-    pub async fn find_with_user(&self, session_id: String) -> Result<Found, Error> {
+    pub async fn find_with_user(&self, session_id: SessionId) -> Result<Found, Error> {
         let key = self.queue_per_thread.then(|| std::thread::current().id());
         let (answer, answered) = oneshot::channel();
         let start_batch = {
@@ -141,7 +142,7 @@ impl SessionChecks {
 
     /// The sessions among `ids` with their users: on the worker thread on SQLite, else on a
     /// pool thread, hedged.
-    async fn read(&self, ids: Vec<String>) -> Result<Vec<(Session, User)>, Error> {
+    async fn read(&self, ids: Vec<SessionId>) -> Result<Vec<(Session, User)>, Error> {
         let ids = Arc::new(ids);
         if self.queue_per_thread {
             return self.db.read(find_many_with_user(ids)).await;
@@ -163,7 +164,7 @@ impl SessionChecks {
 }
 
 fn find_many_with_user(
-    ids: Arc<Vec<String>>,
+    ids: Arc<Vec<SessionId>>,
 ) -> impl FnOnce(&mut DbConn) -> Result<Vec<(Session, User)>, Error> + Send + 'static {
     move |conn| Ok(sessions::find_many_with_user(conn, &ids)?)
 }
@@ -220,14 +221,14 @@ async fn run_batches(checks: SessionChecks, key: QueueKey) {
             queue.waiting.drain(..take).collect()
         };
         checks.batch_sizes.observe(batch.len() as f64);
-        let ids: Vec<String> = batch
+        let ids: Vec<SessionId> = batch
             .iter()
             .map(|waiter| waiter.session_id.clone())
             .collect();
         let read = checks.read(ids).await;
         match read {
             Ok(rows) => {
-                let by_id: HashMap<String, (Session, User)> = rows
+                let by_id: HashMap<SessionId, (Session, User)> = rows
                     .into_iter()
                     .map(|(session, user)| (session.id.clone(), (session, user)))
                     .collect();

@@ -1,29 +1,23 @@
-//! The life of a session: started by signup or login, kept alive by refresh-token rotation,
-//! ended by its lifetime, its idle timeout, a logout or a detected reuse.
+//! The life of a session: started by signup or login, checked on every authenticated
+//! request, kept alive by refresh-token rotation, and ended by its lifetime, its idle timeout,
+//! a logout, its user, a password change, an operator or a detected reuse. Every revocation
+//! goes through [`revoke`], which records its event in the same transaction.
 
 use std::time::Duration;
 
 use chrono::NaiveDateTime;
+use serde::Deserialize;
 
-use super::events::{self, EventKind};
+use super::Auth;
+use super::client::ClientInfo;
+use super::events;
 use super::refresh_token::RefreshToken;
 use crate::db::refresh_tokens::{self, NewRefreshToken};
-use crate::db::sessions::{self, Liveness, NewSession, Session};
-use crate::db::users;
-use crate::db::{self, DbConn};
+use crate::db::sessions::{self, Liveness, NewSession, Session, Which};
+use crate::db::users::{self, User};
+use crate::db::{self, Db, DbConn};
+use crate::domain::{EventKind, RevokeReason, SessionId, UserId};
 use crate::error::Error;
-
-/// Why a session was revoked, as recorded in `sessions.revoked_reason`.
-pub mod reason {
-    pub const LOGOUT: &str = "logout";
-    pub const LOGOUT_OTHERS: &str = "logout_others";
-    pub const LOGOUT_GLOBAL: &str = "logout_global";
-    pub const ENDED_BY_USER: &str = "ended_by_user";
-    pub const PASSWORD_CHANGED: &str = "password_changed";
-    pub const REFRESH_TOKEN_REUSED: &str = "refresh_token_reused";
-    pub const ACCOUNT_DISABLED: &str = "account_disabled";
-    pub const REVOKED_BY_OPERATOR: &str = "revoked_by_operator";
-}
 
 #[derive(Debug, Clone, Copy)]
 pub struct SessionPolicy {
@@ -44,11 +38,20 @@ impl SessionPolicy {
     }
 }
 
-/// Who opened the session, as shown in the session list.
-#[derive(Debug, Clone, Default)]
-pub struct ClientInfo {
-    pub user_agent: Option<String>,
-    pub ip: Option<std::net::IpAddr>,
+/// The caller of a protected route: a live session of an existing user.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub user_id: UserId,
+    pub session_id: SessionId,
+}
+
+impl From<Session> for Caller {
+    fn from(session: Session) -> Self {
+        Self {
+            user_id: session.user_id,
+            session_id: session.id,
+        }
+    }
 }
 
 /// A session and the refresh token that continues it.
@@ -60,20 +63,31 @@ pub struct Continued {
     pub converged: bool,
 }
 
-// One value per refresh, moved once: boxing the common case would only add an allocation.
-#[allow(clippy::large_enum_variant)]
-pub enum Rotation {
-    Continued(Continued),
-    /// A retired token came back outside the grace window: the session is now revoked.
-    Reused,
+/// What signup, login and refresh grant: the user, and a session to issue tokens for.
+pub struct Granted {
+    pub user: User,
+    pub session: Continued,
 }
 
-/// Opens a session for the user with its first refresh token (generation 0). Refuses a
-/// disabled account: checked here, in the caller's write transaction, so that a login whose
+/// The session of a bearer token: the token's signature and claims are checked, then that its
+/// session exists, is live now and is still the token's user's, so that a logout or a
+/// revocation takes effect on the very next request. Answers the session and its user.
+pub async fn authenticate(auth: &Auth, token: &str) -> Result<(Session, User), Error> {
+    let claims = auth.tokens.verify_or_reload(token).await?;
+    let liveness = auth.sessions.liveness(db::now());
+    auth.session_checks
+        .find_with_user(SessionId::from(claims.sid.clone()))
+        .await?
+        .filter(|(session, _)| session.user_id.as_str() == claims.sub && session.is_live(liveness))
+        .ok_or(Error::InvalidToken)
+}
+
+/// Opens a session for the user with its first refresh token (generation 0), in the caller's
+/// write transaction. Refuses a disabled account: checked here, so that a login whose
 /// password check overlapped a `latchkey user disable` cannot leave a session behind.
-pub fn start(
+pub(super) fn start(
     conn: &mut DbConn,
-    user_id: &str,
+    user_id: &UserId,
     client: &ClientInfo,
     policy: &SessionPolicy,
 ) -> Result<Continued, Error> {
@@ -87,7 +101,7 @@ pub fn start(
         }
     }
     let now = db::now();
-    let id = uuid::Uuid::now_v7().to_string();
+    let id = SessionId::generate();
     let ip = client.ip.map(|ip| ip.to_string());
     let new_session = NewSession {
         id: &id,
@@ -118,21 +132,59 @@ pub fn start(
     })
 }
 
-/// Exchanges a refresh token for its successor. Must run inside
-/// [`db::write_transaction`]: the revocation on reuse (and its `refresh_reused` event, with
-/// the address of `client`, who presented the token) is part of the outcome, not an error,
-/// so that it commits.
-pub fn rotate(
+/// Exchanges a refresh token for its successor (`POST /refresh`). A retired token within the
+/// grace window gets the successor it was already given; outside it, the token is a replay:
+/// its session is revoked (with a `refresh_reused` event for the address `client` that
+/// presented it, committed) and the answer is `RefreshTokenReused`.
+pub async fn refresh(
+    auth: &Auth,
+    presented: RefreshToken,
+    client: ClientInfo,
+) -> Result<Granted, Error> {
+    let policy = auth.sessions;
+    let granted = auth
+        .db
+        .run(move |conn| {
+            db::write_transaction(conn, |conn| {
+                match rotate(conn, &presented, &client, &policy)? {
+                    Rotation::Continued(session) => {
+                        // Disabling an account revokes its sessions; refusing here too
+                        // keeps a disabled account out should one have been missed.
+                        let user = users::find(conn, &session.session.user_id)?
+                            .filter(|user| user.disabled_at.is_none())
+                            .ok_or(Error::InvalidRefreshToken)?;
+                        Ok::<_, Error>(Some(Granted { user, session }))
+                    }
+                    Rotation::Reused => Ok(None),
+                }
+            })
+        })
+        .await?;
+    granted.ok_or(Error::RefreshTokenReused)
+}
+
+// One value per refresh, moved once: boxing the common case would only add an allocation.
+#[allow(clippy::large_enum_variant)]
+enum Rotation {
+    Continued(Continued),
+    /// A retired token came back outside the grace window: the session is now revoked.
+    Reused,
+}
+
+/// [`refresh`] within its write transaction: the revocation on reuse is part of the outcome,
+/// not an error, so that it commits.
+fn rotate(
     conn: &mut DbConn,
     presented: &RefreshToken,
     client: &ClientInfo,
     policy: &SessionPolicy,
 ) -> Result<Rotation, Error> {
     let now = db::now();
+    let at = policy.liveness(now);
     let mut generation = refresh_tokens::find_by_hash(conn, &presented.digest())?
         .ok_or(Error::InvalidRefreshToken)?;
     let session = sessions::find(conn, &generation.session_id)?
-        .filter(|session| session.is_live(policy.liveness(now)))
+        .filter(|session| session.is_live(at))
         .ok_or(Error::InvalidRefreshToken)?;
 
     if generation.retired_at.is_none() {
@@ -172,14 +224,12 @@ pub fn rotate(
     match converged {
         Some(successor) => continue_session(conn, session, successor, now, true),
         None => {
-            sessions::revoke(conn, &session.id, now, reason::REFRESH_TOKEN_REUSED)?;
-            events::record(
-                conn,
-                &session.user_id,
-                EventKind::RefreshReused,
-                client,
-                Some(&session.id),
-            )?;
+            let ended = Ending {
+                which: Which::One(&session.id),
+                reason: RevokeReason::RefreshTokenReused,
+                event: EventKind::RefreshReused,
+            };
+            revoke(conn, &session.user_id, ended, at, client)?;
             tracing::warn!(event = "refresh_token_reused", session_id = %session.id, user_id = %session.user_id, "refresh token reused; session revoked");
             Ok(Rotation::Reused)
         }
@@ -202,35 +252,190 @@ fn continue_session(
     }))
 }
 
+/// The user's live sessions, most recently used first (`GET /sessions`).
+pub async fn list(auth: &Auth, user_id: UserId) -> Result<Vec<Session>, Error> {
+    let policy = auth.sessions;
+    auth.db
+        .run(move |conn| {
+            Ok(sessions::list_live(
+                conn,
+                &user_id,
+                policy.liveness(db::now()),
+            )?)
+        })
+        .await
+}
+
 /// Whether `token` (the current one or a retired one) belongs to a session that is still live.
-pub fn holds_live_session(
-    conn: &mut DbConn,
-    token: &RefreshToken,
-    policy: &SessionPolicy,
-) -> Result<bool, Error> {
-    let Some(generation) = refresh_tokens::find_by_hash(conn, &token.digest())? else {
-        return Ok(false);
-    };
-    Ok(sessions::find(conn, &generation.session_id)?
-        .is_some_and(|session| session.is_live(policy.liveness(db::now()))))
+pub async fn holds_live_session(auth: &Auth, token: RefreshToken) -> Result<bool, Error> {
+    let policy = auth.sessions;
+    auth.db
+        .run(move |conn| {
+            let Some(generation) = refresh_tokens::find_by_hash(conn, &token.digest())? else {
+                return Ok(false);
+            };
+            Ok(sessions::find(conn, &generation.session_id)?
+                .is_some_and(|session| session.is_live(policy.liveness(db::now()))))
+        })
+        .await
+}
+
+/// `local`: this session; `others`: every other session of the user; `global`: all of them.
+#[derive(Debug, Default, Clone, Copy, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Scope {
+    #[default]
+    Local,
+    Others,
+    Global,
+}
+
+impl Scope {
+    /// The scope as the API spells it, for logs and metrics.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Local => "local",
+            Self::Others => "others",
+            Self::Global => "global",
+        }
+    }
+
+    /// What the scope ends: the caller's session gets a `logout` event, every other session
+    /// a `session_revoked`.
+    fn endings(self, own: &SessionId) -> Vec<Ending<'_>> {
+        let own_session = |reason| Ending {
+            which: Which::One(own),
+            reason,
+            event: EventKind::Logout,
+        };
+        let other_sessions = |reason| Ending {
+            which: Which::AllBut(own),
+            reason,
+            event: EventKind::SessionRevoked,
+        };
+        match self {
+            Self::Local => vec![own_session(RevokeReason::Logout)],
+            Self::Others => vec![other_sessions(RevokeReason::LogoutOthers)],
+            Self::Global => vec![
+                own_session(RevokeReason::LogoutGlobal),
+                other_sessions(RevokeReason::LogoutGlobal),
+            ],
+        }
+    }
+}
+
+/// Ends the caller's session, the user's others, or all of them (`POST /logout`); answers
+/// how many ended.
+pub async fn log_out(
+    auth: &Auth,
+    caller: Caller,
+    scope: Scope,
+    client: ClientInfo,
+) -> Result<usize, Error> {
+    let policy = auth.sessions;
+    let session_id = caller.session_id.clone();
+    let revoked = auth
+        .db
+        .run(move |conn| {
+            let at = policy.liveness(db::now());
+            db::write_transaction(conn, |conn| {
+                let mut revoked = 0;
+                for ending in scope.endings(&caller.session_id) {
+                    revoked += revoke(conn, &caller.user_id, ending, at, &client)?.len();
+                }
+                Ok::<_, Error>(revoked)
+            })
+        })
+        .await?;
+    tracing::info!(event = "logged_out", %session_id, scope = scope.label(), revoked, "logged out");
+    Ok(revoked)
+}
+
+/// Ends one of the caller's sessions, the current one too (`DELETE /sessions/{id}`).
+/// Someone else's session, an unknown one and an ended one are all `NotFound`.
+pub async fn end_one(
+    auth: &Auth,
+    caller: Caller,
+    session_id: SessionId,
+    client: ClientInfo,
+) -> Result<(), Error> {
+    let policy = auth.sessions;
+    let ended = session_id.clone();
+    auth.db
+        .run(move |conn| {
+            let at = policy.liveness(db::now());
+            db::write_transaction(conn, |conn| {
+                let ending = Ending {
+                    which: Which::One(&session_id),
+                    reason: RevokeReason::EndedByUser,
+                    event: EventKind::SessionRevoked,
+                };
+                match revoke(conn, &caller.user_id, ending, at, &client)?.len() {
+                    0 => Err(Error::NotFound),
+                    _ => Ok(()),
+                }
+            })
+        })
+        .await?;
+    tracing::info!(event = "session_revoked", session_id = %ended, "session ended by its user");
+    Ok(())
+}
+
+/// Ends every live session of the account with this email, as an operator does (`latchkey
+/// sessions revoke`); answers the account's email and how many ended.
+pub async fn revoke_all(
+    db: &Db,
+    email: String,
+    policy: SessionPolicy,
+) -> Result<(String, usize), Error> {
+    db.run(move |conn| {
+        db::write_transaction(conn, |conn| {
+            let user = super::accounts::find_by_email(conn, &email)?;
+            let ended = end_all(conn, &user.id, &policy, RevokeReason::RevokedByOperator)?;
+            Ok((user.email, ended))
+        })
+    })
+    .await
 }
 
 /// Ends every live session of the user at once, as an operator does: each gets a
 /// `session_revoked` event, without an address or user agent. Runs in the caller's write
 /// transaction; answers how many.
-pub fn end_all(
+pub(super) fn end_all(
     conn: &mut DbConn,
-    user_id: &str,
+    user_id: &UserId,
     policy: &SessionPolicy,
-    reason: &str,
+    reason: RevokeReason,
 ) -> Result<usize, Error> {
-    let ended = sessions::revoke_live_of_user(conn, user_id, policy.liveness(db::now()), reason)?;
-    events::record_revoked(conn, user_id, &ClientInfo::default(), &ended)?;
-    Ok(ended.len())
+    let ending = Ending {
+        which: Which::All,
+        reason,
+        event: EventKind::SessionRevoked,
+    };
+    let at = policy.liveness(db::now());
+    Ok(revoke(conn, user_id, ending, at, &ClientInfo::default())?.len())
 }
 
-/// Whether `session` belongs to `user_id` and is live now: what an access token, or a user
-/// ending one of their sessions, may act on.
-pub fn is_live_for(session: &Session, user_id: &str, policy: &SessionPolicy) -> bool {
-    session.user_id == user_id && session.is_live(policy.liveness(db::now()))
+/// One revocation: which sessions, why, and the event each ended session records.
+pub(super) struct Ending<'a> {
+    pub which: Which<'a>,
+    pub reason: RevokeReason,
+    pub event: EventKind,
+}
+
+/// Revokes the user's live sessions that `ending` names, recording its event for each (by
+/// `client`), in the caller's write transaction. The one way a session is revoked; answers
+/// the ids ended, oldest first.
+pub(super) fn revoke(
+    conn: &mut DbConn,
+    user_id: &UserId,
+    ending: Ending<'_>,
+    at: Liveness,
+    client: &ClientInfo,
+) -> Result<Vec<SessionId>, Error> {
+    let ended = sessions::revoke_live(conn, user_id, ending.which, at, ending.reason)?;
+    for session_id in &ended {
+        events::record(conn, user_id, ending.event, client, Some(session_id))?;
+    }
+    Ok(ended)
 }

@@ -14,6 +14,7 @@ use chrono::NaiveDateTime;
 use sha2::{Digest, Sha256};
 
 use crate::db::{self, DbConn, login_failures};
+use crate::domain::UserId;
 use crate::error::Error;
 
 #[derive(Debug, Clone, Copy)]
@@ -34,7 +35,7 @@ impl AttemptKeys {
     /// `account_id` is the id of the account the identifier names, if any. Attempts on an
     /// unknown identifier count against the identifier itself, so that they are throttled
     /// exactly like attempts on a real account and the lockout reveals nothing.
-    pub fn new(account_id: Option<&str>, identifier: &str, address: Option<IpAddr>) -> Self {
+    pub fn new(account_id: Option<&UserId>, identifier: &str, address: Option<IpAddr>) -> Self {
         let account = match account_id {
             Some(id) => format!("user:{id}"),
             // A digest: what strangers typed is not kept, and any text (NUL included) fits.
@@ -156,7 +157,11 @@ mod tests {
         );
         let nul = AttemptKeys::new(None, "a\0b", None);
         assert!(!nul.account.contains('\0'));
-        let known = AttemptKeys::new(Some("42"), "ada@example.com", None);
+        let known = AttemptKeys::new(
+            Some(&UserId::from("42".to_owned())),
+            "ada@example.com",
+            None,
+        );
         assert_eq!(known.account, "user:42");
     }
 

@@ -19,30 +19,16 @@ use arc_swap::ArcSwap;
 use chrono::{NaiveDateTime, Utc};
 use futures_util::future::BoxFuture;
 use jsonwebtoken::{Header, Validation, decode, decode_header, encode};
-use serde::{Deserialize, Serialize};
-use serde_json::json;
 
-use super::keys::{KeySet, SigningKey};
+use super::claims::{Claims, LEEWAY};
+use super::keys::{Jwk, JwkSet, KeySet, SigningKey};
 use super::verified_tokens::{self, VerifiedTokens};
+use crate::domain::{SessionId, UserId};
 use crate::error::Error;
 
 const TOKEN_TYPE: &str = "at+jwt";
-/// Tolerated clock difference between the instance that signs and the one that verifies.
-pub const LEEWAY: Duration = Duration::from_secs(5);
 /// The least time between two reloads caused by tokens with an unknown `kid`.
 pub const UNKNOWN_KEY_RELOAD_SPACING: Duration = Duration::from_secs(1);
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Claims {
-    pub iss: String,
-    pub aud: String,
-    pub sub: String,
-    pub sid: String,
-    pub iat: i64,
-    pub nbf: i64,
-    pub exp: i64,
-    pub jti: String,
-}
 
 pub struct IssuedToken {
     pub token: String,
@@ -75,7 +61,7 @@ struct Keys {
     signing: SigningKey,
     verifiers: HashMap<String, Verifier>,
     /// The public keys with their retirement times, newest first.
-    jwks: Vec<(Option<NaiveDateTime>, serde_json::Value)>,
+    jwks: Vec<(Option<NaiveDateTime>, Jwk)>,
     /// Tokens these keys have verified (a reload starts with an empty cache).
     verified: VerifiedTokens,
 }
@@ -132,8 +118,8 @@ impl AccessTokens {
     /// Signs a token for the session; it never outlives the session itself.
     pub fn issue(
         &self,
-        user_id: &str,
-        session_id: &str,
+        user_id: &UserId,
+        session_id: &SessionId,
         session_expires_at: NaiveDateTime,
     ) -> Result<IssuedToken, Error> {
         let now = Utc::now().timestamp();
@@ -145,8 +131,8 @@ impl AccessTokens {
         let claims = Claims {
             iss: self.issuer.clone(),
             aud: self.audience.clone(),
-            sub: user_id.to_owned(),
-            sid: session_id.to_owned(),
+            sub: user_id.to_string(),
+            sid: session_id.to_string(),
             iat: now,
             nbf: now,
             exp,
@@ -214,7 +200,7 @@ impl AccessTokens {
     }
 
     /// The public keys that verify now, as a JWK Set.
-    pub fn jwks(&self) -> serde_json::Value {
+    pub fn jwks(&self) -> JwkSet {
         let now = Utc::now().naive_utc();
         let keys: Vec<_> = self
             .keys
@@ -224,7 +210,7 @@ impl AccessTokens {
             .filter(|(retires_at, _)| verifies_at(*retires_at, now))
             .map(|(_, jwk)| jwk.clone())
             .collect();
-        json!({ "keys": keys })
+        JwkSet { keys }
     }
 
     /// Reads the keys again now (the periodic reload); without a way to reload, does nothing.
@@ -350,6 +336,10 @@ mod tests {
     const OLD: [u8; 32] = [1; 32];
     const NEW: [u8; 32] = [2; 32];
 
+    fn jwks(tokens: &AccessTokens) -> serde_json::Value {
+        serde_json::to_value(tokens.jwks()).unwrap()
+    }
+
     fn far_future() -> NaiveDateTime {
         Utc::now().naive_utc() + chrono::TimeDelta::days(1)
     }
@@ -361,7 +351,11 @@ mod tests {
 
     fn token_of(seed: &[u8; 32]) -> String {
         tokens_of(seed)
-            .issue("user", "session", far_future())
+            .issue(
+                &"user".to_owned().into(),
+                &"session".to_owned().into(),
+                far_future(),
+            )
             .unwrap()
             .token
     }
@@ -405,10 +399,13 @@ mod tests {
             tokens.verify(&token_of(&OLD)).is_ok(),
             "the old key verifies"
         );
-        let issued = tokens.issue("u", "s", far_future()).unwrap().token;
+        let issued = tokens
+            .issue(&"u".to_owned().into(), &"s".to_owned().into(), far_future())
+            .unwrap()
+            .token;
         let kid = decode_header(&issued).unwrap().kid.unwrap();
         assert_eq!(kid, decode_header(&token).unwrap().kid.unwrap());
-        assert_eq!(tokens.jwks()["keys"].as_array().unwrap().len(), 2);
+        assert_eq!(jwks(&tokens)["keys"].as_array().unwrap().len(), 2);
     }
 
     #[tokio::test]
@@ -441,7 +438,7 @@ mod tests {
             "aud".into(),
             Duration::from_secs(900),
         )
-        .issue("u", "s", far_future())
+        .issue(&"u".to_owned().into(), &"s".to_owned().into(), far_future())
         .unwrap()
         .token;
 
@@ -463,7 +460,7 @@ mod tests {
         let tokens = tokens_of(&NEW);
         let old_token = token_of(&OLD);
         let kids = |tokens: &AccessTokens| -> Vec<String> {
-            tokens.jwks()["keys"]
+            jwks(tokens)["keys"]
                 .as_array()
                 .unwrap()
                 .iter()

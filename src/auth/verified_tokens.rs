@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use quick_cache::sync::Cache;
 
-use super::tokens::Claims;
+use super::claims::Claims;
 use crate::error::Error;
 
 /// How many verified tokens are remembered: roughly the clients active within an access

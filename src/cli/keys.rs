@@ -4,13 +4,18 @@ use serde::Serialize;
 
 use super::output::{self, timestamp};
 use super::{CliError, connect, rejected};
+use crate::auth::claims::LEEWAY;
 use crate::auth::keys::{self, KeyState};
-use crate::auth::tokens::LEEWAY;
-use crate::config::Settings;
+use crate::config::{LATCHKEY_JWT_SECRET, Settings};
 use crate::db;
 
-const SHARED_SECRET_NOTE: &str = "LATCHKEY_JWT_SECRET is set: tokens are HS256, signed and \
-    verified with that shared secret, not with the keys in the database";
+/// Why the keys in the database do not matter with a shared secret.
+fn shared_secret_note() -> String {
+    format!(
+        "{LATCHKEY_JWT_SECRET} is set: tokens are HS256, signed and verified with that shared \
+         secret, not with the keys in the database"
+    )
+}
 
 /// One key in `latchkey keys list --json`.
 #[derive(Serialize)]
@@ -31,7 +36,7 @@ pub async fn list(settings: Settings, as_json: bool) -> Result<(), CliError> {
         .await
         .map_err(rejected)?;
     if settings.jwt_secret.is_some() {
-        eprintln!("note: {SHARED_SECRET_NOTE}");
+        eprintln!("note: {}", shared_secret_note());
     } else if keys.is_empty() {
         eprintln!("note: no key yet; `latchkey serve` creates the first when it starts");
     }
@@ -85,8 +90,8 @@ pub async fn list(settings: Settings, as_json: bool) -> Result<(), CliError> {
 pub async fn rotate(settings: Settings) -> Result<(), CliError> {
     if settings.jwt_secret.is_some() {
         return Err(CliError::Rejected(format!(
-            "{SHARED_SECRET_NOTE}; nothing to rotate here: change the secret in the \
-             configuration instead"
+            "{}; nothing to rotate here: change the secret in the configuration instead",
+            shared_secret_note()
         )));
     }
     let verify_for = keys::retire_after(settings.access_ttl, settings.key_reload_interval);

@@ -6,18 +6,9 @@ use serde::Serialize;
 use super::output::{self, timestamp};
 use super::{CliError, connect, rejected};
 use crate::auth::accounts;
-use crate::auth::sessions::{self, SessionPolicy, reason};
+use crate::auth::sessions;
 use crate::config::Settings;
-use crate::db;
 use crate::error::Error;
-
-fn policy(settings: &Settings) -> SessionPolicy {
-    SessionPolicy {
-        lifetime: settings.session_ttl,
-        idle_timeout: settings.session_idle_ttl,
-        reuse_grace: settings.refresh_reuse_grace,
-    }
-}
 
 /// An unknown email is the operator's mistake, said as such.
 fn no_such_user(email: &str) -> impl FnOnce(Error) -> CliError + '_ {
@@ -39,17 +30,14 @@ struct UserRow<'a> {
 }
 
 pub async fn list_users(settings: Settings, as_json: bool) -> Result<(), CliError> {
-    let policy = policy(&settings);
+    let policy = settings.session_policy();
     let db = connect(&settings).await?;
-    let accounts = db
-        .run(move |conn| accounts::list(conn, &policy))
-        .await
-        .map_err(rejected)?;
+    let accounts = accounts::list(&db, policy).await.map_err(rejected)?;
     if as_json {
         let users: Vec<_> = accounts
             .iter()
             .map(|account| UserRow {
-                id: &account.user.id,
+                id: account.user.id.as_str(),
                 email: &account.user.email,
                 username: account.user.username.as_deref(),
                 created_at: timestamp(account.user.created_at),
@@ -66,7 +54,7 @@ pub async fn list_users(settings: Settings, as_json: bool) -> Result<(), CliErro
         .map(|account| {
             let user = &account.user;
             vec![
-                user.id.clone(),
+                user.id.to_string(),
                 user.email.clone(),
                 user.username.clone().unwrap_or_else(|| "-".to_owned()),
                 timestamp(user.created_at),
@@ -87,11 +75,9 @@ pub async fn list_users(settings: Settings, as_json: bool) -> Result<(), CliErro
 }
 
 pub async fn disable_user(settings: Settings, email: String) -> Result<(), CliError> {
-    let policy = policy(&settings);
+    let policy = settings.session_policy();
     let db = connect(&settings).await?;
-    let lookup = email.clone();
-    let disabled = db
-        .run(move |conn| accounts::disable(conn, &lookup, &policy))
+    let disabled = accounts::disable(&db, email.clone(), policy)
         .await
         .map_err(no_such_user(&email))?;
     let address = &disabled.user.email;
@@ -108,9 +94,7 @@ pub async fn disable_user(settings: Settings, email: String) -> Result<(), CliEr
 
 pub async fn enable_user(settings: Settings, email: String) -> Result<(), CliError> {
     let db = connect(&settings).await?;
-    let lookup = email.clone();
-    let enabled = db
-        .run(move |conn| accounts::enable(conn, &lookup))
+    let enabled = accounts::enable(&db, email.clone())
         .await
         .map_err(no_such_user(&email))?;
     let address = email.trim().to_lowercase();
@@ -123,18 +107,9 @@ pub async fn enable_user(settings: Settings, email: String) -> Result<(), CliErr
 }
 
 pub async fn revoke_sessions(settings: Settings, email: String) -> Result<(), CliError> {
-    let policy = policy(&settings);
+    let policy = settings.session_policy();
     let db = connect(&settings).await?;
-    let lookup = email.clone();
-    let (address, ended) = db
-        .run(move |conn| {
-            db::write_transaction(conn, |conn| {
-                let user = accounts::find_by_email(conn, &lookup)?;
-                let ended =
-                    sessions::end_all(conn, &user.id, &policy, reason::REVOKED_BY_OPERATOR)?;
-                Ok((user.email, ended))
-            })
-        })
+    let (address, ended) = sessions::revoke_all(&db, email.clone(), policy)
         .await
         .map_err(no_such_user(&email))?;
     if ended == 0 {

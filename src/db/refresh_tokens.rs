@@ -5,11 +5,12 @@ use diesel::prelude::*;
 
 use super::DbConn;
 use super::schema::refresh_tokens;
+use crate::domain::SessionId;
 
 #[derive(Debug, Clone, Queryable, Selectable)]
 #[diesel(table_name = refresh_tokens)]
 pub struct RefreshToken {
-    pub session_id: String,
+    pub session_id: SessionId,
     pub generation: i32,
     pub token_hash: Vec<u8>,
     pub created_at: NaiveDateTime,
@@ -20,7 +21,7 @@ pub struct RefreshToken {
 #[derive(Debug, Insertable)]
 #[diesel(table_name = refresh_tokens)]
 pub struct NewRefreshToken<'a> {
-    pub session_id: &'a str,
+    pub session_id: &'a SessionId,
     pub generation: i32,
     pub token_hash: &'a [u8],
     pub created_at: NaiveDateTime,
@@ -43,7 +44,7 @@ pub fn find_by_hash(conn: &mut DbConn, token_hash: &[u8]) -> QueryResult<Option<
 
 pub fn find(
     conn: &mut DbConn,
-    session_id: &str,
+    session_id: &SessionId,
     generation: i32,
 ) -> QueryResult<Option<RefreshToken>> {
     refresh_tokens::table
@@ -57,7 +58,7 @@ pub fn find(
 /// when another request retired it first: exactly one caller wins a rotation.
 pub fn retire(
     conn: &mut DbConn,
-    session_id: &str,
+    session_id: &SessionId,
     generation: i32,
     now: NaiveDateTime,
     sealed_successor: &[u8],

@@ -5,29 +5,30 @@ use diesel::prelude::*;
 
 use super::DbConn;
 use super::schema::security_events;
+use crate::domain::{EventKind, SessionId, UserId};
 
 #[derive(Debug, Clone, Queryable, Selectable)]
 #[diesel(table_name = security_events)]
 pub struct SecurityEvent {
     pub id: String,
-    pub user_id: String,
-    pub kind: String,
+    pub user_id: UserId,
+    pub kind: EventKind,
     pub at: NaiveDateTime,
     pub ip: Option<String>,
     pub user_agent: Option<String>,
-    pub session_id: Option<String>,
+    pub session_id: Option<SessionId>,
 }
 
 #[derive(Debug, Insertable)]
 #[diesel(table_name = security_events)]
 pub struct NewSecurityEvent<'a> {
     pub id: &'a str,
-    pub user_id: &'a str,
-    pub kind: &'a str,
+    pub user_id: &'a UserId,
+    pub kind: EventKind,
     pub at: NaiveDateTime,
     pub ip: Option<&'a str>,
     pub user_agent: Option<&'a str>,
-    pub session_id: Option<&'a str>,
+    pub session_id: Option<&'a SessionId>,
 }
 
 pub fn insert(conn: &mut DbConn, event: &NewSecurityEvent<'_>) -> QueryResult<()> {
@@ -41,7 +42,7 @@ pub fn insert(conn: &mut DbConn, event: &NewSecurityEvent<'_>) -> QueryResult<()
 /// most `limit`. Ids are UUIDv7 in canonical text, so their order is the order in time.
 pub fn list_before(
     conn: &mut DbConn,
-    user_id: &str,
+    user_id: &UserId,
     before: Option<&str>,
     limit: i64,
 ) -> QueryResult<Vec<SecurityEvent>> {
@@ -60,7 +61,7 @@ pub fn list_before(
 /// Serialises the transactions that call it for this user until they end: PostgreSQL
 /// would otherwise let two of them check for the same event and both insert it. SQLite's
 /// write transactions already run one at a time.
-pub fn lock_user(conn: &mut DbConn, user_id: &str) -> QueryResult<()> {
+pub fn lock_user(conn: &mut DbConn, user_id: &UserId) -> QueryResult<()> {
     let DbConn::Postgres(pg) = conn else {
         return Ok(());
     };
@@ -73,8 +74,8 @@ pub fn lock_user(conn: &mut DbConn, user_id: &str) -> QueryResult<()> {
 /// Whether the user has an event of this kind since `since`.
 pub fn exists_since(
     conn: &mut DbConn,
-    user_id: &str,
-    kind: &str,
+    user_id: &UserId,
+    kind: EventKind,
     since: NaiveDateTime,
 ) -> QueryResult<bool> {
     diesel::select(diesel::dsl::exists(

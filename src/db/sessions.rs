@@ -10,17 +10,18 @@ use diesel::sqlite::Sqlite;
 use super::DbConn;
 use super::schema::{sessions, users};
 use super::users::User;
+use crate::domain::{RevokeReason, SessionId, UserId};
 
 #[derive(Debug, Clone, Queryable, Selectable)]
 #[diesel(table_name = sessions)]
 pub struct Session {
-    pub id: String,
-    pub user_id: String,
+    pub id: SessionId,
+    pub user_id: UserId,
     pub created_at: NaiveDateTime,
     pub last_used_at: NaiveDateTime,
     pub expires_at: NaiveDateTime,
     pub revoked_at: Option<NaiveDateTime>,
-    pub revoked_reason: Option<String>,
+    pub revoked_reason: Option<RevokeReason>,
     pub user_agent: Option<String>,
     pub ip: Option<String>,
 }
@@ -28,8 +29,8 @@ pub struct Session {
 #[derive(Debug, Insertable)]
 #[diesel(table_name = sessions)]
 pub struct NewSession<'a> {
-    pub id: &'a str,
-    pub user_id: &'a str,
+    pub id: &'a SessionId,
+    pub user_id: &'a UserId,
     pub created_at: NaiveDateTime,
     pub last_used_at: NaiveDateTime,
     pub expires_at: NaiveDateTime,
@@ -38,7 +39,8 @@ pub struct NewSession<'a> {
 }
 
 /// The instant a session is judged at: `now`, and the oldest `last_used_at` that is not yet
-/// idle for too long. One type, so that the SQL filter and the Rust check cannot disagree.
+/// idle for too long. One type, so that the SQL filter ([`live_at`]) and the Rust check
+/// ([`Session::is_live`]) cannot disagree.
 #[derive(Debug, Clone, Copy)]
 pub struct Liveness {
     pub now: NaiveDateTime,
@@ -52,6 +54,17 @@ impl Session {
     }
 }
 
+/// [`Session::is_live`] as SQL.
+#[diesel::dsl::auto_type]
+fn live_at(at: Liveness) -> _ {
+    let now: NaiveDateTime = at.now;
+    let idle_cutoff: NaiveDateTime = at.idle_cutoff;
+    sessions::revoked_at
+        .is_null()
+        .and(sessions::expires_at.gt(now))
+        .and(sessions::last_used_at.gt(idle_cutoff))
+}
+
 pub fn insert(conn: &mut DbConn, session: &NewSession<'_>) -> QueryResult<()> {
     diesel::insert_into(sessions::table)
         .values(session)
@@ -59,7 +72,7 @@ pub fn insert(conn: &mut DbConn, session: &NewSession<'_>) -> QueryResult<()> {
         .map(drop)
 }
 
-pub fn find(conn: &mut DbConn, id: &str) -> QueryResult<Option<Session>> {
+pub fn find(conn: &mut DbConn, id: &SessionId) -> QueryResult<Option<Session>> {
     per_backend!(conn, |conn| sessions::table
         .find(id)
         .select(Session::as_select())
@@ -71,7 +84,10 @@ pub fn find(conn: &mut DbConn, id: &str) -> QueryResult<Option<Session>> {
 /// statement is reused whatever the number of ids: PostgreSQL takes them as one array
 /// (`= ANY($1)`); on SQLite, diesel writes `IN (?, ?, …)` with a placeholder per id and
 /// prepares it anew every time, so they travel as one JSON array ([`IdInJsonArray`]).
-pub fn find_many_with_user(conn: &mut DbConn, ids: &[String]) -> QueryResult<Vec<(Session, User)>> {
+pub fn find_many_with_user(
+    conn: &mut DbConn,
+    ids: &[SessionId],
+) -> QueryResult<Vec<(Session, User)>> {
     let joined = sessions::table.inner_join(users::table);
     match conn {
         DbConn::Postgres(conn) => joined
@@ -94,8 +110,9 @@ pub struct IdInJsonArray {
 }
 
 impl IdInJsonArray {
-    fn of(ids: &[String]) -> QueryResult<Self> {
-        let ids = serde_json::to_string(ids)
+    fn of(ids: &[SessionId]) -> QueryResult<Self> {
+        let ids: Vec<&str> = ids.iter().map(SessionId::as_str).collect();
+        let ids = serde_json::to_string(&ids)
             .map_err(|error| diesel::result::Error::SerializationError(Box::new(error)))?;
         Ok(Self { ids })
     }
@@ -122,100 +139,61 @@ impl QueryFragment<Sqlite> for IdInJsonArray {
 }
 
 /// The user's live sessions, most recently used first.
-pub fn list_live(conn: &mut DbConn, user_id: &str, at: Liveness) -> QueryResult<Vec<Session>> {
+pub fn list_live(conn: &mut DbConn, user_id: &UserId, at: Liveness) -> QueryResult<Vec<Session>> {
     sessions::table
         .filter(sessions::user_id.eq(user_id))
-        .filter(sessions::revoked_at.is_null())
-        .filter(sessions::expires_at.gt(at.now))
-        .filter(sessions::last_used_at.gt(at.idle_cutoff))
+        .filter(live_at(at))
         .order((sessions::last_used_at.desc(), sessions::id.desc()))
         .select(Session::as_select())
         .load(conn)
 }
 
-pub fn touch(conn: &mut DbConn, id: &str, now: NaiveDateTime) -> QueryResult<usize> {
+pub fn touch(conn: &mut DbConn, id: &SessionId, now: NaiveDateTime) -> QueryResult<usize> {
     diesel::update(sessions::table.find(id))
         .set(sessions::last_used_at.eq(now))
         .execute(conn)
 }
 
-/// Revokes one session unless it already is; answers how many rows changed (0 or 1).
-pub fn revoke(conn: &mut DbConn, id: &str, now: NaiveDateTime, reason: &str) -> QueryResult<usize> {
-    diesel::update(
-        sessions::table
-            .find(id)
-            .filter(sessions::revoked_at.is_null()),
-    )
-    .set((
-        sessions::revoked_at.eq(now),
-        sessions::revoked_reason.eq(reason),
-    ))
-    .execute(conn)
+/// Which of a user's sessions a revocation ends.
+#[derive(Debug, Clone, Copy)]
+pub enum Which<'a> {
+    One(&'a SessionId),
+    AllBut(&'a SessionId),
+    All,
 }
 
-/// Revokes every unrevoked session of the user, except `keep` when given; answers the ids
-/// of those that were live at `at` (the others had already ended by themselves).
-pub fn revoke_all_of_user(
+/// Revokes the user's sessions that `which` names and that are live at `at`; answers their
+/// ids, oldest first. Sessions that already ended by themselves are left as they ended.
+pub fn revoke_live(
     conn: &mut DbConn,
-    user_id: &str,
-    keep: Option<&str>,
+    user_id: &UserId,
+    which: Which<'_>,
     at: Liveness,
-    reason: &str,
-) -> QueryResult<Vec<String>> {
-    let targets = sessions::table
+    reason: RevokeReason,
+) -> QueryResult<Vec<SessionId>> {
+    let mut targets = diesel::update(sessions::table)
         .filter(sessions::user_id.eq(user_id))
-        .filter(sessions::revoked_at.is_null())
-        .filter(sessions::id.ne(keep.unwrap_or("")));
-    let revoked: Vec<(String, NaiveDateTime, NaiveDateTime)> = diesel::update(targets)
+        .filter(live_at(at))
         .set((
             sessions::revoked_at.eq(at.now),
             sessions::revoked_reason.eq(reason),
         ))
-        .returning((sessions::id, sessions::expires_at, sessions::last_used_at))
-        .get_results(conn)?;
-    let mut live: Vec<String> = revoked
-        .into_iter()
-        .filter(|(_, expires_at, last_used_at)| {
-            *expires_at > at.now && *last_used_at > at.idle_cutoff
-        })
-        .map(|(id, _, _)| id)
-        .collect();
+        .into_boxed();
+    targets = match which {
+        Which::One(id) => targets.filter(sessions::id.eq(id)),
+        Which::AllBut(id) => targets.filter(sessions::id.ne(id)),
+        Which::All => targets,
+    };
+    let mut revoked: Vec<SessionId> = targets.returning(sessions::id).get_results(conn)?;
     // Oldest first (ids are UUIDv7), whatever order the database returned them in.
-    live.sort_unstable();
-    Ok(live)
-}
-
-/// Revokes every live session of the user; answers their ids.
-pub fn revoke_live_of_user(
-    conn: &mut DbConn,
-    user_id: &str,
-    at: Liveness,
-    reason: &str,
-) -> QueryResult<Vec<String>> {
-    let targets = sessions::table
-        .filter(sessions::user_id.eq(user_id))
-        .filter(sessions::revoked_at.is_null())
-        .filter(sessions::expires_at.gt(at.now))
-        .filter(sessions::last_used_at.gt(at.idle_cutoff));
-    diesel::update(targets)
-        .set((
-            sessions::revoked_at.eq(at.now),
-            sessions::revoked_reason.eq(reason),
-        ))
-        .returning(sessions::id)
-        .get_results(conn)
-        .map(|mut ids: Vec<String>| {
-            ids.sort_unstable();
-            ids
-        })
+    revoked.sort_unstable();
+    Ok(revoked)
 }
 
 /// How many live sessions each user with any has.
-pub fn count_live_by_user(conn: &mut DbConn, at: Liveness) -> QueryResult<Vec<(String, i64)>> {
+pub fn count_live_by_user(conn: &mut DbConn, at: Liveness) -> QueryResult<Vec<(UserId, i64)>> {
     sessions::table
-        .filter(sessions::revoked_at.is_null())
-        .filter(sessions::expires_at.gt(at.now))
-        .filter(sessions::last_used_at.gt(at.idle_cutoff))
+        .filter(live_at(at))
         .group_by(sessions::user_id)
         .select((sessions::user_id, diesel::dsl::count_star()))
         .load(conn)

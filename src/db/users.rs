@@ -7,6 +7,7 @@ use diesel::sql_types::{Nullable, Text};
 
 use super::schema::users;
 use super::{DbConn, REDACTED};
+use crate::domain::UserId;
 
 diesel::define_sql_function!(fn lower(x: Nullable<Text>) -> Nullable<Text>);
 
@@ -15,7 +16,7 @@ diesel::define_sql_function!(fn lower(x: Nullable<Text>) -> Nullable<Text>);
 #[derive(Clone, Queryable, Selectable)]
 #[diesel(table_name = users)]
 pub struct User {
-    pub id: String,
+    pub id: UserId,
     pub email: String,
     pub username: Option<String>,
     pub password_hash: String,
@@ -27,7 +28,7 @@ pub struct User {
 #[derive(Insertable)]
 #[diesel(table_name = users)]
 pub struct NewUser<'a> {
-    pub id: &'a str,
+    pub id: &'a UserId,
     pub email: &'a str,
     pub username: Option<&'a str>,
     pub password_hash: &'a str,
@@ -92,7 +93,7 @@ pub fn conflict(error: &DieselError) -> Option<Conflict> {
     }
 }
 
-pub fn find(conn: &mut DbConn, id: &str) -> QueryResult<Option<User>> {
+pub fn find(conn: &mut DbConn, id: &UserId) -> QueryResult<Option<User>> {
     users::table
         .find(id)
         .select(User::as_select())
@@ -134,7 +135,7 @@ pub fn username_exists(conn: &mut DbConn, username: &str) -> QueryResult<bool> {
 
 pub fn set_password_hash(
     conn: &mut DbConn,
-    id: &str,
+    id: &UserId,
     password_hash: &str,
     now: NaiveDateTime,
 ) -> QueryResult<usize> {
@@ -157,7 +158,7 @@ pub fn list(conn: &mut DbConn) -> QueryResult<Vec<User>> {
 /// Sets or clears `disabled_at`; answers how many rows changed (0 when it already was so).
 pub fn set_disabled(
     conn: &mut DbConn,
-    id: &str,
+    id: &UserId,
     disabled_at: Option<NaiveDateTime>,
     now: NaiveDateTime,
 ) -> QueryResult<usize> {
@@ -182,7 +183,7 @@ pub fn set_disabled(
 /// share-locked until the transaction ends, so that a concurrent [`set_disabled`] waits for
 /// it, and then sees (and revokes) the session the transaction opened; SQLite's
 /// write transactions are serialised anyway.
-pub fn is_disabled_locked(conn: &mut DbConn, id: &str) -> QueryResult<Option<bool>> {
+pub fn is_disabled_locked(conn: &mut DbConn, id: &UserId) -> QueryResult<Option<bool>> {
     let query = users::table.find(id).select(users::disabled_at);
     let disabled_at = match conn {
         DbConn::Postgres(pg) => query
@@ -197,7 +198,7 @@ pub fn is_disabled_locked(conn: &mut DbConn, id: &str) -> QueryResult<Option<boo
 }
 
 /// Deletes the user; their sessions and refresh tokens go with them (ON DELETE CASCADE).
-pub fn delete(conn: &mut DbConn, id: &str) -> QueryResult<usize> {
+pub fn delete(conn: &mut DbConn, id: &UserId) -> QueryResult<usize> {
     diesel::delete(users::table.find(id)).execute(conn)
 }
 
@@ -209,8 +210,9 @@ mod tests {
     fn debug_output_leaves_out_the_password_hash() {
         let at = chrono::DateTime::UNIX_EPOCH.naive_utc();
         let hash = "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$aGFzaGhhc2g";
+        let id = UserId::from("u1".to_owned());
         let user = User {
-            id: "u1".into(),
+            id: id.clone(),
             email: "ada@example.com".into(),
             username: Some("ada".into()),
             password_hash: hash.into(),
@@ -219,7 +221,7 @@ mod tests {
             disabled_at: None,
         };
         let new_user = NewUser {
-            id: "u1",
+            id: &id,
             email: "ada@example.com",
             username: None,
             password_hash: hash,

@@ -1,6 +1,6 @@
-//! Bearer authentication for protected routes: handlers take [`Authenticated`] and never
-//! read headers themselves. The token's signature and claims are checked, and then that its
-//! session is still live, so a logout or revocation takes effect on the very next request.
+//! Bearer authentication for protected routes: handlers take [`Caller`] (or
+//! [`AuthenticatedUser`]) and never read headers themselves. The rule is
+//! [`sessions::authenticate`]; its failure is the handler's answer.
 
 use actix_web::dev::Payload;
 use actix_web::http::header;
@@ -8,26 +8,19 @@ use actix_web::{FromRequest, HttpRequest, web};
 use futures_util::future::LocalBoxFuture;
 
 use super::AppState;
-use crate::auth::sessions;
+use crate::auth::sessions::{self, Caller};
 use crate::db::sessions::Session;
 use crate::db::users::User;
 use crate::error::Error;
 
-/// The caller of a protected route: a live session of an existing user.
-#[derive(Debug, Clone)]
-pub struct Authenticated {
-    pub user_id: String,
-    pub session_id: String,
-}
-
 /// The caller and their account, read in the same query as the session check.
 #[derive(Debug, Clone)]
 pub struct AuthenticatedUser {
-    pub caller: Authenticated,
+    pub caller: Caller,
     pub user: User,
 }
 
-impl FromRequest for Authenticated {
+impl FromRequest for Caller {
     type Error = Error;
     type Future = LocalBoxFuture<'static, Result<Self, Error>>;
 
@@ -35,7 +28,7 @@ impl FromRequest for Authenticated {
         let caller = authenticate(request);
         Box::pin(async move {
             let (session, _) = caller.await?;
-            Ok(Authenticated::from(session))
+            Ok(Caller::from(session))
         })
     }
 }
@@ -49,24 +42,14 @@ impl FromRequest for AuthenticatedUser {
         Box::pin(async move {
             let (session, user) = caller.await?;
             Ok(AuthenticatedUser {
-                caller: Authenticated::from(session),
+                caller: Caller::from(session),
                 user,
             })
         })
     }
 }
 
-impl From<Session> for Authenticated {
-    fn from(session: Session) -> Self {
-        Authenticated {
-            user_id: session.user_id,
-            session_id: session.id,
-        }
-    }
-}
-
-/// Checks the bearer token, then that its session is live now and still the token's user's;
-/// answers the session and its user.
+/// The session of the request's bearer token, and its user.
 fn authenticate(request: &HttpRequest) -> LocalBoxFuture<'static, Result<(Session, User), Error>> {
     let state = request.app_data::<web::Data<AppState>>().cloned();
     // Owned, so that a token naming an unknown key can wait for a reload of the keys.
@@ -75,13 +58,7 @@ fn authenticate(request: &HttpRequest) -> LocalBoxFuture<'static, Result<(Sessio
         let token = token?;
         let state = state
             .ok_or_else(|| Error::internal(anyhow::anyhow!("application state is missing")))?;
-        let claims = state.tokens.verify_or_reload(&token).await?;
-        state
-            .session_checks
-            .find_with_user(claims.sid.clone())
-            .await?
-            .filter(|(session, _)| sessions::is_live_for(session, &claims.sub, &state.policy))
-            .ok_or(Error::InvalidToken)
+        sessions::authenticate(&state.auth, &token).await
     })
 }
 

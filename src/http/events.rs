@@ -4,11 +4,12 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use serde::Serialize;
 
 use super::AppState;
-use super::authn::Authenticated;
 use super::problem::Problem;
 use super::responses::{private_json, timestamp};
-use crate::auth::events::{self, EventKind, MAX_PAGE};
+use crate::auth::events::{self, MAX_PAGE};
+use crate::auth::sessions::Caller;
 use crate::db::security_events::SecurityEvent;
+use crate::domain::EventKind;
 use crate::error::{Error, FieldError};
 
 const DEFAULT_PAGE: usize = 20;
@@ -20,8 +21,7 @@ pub struct EventBody {
     #[schema(format = Uuid)]
     id: String,
     #[serde(rename = "type")]
-    #[schema(value_type = EventKind)]
-    kind: String,
+    kind: EventKind,
     #[schema(format = DateTime)]
     at: String,
     /// The client's address; `null` for what an operator did.
@@ -42,7 +42,7 @@ impl From<SecurityEvent> for EventBody {
             at: timestamp(event.at),
             ip: event.ip,
             user_agent: event.user_agent,
-            session_id: event.session_id,
+            session_id: event.session_id.map(String::from),
         }
     }
 }
@@ -146,13 +146,10 @@ impl PageQuery {
 pub async fn list(
     state: web::Data<AppState>,
     request: HttpRequest,
-    caller: Authenticated,
+    caller: Caller,
 ) -> Result<HttpResponse, Error> {
     let PageQuery { limit, before } = PageQuery::parse(request.query_string())?;
-    let page = state
-        .db
-        .read(move |conn| events::page(conn, &caller.user_id, before.as_deref(), limit))
-        .await?;
+    let page = events::page(&state.auth.db, caller.user_id, before, limit).await?;
     Ok(private_json(EventPageBody {
         events: page.events.into_iter().map(EventBody::from).collect(),
         next: page.next,

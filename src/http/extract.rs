@@ -14,7 +14,7 @@ use serde_json::error::Category;
 
 use super::AppState;
 use super::client_address::client_address;
-use crate::auth::sessions::ClientInfo;
+use crate::auth::client::ClientInfo;
 use crate::error::Error;
 
 /// Bodies larger than this are refused, by `Content-Length` before any byte is read.

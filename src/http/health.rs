@@ -32,11 +32,12 @@ pub async fn healthz() -> HttpResponse {
 pub async fn readyz(state: web::Data<AppState>) -> Result<HttpResponse, Error> {
     // Any failure to answer means not ready, whatever the database said.
     state
+        .auth
         .db
         .run(|conn| db::ping(conn).map_err(|error| Error::Unavailable(error.into())))
         .await?;
     Ok(HttpResponse::Ok().json(Health {
         status: "ok",
-        database: Some(state.db.backend()),
+        database: Some(state.auth.db.backend().name()),
     }))
 }

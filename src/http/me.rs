@@ -9,11 +9,8 @@ use super::authn::AuthenticatedUser;
 use super::extract::Json;
 use super::problem::Problem;
 use super::responses::{UserBody, private_json};
-use crate::auth::events::{self, EventKind};
-use crate::auth::sessions::{ClientInfo, reason};
-use crate::db::users::User;
-use crate::db::{self, sessions, users};
-use crate::domain::NewPassword;
+use crate::auth::accounts;
+use crate::auth::client::ClientInfo;
 use crate::error::Error;
 
 /// The caller's account.
@@ -51,36 +48,15 @@ pub async fn change_password(
     client: ClientInfo,
     Json(request): Json<ChangePasswordRequest>,
 ) -> Result<HttpResponse, Error> {
-    let identity: Vec<&str> = std::iter::once(user.email.as_str())
-        .chain(user.username.as_deref())
-        .collect();
-    let new_password = NewPassword::parse("new_password", request.new_password, &identity)
-        .map_err(|error| Error::Validation(vec![error]))?;
-    verify_password(&state, &user, request.current_password).await?;
-    let new_hash = state.passwords.hash(new_password.into_secret()).await?;
-    let policy = state.policy;
-    let revoked = state
-        .db
-        .run(move |conn| {
-            db::write_transaction(conn, |conn| {
-                let at = policy.liveness(db::now());
-                let (user_id, session_id) = (&caller.user_id, &caller.session_id);
-                users::set_password_hash(conn, user_id, &new_hash, at.now)?;
-                let keep = Some(session_id.as_str());
-                let revoked = sessions::revoke_all_of_user(
-                    conn,
-                    user_id,
-                    keep,
-                    at,
-                    reason::PASSWORD_CHANGED,
-                )?;
-                events::record(conn, user_id, EventKind::PasswordChanged, &client, keep)?;
-                events::record_revoked(conn, user_id, &client, &revoked)?;
-                Ok::<_, Error>(revoked.len())
-            })
-        })
-        .await?;
-    tracing::info!(event = "password_changed", revoked, "password changed");
+    accounts::change_password(
+        &state.auth,
+        caller,
+        user,
+        request.current_password,
+        request.new_password,
+        client,
+    )
+    .await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
@@ -104,28 +80,6 @@ pub async fn delete(
     AuthenticatedUser { user, .. }: AuthenticatedUser,
     Json(request): Json<DeleteAccountRequest>,
 ) -> Result<HttpResponse, Error> {
-    verify_password(&state, &user, request.password).await?;
-    state
-        .db
-        // In a transaction, like every write, so that it is not done after a `503`.
-        .run(move |conn| db::write_transaction(conn, |conn| Ok(users::delete(conn, &user.id)?)))
-        .await?;
-    tracing::info!(event = "account_deleted", "account deleted");
+    accounts::delete(&state.auth, user, request.password).await?;
     Ok(HttpResponse::NoContent().finish())
-}
-
-async fn verify_password(
-    state: &AppState,
-    user: &User,
-    password: SecretString,
-) -> Result<(), Error> {
-    let verification = state
-        .passwords
-        .verify(password, Some(user.password_hash.clone()))
-        .await?;
-    if verification.matches {
-        Ok(())
-    } else {
-        Err(Error::InvalidCredentials)
-    }
 }

@@ -1,5 +1,6 @@
 //! The HTTP layer: routes, extractors and the mapping of errors to problem documents.
-//! Handlers are thin: they parse the request, call `auth` and `db`, and shape the response.
+//! Handlers are thin: they parse the request, call the one function of `auth` that holds the
+//! endpoint's rule, and shape the response.
 
 mod authn;
 pub mod client_address;
@@ -16,6 +17,7 @@ mod page;
 pub mod problem;
 mod refresh;
 pub mod refresh_cookie;
+pub mod request_log;
 mod responses;
 mod sessions;
 mod signup;
@@ -23,7 +25,6 @@ mod well_known;
 
 use actix_web::{Resource, Route, web};
 
-pub use authn::Authenticated;
 pub use cors::cors;
 pub use extract::MAX_BODY_BYTES;
 // The request bodies, for tests that feed them to `extract::parse_json` (tests/fuzz.rs).
@@ -33,28 +34,13 @@ pub use me::{ChangePasswordRequest, DeleteAccountRequest};
 pub use refresh::RefreshRequest;
 pub use signup::SignupRequest;
 
-use crate::auth::passwords::Passwords;
-use crate::auth::sessions::SessionPolicy;
-use crate::auth::throttle::ThrottlePolicy;
-use crate::auth::tokens::AccessTokens;
-use crate::db::Db;
+use crate::auth::Auth;
 use crate::error::Error;
 
 /// What every handler may use, shared by all workers.
 pub struct AppState {
-    pub db: Db,
-    pub passwords: Passwords,
-    pub tokens: AccessTokens,
-    pub policy: SessionPolicy,
-    /// The session check of every authenticated request (batched on PostgreSQL).
-    pub session_checks: crate::auth::session_checks::SessionChecks,
-    pub throttle: ThrottlePolicy,
-    /// Records failed and throttled logins after their answer.
-    pub events: crate::auth::events::Recorder,
-    /// Logins counting their attempt in the database at once. Those from one address queue
-    /// on one lock in PostgreSQL, each holding a connection while it waits: without a cap, a
-    /// login flood took the whole pool, and every other route answered 503.
-    pub login_admissions: tokio::sync::Semaphore,
+    /// The flows, and what they share.
+    pub auth: Auth,
     /// Proxies whose `X-Forwarded-For` (and `-Host`, `-Proto`) is believed.
     pub trusted_proxies: Vec<ipnet::IpNet>,
     /// `LATCHKEY_CORS_ORIGINS`: besides CORS, the foreign origins whose pages may use the

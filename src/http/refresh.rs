@@ -13,9 +13,9 @@ use super::extract::{Json, OptionalJson};
 use super::problem::Problem;
 use super::refresh_cookie::{self, Allowed, Transport};
 use super::responses::{TokenBody, token_response};
+use crate::auth::client::ClientInfo;
 use crate::auth::refresh_token::RefreshToken;
-use crate::auth::sessions::{self, ClientInfo, Rotation};
-use crate::db::{self, users};
+use crate::auth::sessions;
 use crate::error::Error;
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -124,29 +124,7 @@ pub async fn refresh(
 ) -> Result<HttpResponse, Error> {
     let Presented { token, transport } = presented;
     let presented = RefreshToken::parse(&token).ok_or(Error::InvalidRefreshToken)?;
-    let policy = state.policy;
-    let outcome = state
-        .db
-        .run(move |conn| {
-            db::write_transaction(conn, |conn| {
-                match sessions::rotate(conn, &presented, &client, &policy)? {
-                    Rotation::Continued(continued) => {
-                        // Disabling an account revokes its sessions; refusing here too
-                        // keeps a disabled account out should one have been missed.
-                        let user = users::find(conn, &continued.session.user_id)?
-                            .filter(|user| user.disabled_at.is_none())
-                            .ok_or(Error::InvalidRefreshToken)?;
-                        Ok::<_, Error>(Some((user, continued)))
-                    }
-                    Rotation::Reused => Ok(None),
-                }
-            })
-        })
-        .await?;
-    let (user, continued) = outcome.ok_or_else(|| {
-        state.metrics.refresh_token_reuse.inc();
-        Error::RefreshTokenReused
-    })?;
-    state.metrics.refreshes.count(continued.converged);
-    token_response(&state, StatusCode::OK, user, continued, transport)
+    let outcome = sessions::refresh(&state.auth, presented, client).await;
+    state.metrics.refresh(&outcome);
+    token_response(&state, StatusCode::OK, outcome?, transport)
 }

@@ -9,10 +9,11 @@ use serde::Serialize;
 
 use super::AppState;
 use super::refresh_cookie::{self, Transport};
-use crate::auth::sessions::Continued;
+use crate::auth::sessions::Granted;
 use crate::db;
 use crate::db::sessions::Session;
 use crate::db::users::User;
+use crate::domain::SessionId;
 use crate::error::Error;
 
 /// RFC 3339 in UTC, to the second: `2026-11-27T10:00:00Z`.
@@ -36,7 +37,7 @@ pub struct UserBody {
 impl From<User> for UserBody {
     fn from(user: User) -> Self {
         Self {
-            id: user.id,
+            id: user.id.into(),
             email: user.email,
             username: user.username,
             created_at: timestamp(user.created_at),
@@ -66,10 +67,10 @@ pub struct SessionBody {
 }
 
 impl SessionBody {
-    pub fn new(session: Session, current_session_id: &str) -> Self {
+    pub fn new(session: Session, current_session_id: &SessionId) -> Self {
         Self {
-            current: session.id == current_session_id,
-            id: session.id,
+            current: session.id == *current_session_id,
+            id: session.id.into(),
             created_at: timestamp(session.created_at),
             last_used_at: timestamp(session.last_used_at),
             expires_at: timestamp(session.expires_at),
@@ -102,11 +103,13 @@ pub struct TokenBody {
 pub fn token_response(
     state: &AppState,
     status: StatusCode,
-    user: User,
-    continued: Continued,
+    Granted {
+        user,
+        session: continued,
+    }: Granted,
     transport: Transport,
 ) -> Result<HttpResponse, Error> {
-    let access = state.tokens.issue(
+    let access = state.auth.tokens.issue(
         &user.id,
         &continued.session.id,
         continued.session.expires_at,

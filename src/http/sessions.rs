@@ -3,12 +3,11 @@
 use actix_web::{HttpResponse, web};
 
 use super::AppState;
-use super::authn::Authenticated;
 use super::problem::Problem;
 use super::responses::{SessionBody, private_json};
-use crate::auth::events;
-use crate::auth::sessions::{ClientInfo, is_live_for, reason};
-use crate::db::{self, sessions};
+use crate::auth::client::ClientInfo;
+use crate::auth::sessions::{self, Caller};
+use crate::domain::SessionId;
 use crate::error::Error;
 
 /// The caller's live sessions, most recently used first; `current` marks this one.
@@ -17,22 +16,8 @@ use crate::error::Error;
         headers(("Cache-Control" = String, description = "Always `no-store`.")))),
     security(("bearer" = [])))]
 #[tracing::instrument(name = "list_sessions", skip_all, fields(user_id = %caller.user_id))]
-pub async fn list(
-    state: web::Data<AppState>,
-    caller: Authenticated,
-) -> Result<HttpResponse, Error> {
-    let policy = state.policy;
-    let user_id = caller.user_id.clone();
-    let live = state
-        .db
-        .run(move |conn| {
-            Ok(sessions::list_live(
-                conn,
-                &user_id,
-                policy.liveness(db::now()),
-            )?)
-        })
-        .await?;
+pub async fn list(state: web::Data<AppState>, caller: Caller) -> Result<HttpResponse, Error> {
+    let live = sessions::list(&state.auth, caller.user_id.clone()).await?;
     let body: Vec<SessionBody> = live
         .into_iter()
         .map(|session| SessionBody::new(session, &caller.session_id))
@@ -52,33 +37,12 @@ pub async fn list(
 #[tracing::instrument(name = "end_session", skip_all, fields(user_id = %caller.user_id))]
 pub async fn end(
     state: web::Data<AppState>,
-    caller: Authenticated,
+    caller: Caller,
     client: ClientInfo,
     path: web::Path<String>,
 ) -> Result<HttpResponse, Error> {
     // Session ids are UUIDs; anything else names no session (and never reaches the query).
-    let session_id = uuid::Uuid::try_parse(&path.into_inner())
-        .map_err(|_| Error::NotFound)?
-        .to_string();
-    let ended = session_id.clone();
-    let policy = state.policy;
-    state
-        .db
-        .run(move |conn| {
-            db::write_transaction(conn, |conn| {
-                let now = db::now();
-                let owned_and_live = sessions::find(conn, &session_id)?
-                    .is_some_and(|session| is_live_for(&session, &caller.user_id, &policy));
-                if !owned_and_live
-                    || sessions::revoke(conn, &session_id, now, reason::ENDED_BY_USER)? == 0
-                {
-                    return Err(Error::NotFound);
-                }
-                let ended = [session_id];
-                events::record_revoked(conn, &caller.user_id, &client, &ended)
-            })
-        })
-        .await?;
-    tracing::info!(event = "session_revoked", session_id = %ended, "session ended by its user");
+    let session_id = SessionId::parse(&path.into_inner()).ok_or(Error::NotFound)?;
+    sessions::end_one(&state.auth, caller, session_id, client).await?;
     Ok(HttpResponse::NoContent().finish())
 }

@@ -11,9 +11,7 @@ use super::problem::Problem;
 use super::refresh_cookie::Transport;
 use super::responses::{TokenBody, token_response};
 use crate::auth::accounts::{self, NewAccount};
-use crate::auth::events::{self, EventKind};
-use crate::auth::sessions::{self, ClientInfo};
-use crate::db;
+use crate::auth::client::ClientInfo;
 use crate::error::Error;
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -57,25 +55,7 @@ pub async fn signup(
         request.username.as_deref(),
         request.password,
     )?;
-    let account = state
-        .db
-        .run(move |conn| accounts::ensure_available(conn, &account).map(|()| account))
-        .await?;
-    let password_hash = state.passwords.hash(account.password_secret()).await?;
-    let policy = state.policy;
-    let (user, continued) = state
-        .db
-        .run(move |conn| {
-            db::write_transaction(conn, |conn| {
-                let user = accounts::insert(conn, &account, &password_hash)?;
-                let continued = sessions::start(conn, &user.id, &client, &policy)?;
-                let session_id = Some(continued.session.id.as_str());
-                events::record(conn, &user.id, EventKind::Signup, &client, session_id)?;
-                Ok::<_, Error>((user, continued))
-            })
-        })
-        .await?;
+    let granted = accounts::sign_up(&state.auth, account, client).await?;
     state.metrics.signups.inc();
-    tracing::info!(event = "signed_up", user_id = %user.id, session_id = %continued.session.id, "signed up");
-    token_response(&state, StatusCode::CREATED, user, continued, transport)
+    token_response(&state, StatusCode::CREATED, granted, transport)
 }

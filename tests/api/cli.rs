@@ -1,7 +1,6 @@
 //! The `latchkey` binary (API.md "Running it"): configuration errors, `migrate`,
 //! `user create`, serving by default, `healthcheck`, and `--help`.
 
-
 use std::path::Path;
 use std::process::{Child, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -9,6 +8,7 @@ use std::time::{Duration, Instant};
 use diesel::{Connection as _, PgConnection, RunQueryDsl as _, SqliteConnection};
 use reqwest::StatusCode;
 use serde_json::json;
+
 use crate::support::cli::{assert_one_line_failure, latchkey, run, stderr_of};
 use crate::support::{Backend, PASSWORD, TestApp, TestDatabase, assert_problem, unique_email};
 

@@ -2,13 +2,13 @@
 //! token in a cookie"): the cookie's attributes, rotation and reuse through it, logout, and
 //! the CSRF rules, each tried the way an attacker's page would.
 
-
 use std::collections::HashMap;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use reqwest::{Method, Response, StatusCode};
 use serde_json::{Value, json};
+
 use crate::support::{
     Backend, PASSWORD, REFRESH_COOKIE, TestApp, assert_invalid_token, assert_problem, unique_email,
 };

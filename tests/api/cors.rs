@@ -1,7 +1,7 @@
 //! Cross-origin access (`LATCHKEY_CORS_ORIGINS`), tested with real preflight requests.
 
-
 use reqwest::{Method, Response, StatusCode};
+
 use crate::support::{Backend, TestApp, assert_problem};
 
 const APP_ORIGIN: &str = "https://app.example.com";

@@ -1,6 +1,5 @@
 //! `GET /me/events`: what each action records, paging, validation, privacy, and retention.
 
-
 use std::time::Duration;
 
 use diesel::prelude::*;
@@ -9,6 +8,7 @@ use latchkey::db::schema::security_events;
 use latchkey::maintenance::{self, PrunePolicy};
 use reqwest::{Method, Response, StatusCode};
 use serde_json::{Value, json};
+
 use crate::support::cli::assert_success;
 use crate::support::{Backend, PASSWORD, TestApp, Tokens, assert_problem, claims_of, unique_email};
 

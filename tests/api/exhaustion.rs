@@ -1,7 +1,6 @@
 //! Slow clients cannot hold connections: a request head or body that does not arrive within
 //! `LATCHKEY_CLIENT_TIMEOUT` ends the request.
 
-
 use std::io::{Read as _, Write as _};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};

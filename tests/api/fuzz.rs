@@ -23,9 +23,9 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use ed25519_dalek::Signer as _;
 use hmac::{Hmac, Mac};
 use ipnet::IpNet;
+use latchkey::auth::client::ClientInfo;
 use latchkey::auth::keys::KeySet;
 use latchkey::auth::refresh_token::RefreshToken;
-use latchkey::auth::sessions::ClientInfo;
 use latchkey::auth::tokens::AccessTokens;
 use latchkey::config::parse_duration;
 use latchkey::db::DatabaseUrl;
@@ -545,14 +545,25 @@ impl Fixture {
     fn new(keys: KeySet, alg: &'static str) -> Self {
         let tokens =
             AccessTokens::new(keys, ISSUER.into(), ISSUER.into(), Duration::from_secs(900));
-        let token = tokens.issue("user", "session", far_future()).unwrap().token;
+        let token = tokens
+            .issue(
+                &"user".to_owned().into(),
+                &"session".to_owned().into(),
+                far_future(),
+            )
+            .unwrap()
+            .token;
         let kid = jsonwebtoken::decode_header(&token).unwrap().kid.unwrap();
         Self { tokens, alg, kid }
     }
 
     fn valid_token(&self) -> String {
         self.tokens
-            .issue("user", "session", far_future())
+            .issue(
+                &"user".to_owned().into(),
+                &"session".to_owned().into(),
+                far_future(),
+            )
             .unwrap()
             .token
     }

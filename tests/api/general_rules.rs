@@ -2,7 +2,6 @@
 //! methods, problem documents, bearer challenges, hostile input, and the shape of IDs and
 //! timestamps, all over real HTTP on both backends.
 
-
 use std::collections::HashMap;
 use std::io::{Read as _, Write as _};
 
@@ -10,7 +9,10 @@ use base64::Engine as _;
 use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, USER_AGENT};
 use reqwest::{Method, Response, StatusCode};
 use serde_json::{Value, json};
-use crate::support::{Backend, PASSWORD, TestApp, assert_invalid_token, assert_problem, unique_email};
+
+use crate::support::{
+    Backend, PASSWORD, TestApp, assert_invalid_token, assert_problem, unique_email,
+};
 
 backend_tests!(
     a_body_that_is_not_json_is_malformed,

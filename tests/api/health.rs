@@ -1,12 +1,12 @@
 //! `GET /healthz`, `GET /readyz` and `GET /.well-known/jwks.json` (API.md "Endpoints"), and
 //! the `503` of "General rules" when the database goes away.
 
-
 use std::time::Duration;
 
 use diesel::{Connection as _, PgConnection, RunQueryDsl as _};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
+
 use crate::support::{Backend, TestApp, assert_problem};
 
 backend_tests!(

@@ -1,7 +1,6 @@
 //! Tables do not grow without bound: ended sessions (with their refresh tokens) and login
 //! attempts too old to count are pruned, by a background task on every instance.
 
-
 use std::time::Duration;
 
 use diesel::prelude::*;
@@ -9,6 +8,7 @@ use latchkey::auth::sessions::SessionPolicy;
 use latchkey::maintenance::{self, PrunePolicy};
 use reqwest::StatusCode;
 use serde_json::json;
+
 use crate::support::{Backend, TestApp, unique_email};
 
 backend_tests!(

@@ -2,7 +2,6 @@
 //! and `keys list` through the real binary, and the running applications that pick the new
 //! key up without a restart, by their periodic reload or on meeting its `kid`.
 
-
 use std::future::Future;
 use std::time::Duration;
 
@@ -10,6 +9,7 @@ use chrono::{DateTime, Utc};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
+
 use crate::support::cli::{assert_one_line_failure, assert_success, run_on, stderr_of, stdout_of};
 use crate::support::{Backend, TestApp, TestDatabase, assert_invalid_token, claims_of, header_of};
 

@@ -1,12 +1,12 @@
 //! `POST /login` (API.md: "POST /login").
 
-
 use std::time::{Duration, Instant};
 
 use diesel::prelude::*;
 use latchkey::db::schema::users;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
+
 use crate::support::{Backend, PASSWORD, TestApp, assert_problem, unique_email};
 
 backend_tests!(

@@ -1,8 +1,8 @@
 //! `POST /logout` with its scopes (API.md: "Tokens and sessions").
 
-
 use reqwest::StatusCode;
 use serde_json::{Value, json};
+
 use crate::support::{Backend, TestApp, Tokens, assert_invalid_token, assert_problem};
 
 backend_tests!(

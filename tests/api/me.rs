@@ -1,8 +1,8 @@
 //! `GET /me`, `POST /me/password` and `DELETE /me`.
 
-
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
+
 use crate::support::{Backend, PASSWORD, TestApp, assert_invalid_token, assert_problem};
 
 backend_tests!(

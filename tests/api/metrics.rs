@@ -1,11 +1,11 @@
 //! `GET /metrics`: the Prometheus text format, counters that move by exactly what a flow
 //! did, route labels that are patterns, and no label value that a made-up path can add.
 
-
 use std::collections::HashMap;
 
 use reqwest::{Method, StatusCode};
 use serde_json::json;
+
 use crate::support::{Backend, TestApp, Tokens, assert_problem};
 
 backend_tests!(

@@ -2,10 +2,10 @@
 //! binary prints it without a database, the server serves it and an offline `/docs`, and
 //! every documented operation exists and answers with a documented status.
 
-
 use std::process::Command;
 
 use reqwest::{Method, StatusCode};
+
 use crate::support::{Backend, TestApp};
 
 const REGENERATE: &str = "openapi.yaml is stale: run `cargo run -- openapi > openapi.yaml`";

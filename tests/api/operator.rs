@@ -2,9 +2,9 @@
 //! `latchkey user list|disable|enable` and `latchkey sessions revoke`, with their effects
 //! checked over HTTP on an application running on the same database.
 
-
 use reqwest::StatusCode;
 use serde_json::{Value, json};
+
 use crate::support::cli::{assert_one_line_failure, assert_success};
 use crate::support::{
     Backend, PASSWORD, TestApp, Tokens, assert_invalid_token, assert_problem, unique_email,

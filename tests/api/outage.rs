@@ -5,7 +5,6 @@
 //! acknowledged. And on either backend, many concurrent writers never fail ("database is
 //! locked" on SQLite).
 
-
 use std::future::Future;
 use std::io::{Read as _, Write as _};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream, ToSocketAddrs as _};
@@ -15,6 +14,7 @@ use std::time::{Duration, Instant};
 use actix_web::rt::time::{sleep, timeout};
 use reqwest::{Method, Response, StatusCode};
 use serde_json::{Value, json};
+
 use crate::support::{Backend, PASSWORD, TestApp, TestDatabase, Tokens, unique_email};
 
 backend_tests!(concurrent_mixed_writers_never_fail);

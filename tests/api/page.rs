@@ -5,12 +5,12 @@
 //!
 //! The page needs no database, so these run on SQLite only.
 
-
 use reqwest::header::{
     ALLOW, CACHE_CONTROL, CONTENT_SECURITY_POLICY, CONTENT_TYPE, ETAG, IF_NONE_MATCH,
     REFERRER_POLICY, X_CONTENT_TYPE_OPTIONS,
 };
 use reqwest::{Method, Response, StatusCode};
+
 use crate::support::{Backend, TestApp, assert_problem};
 
 const DIRECTIVES: &[&str] = &[

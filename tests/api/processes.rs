@@ -1,7 +1,6 @@
 //! Real `latchkey serve` processes: several instances on one PostgreSQL database agree on
 //! every rule, and a whole flow leaves no secret in the logs.
 
-
 use std::io::Read as _;
 use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
@@ -9,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use reqwest::{Method, Response, StatusCode};
 use serde_json::{Value, json};
+
 use crate::support::{Backend, PASSWORD, TestDatabase, Tokens, assert_problem, unique_email};
 
 /// A `latchkey serve` child process, killed when dropped. Its standard error (the logs) goes

@@ -1,13 +1,13 @@
 //! `POST /refresh`: rotation, the grace window, reuse detection and session lifetimes
 //! (API.md: "Tokens and sessions").
 
-
 use std::time::Duration;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
+
 use crate::support::{Backend, TestApp, Tokens, assert_invalid_token, assert_problem};
 
 backend_tests!(
@@ -200,7 +200,7 @@ async fn concurrent_refreshes_on_two_instances_converge(backend: Backend) {
 
 /// The session has exactly `count` refresh-token generations in the database: no fork.
 fn assert_generations(app: &TestApp, session_id: &str, count: i32) {
-    let session_id = session_id.to_owned();
+    let session_id = latchkey::domain::SessionId::from(session_id.to_owned());
     let stored = app
         .db
         .run_now(move |conn| {

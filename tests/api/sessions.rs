@@ -1,8 +1,8 @@
 //! `GET /sessions` and `DELETE /sessions/{id}`.
 
-
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
+
 use crate::support::{Backend, TestApp, assert_invalid_token, assert_problem};
 
 backend_tests!(

@@ -1,7 +1,6 @@
 //! Graceful shutdown of the real binary: on SIGTERM the server stops accepting, finishes the
 //! requests in flight (a login here, made slow on purpose) and exits 0.
 
-
 use std::fs::File;
 use std::net::TcpListener;
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -10,6 +9,7 @@ use std::time::{Duration, Instant};
 use actix_web::rt::time::{sleep, timeout};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
+
 use crate::support::{PASSWORD, unique_email};
 
 /// The server process, killed if the test fails before it exits.

@@ -1,8 +1,8 @@
 //! `POST /signup` (API.md: "POST /signup", "Objects").
 
-
 use reqwest::StatusCode;
 use serde_json::{Value, json};
+
 use crate::support::{Backend, PASSWORD, TestApp, assert_problem, unique_email};
 
 backend_tests!(

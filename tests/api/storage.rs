@@ -1,7 +1,6 @@
 //! Storage rules that HTTP alone cannot show: SQLite connection settings, cascades,
 //! migrations on restart, and concurrent writers on SQLite.
 
-
 use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Integer, Text};
 use latchkey::auth::session_checks::SessionChecks;
@@ -10,6 +9,7 @@ use latchkey::db::{self, DatabaseUrl, Db, DbConn, PoolOptions};
 use latchkey::error::Error;
 use reqwest::{Method, StatusCode};
 use serde_json::json;
+
 use crate::support::{Backend, PASSWORD, TestApp, TestDatabase, unique_email};
 
 backend_tests!(
@@ -280,7 +280,7 @@ fn users_with_email(db: &Db, email: String) -> i64 {
 
 fn insert_user(conn: &mut DbConn, email: &str) -> QueryResult<()> {
     let now = db::now();
-    let id = uuid::Uuid::now_v7().to_string();
+    let id = latchkey::domain::UserId::generate();
     db::users::insert(
         conn,
         &db::users::NewUser {
@@ -323,18 +323,18 @@ async fn session_checks_of_concurrent_requests_are_read_together(backend: Backen
     let answers = futures_util::future::join_all(
         sessions_of
             .iter()
-            .map(|(session_id, _)| checks.find_with_user(session_id.clone())),
+            .map(|(session_id, _)| checks.find_with_user(session_id.clone().into())),
     )
     .await;
 
     for ((session_id, user_id), answer) in sessions_of.iter().zip(answers) {
         let found = answer.unwrap();
         assert_eq!(
-            found.as_ref().map(|(session, _)| &session.id),
-            user_id.as_ref().map(|_| session_id),
+            found.as_ref().map(|(session, _)| session.id.as_str()),
+            user_id.as_ref().map(|_| session_id.as_str()),
             "the check of {session_id:?}"
         );
-        assert_eq!(found.map(|(_, user)| user.id), *user_id);
+        assert_eq!(found.map(|(_, user)| String::from(user.id)), *user_id);
     }
     let (batches, _) = checks.metrics();
     assert_eq!(

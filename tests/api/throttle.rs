@@ -1,11 +1,11 @@
 //! Login throttling (API.md "POST /login"): per account and per client address, counted in
 //! the database so every instance enforces one limit.
 
-
 use std::time::Duration;
 
 use reqwest::{Response, StatusCode};
 use serde_json::{Value, json};
+
 use crate::support::{Backend, PASSWORD, TestApp, assert_problem, unique_email};
 
 backend_tests!(

@@ -1,12 +1,14 @@
 //! Access tokens and signing keys (API.md: "Tokens and sessions", "General rules").
 
-
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use reqwest::{Response, StatusCode};
 use serde_json::{Value, json};
-use crate::support::{Backend, TestApp, assert_invalid_token, assert_problem, claims_of, header_of};
+
+use crate::support::{
+    Backend, TestApp, assert_invalid_token, assert_problem, claims_of, header_of,
+};
 
 backend_tests!(
     access_tokens_carry_the_contract_header_and_claims,

@@ -14,7 +14,7 @@ use actix_web::middleware::Next;
 use actix_web::{Error, web};
 use tracing::Instrument as _;
 
-use crate::http::AppState;
+use super::AppState;
 use crate::metrics::{self, UNMATCHED_ROUTE};
 
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");

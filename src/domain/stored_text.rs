@@ -1,0 +1,265 @@
+//! Values kept in the database as text: identifiers, and the fixed vocabularies of events and
+//! revocation reasons. Each maps to `TEXT` on both backends through diesel, so that a row
+//! carries the type, not a string that could be swapped with another.
+
+/// Stores a type with an `as_str` as `TEXT` on both backends; `$read` makes the value of a
+/// text read back.
+macro_rules! stored_as_text {
+    ($name:ident, |$text:ident| $read:expr) => {
+        impl<DB> diesel::serialize::ToSql<diesel::sql_types::Text, DB> for $name
+        where
+            DB: diesel::backend::Backend,
+            str: diesel::serialize::ToSql<diesel::sql_types::Text, DB>,
+        {
+            fn to_sql<'b>(
+                &'b self,
+                out: &mut diesel::serialize::Output<'b, '_, DB>,
+            ) -> diesel::serialize::Result {
+                self.as_str().to_sql(out)
+            }
+        }
+
+        impl<DB> diesel::deserialize::FromSql<diesel::sql_types::Text, DB> for $name
+        where
+            DB: diesel::backend::Backend,
+            String: diesel::deserialize::FromSql<diesel::sql_types::Text, DB>,
+        {
+            fn from_sql(bytes: DB::RawValue<'_>) -> diesel::deserialize::Result<Self> {
+                let $text = String::from_sql(bytes)?;
+                $read
+            }
+        }
+    };
+}
+
+/// An identifier: a UUIDv7 in canonical text, so that ids sort in creation order. Its own
+/// type, so that a user id cannot be passed where a session id is meant.
+macro_rules! text_id {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(
+            Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord,
+            diesel::expression::AsExpression, diesel::deserialize::FromSqlRow,
+        )]
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        pub struct $name(String);
+
+        impl $name {
+            /// A new, unique id.
+            pub fn generate() -> Self {
+                Self(uuid::Uuid::now_v7().to_string())
+            }
+
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        /// An id as a token's claim or a stored row gives it.
+        impl From<String> for $name {
+            fn from(id: String) -> Self {
+                Self(id)
+            }
+        }
+
+        impl From<$name> for String {
+            fn from(id: $name) -> Self {
+                id.0
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+
+        stored_as_text!($name, |text| Ok(Self(text)));
+    };
+}
+
+/// Gives a fieldless enum (which derives `AsExpression` and `FromSqlRow` as `Text`) its text
+/// for each variant, written once: `as_str`, `parse`, `ALL`, `Display`, and its storage
+/// as text on both backends. A text read back that names no variant is an error.
+macro_rules! text_enum {
+    ($name:ident { $($variant:ident => $text:literal),* $(,)? }) => {
+        impl $name {
+            /// Every variant, in declaration order.
+            pub const ALL: &[Self] = &[$(Self::$variant),*];
+
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $(Self::$variant => $text,)*
+                }
+            }
+
+            pub fn parse(text: &str) -> Option<Self> {
+                match text {
+                    $($text => Some(Self::$variant),)*
+                    _ => None,
+                }
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        stored_as_text!($name, |text| {
+            Self::parse(&text).ok_or_else(|| format!("{text:?} is no {}", stringify!($name)).into())
+        });
+    };
+}
+
+text_id!(
+    /// The id of an account.
+    UserId
+);
+
+text_id!(
+    /// The id of a session; an access token's `sid`.
+    SessionId
+);
+
+impl SessionId {
+    /// A session id as a client writes it (a path segment): any spelling of a UUID, read
+    /// canonically; anything else names no session.
+    pub fn parse(text: &str) -> Option<Self> {
+        uuid::Uuid::try_parse(text)
+            .ok()
+            .map(|id| Self(id.to_string()))
+    }
+}
+
+/// What happened to an account. The `type` of an event in `GET /me/events`.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    diesel::expression::AsExpression,
+    diesel::deserialize::FromSqlRow,
+)]
+#[diesel(sql_type = diesel::sql_types::Text)]
+pub enum EventKind {
+    /// The account was created; `session_id` is its first session.
+    Signup,
+    /// A successful login; `session_id` is the new session.
+    Login,
+    /// A wrong password for this account.
+    LoginFailed,
+    /// A login refused by throttling (at most one such event per login window).
+    LockedOut,
+    /// A retired refresh token came back: `session_id` is the session revoked for it.
+    RefreshReused,
+    /// The session `session_id` logged out (scope `local` or `global`).
+    Logout,
+    /// The session `session_id` was ended by another session of the user (logout with scope
+    /// `others` or `global`, `DELETE /sessions/{id}`, a password change) or by an operator.
+    SessionRevoked,
+    /// The password was changed from the session `session_id`.
+    PasswordChanged,
+}
+
+text_enum!(EventKind {
+    Signup => "signup",
+    Login => "login",
+    LoginFailed => "login_failed",
+    LockedOut => "locked_out",
+    RefreshReused => "refresh_reused",
+    Logout => "logout",
+    SessionRevoked => "session_revoked",
+    PasswordChanged => "password_changed",
+});
+
+impl serde::Serialize for EventKind {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
+/// The names of [`EventKind::ALL`], as the API publishes them.
+impl utoipa::PartialSchema for EventKind {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::schema::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::String)
+            .description(Some(
+                "What happened. The `type` of an event in `GET /me/events`.",
+            ))
+            .enum_values(Some(Self::ALL.iter().map(|kind| kind.as_str())))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for EventKind {
+    fn name() -> std::borrow::Cow<'static, str> {
+        "SecurityEventType".into()
+    }
+}
+
+/// Why a session was revoked, as recorded in `sessions.revoked_reason`.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    diesel::expression::AsExpression,
+    diesel::deserialize::FromSqlRow,
+)]
+#[diesel(sql_type = diesel::sql_types::Text)]
+pub enum RevokeReason {
+    Logout,
+    LogoutOthers,
+    LogoutGlobal,
+    EndedByUser,
+    PasswordChanged,
+    RefreshTokenReused,
+    AccountDisabled,
+    RevokedByOperator,
+}
+
+text_enum!(RevokeReason {
+    Logout => "logout",
+    LogoutOthers => "logout_others",
+    LogoutGlobal => "logout_global",
+    EndedByUser => "ended_by_user",
+    PasswordChanged => "password_changed",
+    RefreshTokenReused => "refresh_token_reused",
+    AccountDisabled => "account_disabled",
+    RevokedByOperator => "revoked_by_operator",
+});
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_text_reads_back_as_its_variant() {
+        for kind in EventKind::ALL {
+            assert_eq!(EventKind::parse(kind.as_str()), Some(*kind));
+        }
+        for reason in RevokeReason::ALL {
+            assert_eq!(RevokeReason::parse(reason.as_str()), Some(*reason));
+        }
+        assert_eq!(EventKind::parse("Login"), None);
+        assert_eq!(
+            serde_json::to_string(&EventKind::SessionRevoked).unwrap(),
+            r#""session_revoked""#
+        );
+    }
+
+    #[test]
+    fn session_ids_are_read_canonically() {
+        let id = "0193A0B4-7C2D-7000-8000-000000000001";
+        assert_eq!(
+            SessionId::parse(id).map(String::from),
+            Some(id.to_lowercase())
+        );
+        assert_eq!(SessionId::parse("not-a-uuid"), None);
+        assert_eq!(SessionId::parse(""), None);
+    }
+}
