@@ -232,8 +232,7 @@ async fn create_user(
 /// The database, for a command that runs one piece of work and exits: one connection, so
 /// that the pool never opens another in the background (it tops its idle connections up
 /// after each checkout). A PostgreSQL connection still being opened on a pool thread as the
-/// process exited crashed it now and then with SIGSEGV, after the command had done and
-/// reported its work.
+/// process exits can crash it (SIGSEGV) after the command has done its work.
 async fn connect(settings: &Settings) -> Result<Db, CliError> {
     let settings = Settings {
         db_pool_size: 1,

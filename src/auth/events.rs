@@ -86,8 +86,8 @@ pub enum Refusal {
 /// identifier. Shared by every worker of an instance.
 ///
 /// One task writes them, in one transaction per batch of whatever queued up meanwhile: a
-/// burst of refusals costs a few writes, not one each (one each took SQLite's write lock
-/// from the login admissions of a flood, which then answered `503`).
+/// burst of refusals costs a few writes, not one each, and leaves SQLite's write lock to
+/// the login admissions of a flood.
 pub struct Recorder {
     queue: mpsc::Sender<Pending>,
     /// The accounts whose lockout this instance recorded, and until when another would be

@@ -1,10 +1,10 @@
 //! A fixed set of long-lived threads for password hashing.
 //!
-//! Hashing on tokio's blocking pool let every one of its (up to hundreds of) threads run a
-//! hash in turn, and each kept the 19 MiB it had freed in its own allocator arena: a flood of
-//! 500 logins held 4 GiB. On a fixed set of threads, memory stays at threads × Argon2 memory,
-//! queued jobs cost only a closure each, and the threads run at a lower OS priority, so a
-//! login flood slows logins down, not every other request.
+//! Not tokio's blocking pool: any of its (up to hundreds of) threads may run a hash, and
+//! each keeps the Argon2 memory it freed in its own allocator arena. On a fixed set of
+//! threads, memory stays at threads × Argon2 memory, queued jobs cost only a closure each,
+//! and the threads run at a lower OS priority, so a login flood slows logins down, not
+//! every other request.
 
 use std::panic::AssertUnwindSafe;
 use std::sync::mpsc::{self, Receiver, Sender};
@@ -100,10 +100,10 @@ fn work_through(queue: &Mutex<Receiver<Job>>) {
 }
 
 /// glibc serves a large allocation with its own mapping, unmapped when freed, until a free
-/// raises that threshold to the freed size: from then on each 19 MiB Argon2 block came from
-/// whichever allocator arena the thread got, stayed there when freed, and arenas piled up
-/// several (a 500-login flood held 250 MiB with two hashing threads). Pinning the threshold
-/// keeps every large block a mapping of its own, returned to the system when freed.
+/// raises that threshold to the freed size: from then on each Argon2 block comes from
+/// whichever allocator arena the thread got and stays there when freed, and arenas pile up
+/// several. Pinning the threshold keeps every large block a mapping of its own, returned to
+/// the system when freed.
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 fn return_large_blocks_to_the_os() {
     const THRESHOLD: libc::c_int = 1024 * 1024;

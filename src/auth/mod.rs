@@ -51,7 +51,7 @@ pub struct Auth {
     /// Records failed and throttled logins after their answer.
     pub refusals: events::Recorder,
     /// Logins counting their attempt in the database at once. Those from one address queue
-    /// on one lock in PostgreSQL, each holding a connection while it waits: without a cap, a
-    /// login flood would take the whole pool, and every other route would answer 503.
+    /// on one lock in PostgreSQL, each holding a connection while it waits: capped, a login
+    /// flood cannot take the whole pool and make other routes answer 503.
     pub login_admissions: Semaphore,
 }

@@ -99,11 +99,10 @@ impl Passwords {
 }
 
 thread_local! {
-    /// The Argon2 memory area of a hashing thread. A fresh 19 MiB area per hash cost more than
-    /// the hash itself: every page of it was faulted in and zeroed, then unmapped (measured
-    /// with the default parameters: 23 ms a hash with fresh memory, 12 ms reusing it). Argon2
-    /// overwrites every block before reading it, so nothing carries over between hashes; what
-    /// stays in memory between them reveals no more than the stored hash does.
+    /// The Argon2 memory area of a hashing thread, reused: a fresh area per hash costs more
+    /// than the hash itself, as every page of it is faulted in and zeroed, then unmapped.
+    /// Argon2 overwrites every block before reading it, so nothing carries over between
+    /// hashes; what stays in memory between them reveals no more than the stored hash does.
     static MEMORY: RefCell<Vec<Block>> = const { RefCell::new(Vec::new()) };
 }
 
@@ -271,8 +270,8 @@ mod tests {
         );
     }
 
-    /// Stored hashes were made by the argon2 crate's own hasher before the memory area was
-    /// reused; both directions must keep agreeing with it.
+    /// Hashes already stored may come from the argon2 crate's own hasher: both directions
+    /// must keep agreeing with it.
     #[actix_web::test]
     async fn agrees_with_the_argon2_crates_own_hasher() {
         use argon2::password_hash::{PasswordHasher as _, PasswordVerifier as _};

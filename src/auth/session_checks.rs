@@ -6,21 +6,21 @@
 //! batch takes everything queued when it starts, in one query. A lone request starts a
 //! batch at once (no timer, nothing added to its wait); under load the batches grow. Each
 //! check still reads after its request arrived, so it sees every revocation committed
-//! before. On PostgreSQL, a query and its trip to a pool thread for each request were most
-//! of the database's and the kernel's work on `GET /me`; there is one queue for the process,
-//! and a batch reads on a pool thread. On SQLite a batch reads right on the worker thread
-//! that runs it ([`Db::read`]), so each worker thread has its own queue: a batch answers only
-//! checks of its own thread, which needs no other thread woken; it saves each check a read
-//! transaction's locking of the WAL index (a mutex and `fcntl` calls shared by the workers).
+//! before. On PostgreSQL this spares the database a query, and the kernel a thread switch,
+//! for each request; there is one queue for the process, and a batch reads on a pool
+//! thread. On SQLite a batch reads right on the worker thread that runs it ([`Db::read`]),
+//! so each worker thread has its own queue: a batch answers only checks of its own thread,
+//! which needs no other thread woken; it saves each check a read transaction's locking of
+//! the WAL index (a mutex and `fcntl` calls shared by the workers).
 //!
 //! On PostgreSQL a batch waits for a server process, which the OS may leave without a CPU
-//! for tens of milliseconds when the machine is busy (during a login flood, `perf sched`
-//! saw backends wait up to 165 ms to run while others ran). So a batch whose read has not
-//! answered within [`HEDGE_AFTER`] reads again on another connection, and the first answer
-//! wins: both read after every request of the batch arrived, so either is fresh enough. A
-//! hedge runs only on a connection free at that moment, and there are never more hedges than
-//! batches on their way ([`BATCHES_AT_ONCE`]): a database slow for everyone gets at most
-//! that many extra queries at a time, not twice the load.
+//! far longer than a read takes when the machine is busy (a login flood, say), and every
+//! check of the batch waits with it. So a batch whose read has not answered within
+//! [`HEDGE_AFTER`] reads again on another connection, and the first answer wins: both read
+//! after every request of the batch arrived, so either is fresh enough. A hedge runs only on
+//! a connection free at that moment, and there are never more hedges than batches on their
+//! way ([`BATCHES_AT_ONCE`]): a database slow for everyone gets at most that many extra
+//! queries at a time, not twice the load.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};

@@ -28,9 +28,9 @@ pub struct PooledConn {
 }
 
 /// A PostgreSQL connection that answered this recently, and whose last work did not fail, is
-/// not tested before its next use: a `SELECT 1` round trip before every request was half of
-/// the database's work on `GET /me`. One the server cut in the meantime fails that request
-/// (`503`) and is tested, then replaced, before its next.
+/// not tested before its next use: a `SELECT 1` round trip per request is too dear. One the
+/// server cut in the meantime fails that request (`503`) and is tested, then replaced,
+/// before its next.
 const TRUSTED_AFTER_ANSWER: Duration = Duration::from_secs(1);
 
 impl PooledConn {

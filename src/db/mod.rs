@@ -3,12 +3,12 @@
 //! nothing of HTTP or JWT.
 //!
 //! Lookups by a unique key use `get_result`, never `first`: `first` adds `LIMIT ?`, and
-//! SQLite re-plans a statement whose `LIMIT` parameter is bound again, so the cached
-//! statement was parsed and planned anew on every request (most of `GET /me`'s SQL work).
+//! SQLite re-plans a statement whose `LIMIT` parameter is bound again, so a cached
+//! statement would be parsed and planned anew on every request.
 
 /// Runs `$body` with `$inner` bound to the backend's own connection instead of [`DbConn`]:
 /// the derived multi-connection writes out the SQL text of a query again on every execution
-/// (and converts every value it reads), which was a sixth of the server's time on `GET /me`;
+/// (and converts every value it reads), which is dear for a query run on every request;
 /// the backends' own connections find the prepared statement by the query's type. For the
 /// queries of every request; `$body` is compiled once per backend.
 macro_rules! per_backend {

@@ -25,7 +25,7 @@ pub struct PoolOptions {
 pub struct Db {
     pub(super) pool: r2d2::Pool<ConnectionManager>,
     /// One permit per connection: a request waits for a connection here, asynchronously,
-    /// instead of on a blocking thread of its own (500 waiting requests held 100+ threads).
+    /// not on a blocking thread of its own, so waiting requests hold no threads.
     pub(super) permits: Arc<Semaphore>,
     pub(super) acquire_timeout: Duration,
     /// How long [`Db::run`] waits for the pool and the work before answering `Unavailable`.

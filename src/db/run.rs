@@ -96,7 +96,7 @@ impl Db {
     /// SQLite, when a connection is free at once, it runs right here on the async worker. A read of a local WAL database never
     /// waits for a lock (readers and the writer do not block each other) and the per-request
     /// reads are lookups by key, so it costs less than the two thread switches of a trip to
-    /// the blocking pool, which were most of `GET /me`'s time. Anything else takes that trip.
+    /// the blocking pool. Anything else takes that trip.
     pub async fn read<T, F>(&self, work: F) -> Result<T, Error>
     where
         F: FnOnce(&mut DbConn) -> Result<T, Error> + Send + 'static,

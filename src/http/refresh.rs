@@ -38,7 +38,7 @@ pub struct Presented {
     transport: Transport,
 }
 
-/// Without the cookie, the body must name the token, exactly as before the cookie existed.
+/// Without the cookie, the body must name the token, as for clients that never use one.
 /// With it, the CSRF rules come first (so a cross-site form is a `403`, not a `415`), the
 /// body may be empty, and a token in the body takes precedence: an explicit credential
 /// beats an ambient one, and the cookie is then left alone.
@@ -93,7 +93,7 @@ impl FromRequest for Presented {
     }
 }
 
-/// The answer a body without the field has always had.
+/// The answer any missing required field gets.
 fn missing_token() -> Error {
     Error::MalformedRequest("The required field `refresh_token` is missing.".into())
 }

@@ -119,9 +119,9 @@ impl TestDatabase {
                     .execute(&mut admin)
                     .expect("creating a test database");
                 Self {
-                    // No TLS on loopback: libpq's OpenSSL clean-up at process exit raced
-                    // with pool threads still connecting, and crashed a test binary (SIGSEGV)
-                    // after all its tests had passed, about one run in thirty.
+                    // No TLS on loopback: libpq's OpenSSL clean-up at process exit races
+                    // with pool threads still connecting, and can crash a test binary
+                    // (SIGSEGV) after all its tests have passed.
                     url: format!("{}/{name}?sslmode=disable", postgres_base_url()),
                     backend,
                     name,
