@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use secrecy::SecretString;
 
+use crate::auth::passwords::Argon2Params;
 use crate::auth::sessions::SessionPolicy;
 use crate::auth::throttle::ThrottlePolicy;
 use crate::db::DatabaseUrl;
@@ -52,24 +53,6 @@ variables!(
     LATCHKEY_DB_POOL_SIZE,
     LATCHKEY_DB_TIMEOUT,
 );
-
-/// Argon2id cost. The defaults are OWASP's minimum for Argon2id: m = 19 MiB, t = 2, p = 1.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Argon2Params {
-    pub memory_kib: u32,
-    pub iterations: u32,
-    pub parallelism: u32,
-}
-
-impl Default for Argon2Params {
-    fn default() -> Self {
-        Self {
-            memory_kib: 19 * 1024,
-            iterations: 2,
-            parallelism: 1,
-        }
-    }
-}
 
 #[derive(Debug, Clone)]
 pub struct Settings {

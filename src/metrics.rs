@@ -188,7 +188,7 @@ impl Metrics {
     /// Counts a refresh by its outcome: rotated, converged, or a replayed token.
     pub fn refresh(&self, outcome: &Result<Granted, Error>) {
         match outcome {
-            Ok(granted) if granted.session.converged => self.refreshes.converged.inc(),
+            Ok(granted) if granted.continued.converged => self.refreshes.converged.inc(),
             Ok(_) => self.refreshes.rotated.inc(),
             Err(Error::RefreshTokenReused) => self.refresh_token_reuse.inc(),
             Err(_) => {}

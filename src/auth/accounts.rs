@@ -47,9 +47,7 @@ impl NewAccount {
             _ => Err(Error::Validation(errors)),
         }
     }
-}
 
-impl NewAccount {
     fn password_secret(&self) -> SecretString {
         self.password.secret().clone()
     }
@@ -73,14 +71,14 @@ pub async fn sign_up(
         .run(move |conn| {
             db::write_transaction(conn, |conn| {
                 let user = insert(conn, &account, &password_hash)?;
-                let session = sessions::start(conn, &user.id, &client, &policy)?;
-                let session_id = Some(&session.session.id);
+                let continued = sessions::start(conn, &user.id, &client, &policy)?;
+                let session_id = Some(&continued.session.id);
                 events::record(conn, &user.id, EventKind::Signup, &client, session_id)?;
-                Ok::<_, Error>(Granted { user, session })
+                Ok::<_, Error>(Granted { user, continued })
             })
         })
         .await?;
-    tracing::info!(event = "signed_up", user_id = %granted.user.id, session_id = %granted.session.session.id, "signed up");
+    tracing::info!(event = "signed_up", user_id = %granted.user.id, session_id = %granted.continued.session.id, "signed up");
     Ok(granted)
 }
 
@@ -250,6 +248,25 @@ pub async fn disable(db: &Db, email: String, policy: SessionPolicy) -> Result<Di
                 already,
                 ended_sessions,
             })
+        })
+    })
+    .await
+}
+
+/// Ends every live session of the account with this email, as an operator does (`latchkey
+/// sessions revoke`); answers the account's email and how many ended. The account stays
+/// enabled.
+pub async fn end_sessions(
+    db: &Db,
+    email: String,
+    policy: SessionPolicy,
+) -> Result<(String, usize), Error> {
+    db.run(move |conn| {
+        db::write_transaction(conn, |conn| {
+            let user = find_by_email(conn, &email)?;
+            let reason = RevokeReason::RevokedByOperator;
+            let ended = sessions::end_all(conn, &user.id, &policy, reason)?;
+            Ok((user.email, ended))
         })
     })
     .await

@@ -112,7 +112,7 @@ pub async fn attempt(
     };
     let policy = auth.sessions;
     let user_id = user.id.clone();
-    let session = auth
+    let continued = auth
         .db
         .run(move |conn| {
             db::write_transaction(conn, |conn| {
@@ -120,15 +120,15 @@ pub async fn attempt(
                     users::set_password_hash(conn, &user_id, hash, db::now())?;
                 }
                 throttle::succeeded(conn, &reservation)?;
-                let session = sessions::start(conn, &user_id, &client, &policy)?;
-                let session_id = Some(&session.session.id);
+                let continued = sessions::start(conn, &user_id, &client, &policy)?;
+                let session_id = Some(&continued.session.id);
                 events::record(conn, &user_id, EventKind::Login, &client, session_id)?;
-                Ok::<_, Error>(session)
+                Ok::<_, Error>(continued)
             })
         })
         .await?;
-    tracing::info!(event = "logged_in", user_id = %user.id, session_id = %session.session.id, "logged in");
-    Ok(Granted { user, session })
+    tracing::info!(event = "logged_in", user_id = %user.id, session_id = %continued.session.id, "logged in");
+    Ok(Granted { user, continued })
 }
 
 /// Looks the account up and counts the attempt against the throttle, holding one of the

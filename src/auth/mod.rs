@@ -17,7 +17,7 @@
 //! | `GET /.well-known/jwks.json` | [`tokens::AccessTokens::jwks`] |
 //! | `latchkey user create` | [`accounts::create`] |
 //! | `latchkey user list`, `disable`, `enable` | [`accounts::list`], [`accounts::disable`], [`accounts::enable`] |
-//! | `latchkey sessions revoke` | [`sessions::revoke_all`] |
+//! | `latchkey sessions revoke` | [`accounts::end_sessions`] |
 //! | `latchkey keys list`, `rotate` | [`keys::list`], [`keys::rotate`] |
 
 pub mod accounts;

@@ -15,7 +15,7 @@ use super::refresh_token::RefreshToken;
 use crate::db::refresh_tokens::{self, NewRefreshToken};
 use crate::db::sessions::{self, Liveness, NewSession, Session, Which};
 use crate::db::users::{self, User};
-use crate::db::{self, Db, DbConn};
+use crate::db::{self, DbConn};
 use crate::domain::{EventKind, RevokeReason, SessionId, UserId};
 use crate::error::Error;
 
@@ -66,7 +66,7 @@ pub struct Continued {
 /// What signup, login and refresh grant: the user, and a session to issue tokens for.
 pub struct Granted {
     pub user: User,
-    pub session: Continued,
+    pub continued: Continued,
 }
 
 /// The session of a bearer token: the token's signature and claims are checked, then that its
@@ -147,13 +147,13 @@ pub async fn refresh(
         .run(move |conn| {
             db::write_transaction(conn, |conn| {
                 match rotate(conn, &presented, &client, &policy)? {
-                    Rotation::Continued(session) => {
+                    Rotation::Continued(continued) => {
                         // Disabling an account revokes its sessions; refusing here too
                         // keeps a disabled account out should one have been missed.
-                        let user = users::find(conn, &session.session.user_id)?
+                        let user = users::find(conn, &continued.session.user_id)?
                             .filter(|user| user.disabled_at.is_none())
                             .ok_or(Error::InvalidRefreshToken)?;
-                        Ok::<_, Error>(Some(Granted { user, session }))
+                        Ok::<_, Error>(Some(Granted { user, continued }))
                     }
                     Rotation::Reused => Ok(None),
                 }
@@ -379,23 +379,6 @@ pub async fn end_one(
         .await?;
     tracing::info!(event = "session_revoked", session_id = %ended, "session ended by its user");
     Ok(())
-}
-
-/// Ends every live session of the account with this email, as an operator does (`latchkey
-/// sessions revoke`); answers the account's email and how many ended.
-pub async fn revoke_all(
-    db: &Db,
-    email: String,
-    policy: SessionPolicy,
-) -> Result<(String, usize), Error> {
-    db.run(move |conn| {
-        db::write_transaction(conn, |conn| {
-            let user = super::accounts::find_by_email(conn, &email)?;
-            let ended = end_all(conn, &user.id, &policy, RevokeReason::RevokedByOperator)?;
-            Ok((user.email, ended))
-        })
-    })
-    .await
 }
 
 /// Ends every live session of the user at once, as an operator does: each gets a

@@ -6,7 +6,6 @@ use serde::Serialize;
 use super::output::{self, timestamp};
 use super::{CliError, connect, rejected};
 use crate::auth::accounts;
-use crate::auth::sessions;
 use crate::config::Settings;
 use crate::error::Error;
 
@@ -109,7 +108,7 @@ pub async fn enable_user(settings: Settings, email: String) -> Result<(), CliErr
 pub async fn revoke_sessions(settings: Settings, email: String) -> Result<(), CliError> {
     let policy = settings.session_policy();
     let db = connect(&settings).await?;
-    let (address, ended) = sessions::revoke_all(&db, email.clone(), policy)
+    let (address, ended) = accounts::end_sessions(&db, email.clone(), policy)
         .await
         .map_err(no_such_user(&email))?;
     if ended == 0 {

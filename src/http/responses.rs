@@ -103,10 +103,7 @@ pub struct TokenBody {
 pub fn token_response(
     state: &AppState,
     status: StatusCode,
-    Granted {
-        user,
-        session: continued,
-    }: Granted,
+    Granted { user, continued }: Granted,
     transport: Transport,
 ) -> Result<HttpResponse, Error> {
     let access = state.auth.tokens.issue(
