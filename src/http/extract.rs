@@ -71,7 +71,7 @@ fn json_body(
     request: &HttpRequest,
     payload: &mut Payload,
 ) -> LocalBoxFuture<'static, Result<web::Bytes, Error>> {
-    let is_json = has_json_content_type(request);
+    let is_json = has_json_content_type(request) && !is_encoded(request);
     let timeout = request
         .app_data::<web::Data<AppState>>()
         .map_or(DEFAULT_BODY_TIMEOUT, |state| state.client_timeout);
@@ -86,6 +86,21 @@ fn json_body(
             .map_err(|_| Error::RequestTimeout)?
             .map_err(payload_error)
     })
+}
+
+/// Whether the body comes with a `Content-Encoding` other than `identity`. Such a body is
+/// refused unread: decompressed, a few kilobytes could expand far past [`MAX_BODY_BYTES`],
+/// which is checked against the bytes received.
+fn is_encoded(request: &HttpRequest) -> bool {
+    request
+        .headers()
+        .get_all(header::CONTENT_ENCODING)
+        .any(|value| match value.to_str() {
+            Ok(codings) => codings
+                .split(',')
+                .any(|coding| !coding.trim().eq_ignore_ascii_case("identity")),
+            Err(_) => true,
+        })
 }
 
 fn has_json_content_type(request: &HttpRequest) -> bool {

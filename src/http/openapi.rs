@@ -245,8 +245,11 @@ fn add_common_responses(operation: &mut Operation, uses_database: bool) {
         );
         add(
             "415",
-            problem_response("`unsupported_media_type`: the body is not `application/json`.")
-                .build(),
+            problem_response(
+                "`unsupported_media_type`: the body is not `application/json`, or it has a \
+                 `Content-Encoding` other than `identity`.",
+            )
+            .build(),
         );
     }
     let bearer = SecurityRequirement::new("bearer", Vec::<String>::new());

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::io::{Read as _, Write as _};
 
 use base64::Engine as _;
-use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, USER_AGENT};
+use reqwest::header::{AUTHORIZATION, CONTENT_ENCODING, CONTENT_TYPE, USER_AGENT};
 use reqwest::{Method, Response, StatusCode};
 use serde_json::{Value, json};
 
@@ -19,6 +19,7 @@ backend_tests!(
     json_of_the_wrong_shape_is_malformed,
     malformed_request_details_never_echo_submitted_values,
     other_content_types_are_unsupported,
+    compressed_bodies_are_unsupported,
     json_with_a_charset_parameter_is_accepted,
     a_body_over_64_kib_is_too_large,
     a_chunked_body_over_64_kib_is_too_large,
@@ -333,6 +334,88 @@ async fn other_content_types_are_unsupported(backend: Backend) {
     )
     .await;
     assert_eq!(app.me(&tokens.access_token).await.status(), StatusCode::OK);
+}
+
+fn gzip(bytes: &[u8]) -> Vec<u8> {
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    encoder.write_all(bytes).unwrap();
+    encoder.finish().unwrap()
+}
+
+/// The attack: a body of a few kilobytes, gzip-compressed from megabytes, was decompressed and
+/// held in memory whole, the 64 KiB limit being checked against the compressed length. Any
+/// `Content-Encoding` but `identity` is now refused before the body is read.
+async fn compressed_bodies_are_unsupported(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let email = unique_email();
+    let signup = json!({"email": email, "password": PASSWORD}).to_string();
+    // Eight megabytes of spaces before the object: valid JSON, compressed far below the limit.
+    let bomb = gzip(&[vec![b' '; 8 * 1024 * 1024], signup.clone().into_bytes()].concat());
+    assert!(bomb.len() < LIMIT, "{} bytes", bomb.len());
+    let tokens = app.signup_user().await;
+    let login = json!({"email": tokens.email, "password": PASSWORD}).to_string();
+    let cases = [
+        ("/signup", "gzip", bomb),
+        ("/signup", "GZIP", gzip(signup.as_bytes())),
+        ("/signup", "identity, gzip", gzip(signup.as_bytes())),
+        ("/signup", "deflate", signup.clone().into_bytes()),
+        ("/login", "br", login.clone().into_bytes()),
+        ("/login", "x-made-up", login.into_bytes()),
+        ("/refresh", "gzip", gzip(br#"{"refresh_token":"x"}"#)),
+    ];
+    for (path, encoding, body) in cases {
+        let response = app
+            .client
+            .post(app.url(path))
+            .header(CONTENT_TYPE, JSON)
+            .header(CONTENT_ENCODING, encoding)
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_problem(
+            response,
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+        )
+        .await;
+    }
+    // No account came of the compressed signups.
+    let response = app
+        .login(&json!({"email": email, "password": PASSWORD}))
+        .await;
+    assert_problem(response, StatusCode::UNAUTHORIZED, "invalid_credentials").await;
+
+    // A protected route's optional body too; the session lives on.
+    let response = app
+        .client
+        .post(app.url("/logout"))
+        .bearer_auth(&tokens.access_token)
+        .header(CONTENT_TYPE, JSON)
+        .header(CONTENT_ENCODING, "gzip")
+        .body(gzip(br#"{"scope":"global"}"#))
+        .send()
+        .await
+        .unwrap();
+    assert_problem(
+        response,
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        "unsupported_media_type",
+    )
+    .await;
+    assert_eq!(app.me(&tokens.access_token).await.status(), StatusCode::OK);
+
+    // `identity` is no encoding at all: the body is read as it is.
+    let response = app
+        .client
+        .post(app.url("/signup"))
+        .header(CONTENT_TYPE, JSON)
+        .header(CONTENT_ENCODING, "identity")
+        .body(signup)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::CREATED);
 }
 
 async fn json_with_a_charset_parameter_is_accepted(backend: Backend) {
