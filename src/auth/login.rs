@@ -14,10 +14,15 @@ use crate::db::{self, DbConn};
 use crate::domain::{Email, EventKind};
 use crate::error::{Error, FieldError};
 
-/// What names the account: exactly one of an email and a username.
+/// What names the account: exactly one of an email and a username, read once the way the
+/// lookup compares it. The throttle keys an unknown identifier by the same text, so that
+/// its lockout behaves exactly like an account's: two spellings that name one account count
+/// together, and two that the lookup tells apart count apart, whether an account exists or
+/// not.
 pub enum Identifier {
-    /// Normalised as stored (trimmed, lowercased).
+    /// Trimmed and lowercased, as emails are stored.
     Email(String),
+    /// ASCII-lowercased: usernames are unique ignoring ASCII case.
     Username(String),
 }
 
@@ -26,7 +31,7 @@ impl Identifier {
     pub fn parse(email: Option<&str>, username: Option<&str>) -> Result<Self, Error> {
         match (email, username) {
             (Some(email), None) => Ok(Self::Email(Email::normalize_for_lookup(email))),
-            (None, Some(username)) => Ok(Self::Username(username.to_owned())),
+            (None, Some(username)) => Ok(Self::Username(username.to_ascii_lowercase())),
             (None, None) => Err(Error::Validation(vec![FieldError::new(
                 "email",
                 "email_or_username_required",
@@ -40,6 +45,7 @@ impl Identifier {
         }
     }
 
+    /// The identifier as the lookup compares it.
     fn text(&self) -> &str {
         match self {
             Self::Email(text) | Self::Username(text) => text,
@@ -153,4 +159,25 @@ async fn admit(
             Ok((user, admission))
         })
         .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn text(email: Option<&str>, username: Option<&str>) -> String {
+        Identifier::parse(email, username)
+            .unwrap()
+            .text()
+            .to_owned()
+    }
+
+    #[test]
+    fn identifiers_are_read_as_the_lookup_compares_them() {
+        assert_eq!(text(Some(" Ada@Example.com"), None), "ada@example.com");
+        assert_eq!(text(Some("ada@example.com"), None), "ada@example.com");
+        assert_eq!(text(None, Some("ADA")), "ada");
+        // The username lookup does not trim: neither does the key of an unknown one.
+        assert_eq!(text(None, Some(" ada")), " ada");
+    }
 }

@@ -34,13 +34,14 @@ pub struct AttemptKeys {
 impl AttemptKeys {
     /// `account_id` is the id of the account the identifier names, if any. Attempts on an
     /// unknown identifier count against the identifier itself, so that they are throttled
-    /// exactly like attempts on a real account and the lockout reveals nothing.
+    /// exactly like attempts on a real account and the lockout reveals nothing: `identifier`
+    /// must be read exactly as the account lookup compares it.
     pub fn new(account_id: Option<&UserId>, identifier: &str, address: Option<IpAddr>) -> Self {
         let account = match account_id {
             Some(id) => format!("user:{id}"),
             // A digest: what strangers typed is not kept, and any text (NUL included) fits.
             None => {
-                let digest = Sha256::digest(identifier.trim().to_lowercase().as_bytes());
+                let digest = Sha256::digest(identifier.as_bytes());
                 format!("identifier:{}", URL_SAFE_NO_PAD.encode(digest))
             }
         };
@@ -147,10 +148,13 @@ mod tests {
     }
 
     #[test]
-    fn unknown_identifiers_are_keyed_case_insensitively() {
-        let a = AttemptKeys::new(None, " Ada@Example.com", None);
+    fn unknown_identifiers_are_keyed_by_their_text_as_given() {
+        let a = AttemptKeys::new(None, "ada@example.com", None);
         let b = AttemptKeys::new(None, "ada@example.com", None);
         assert_eq!(a.account, b.account);
+        // Reading the identifier as the lookup does is the caller's (`login::Identifier`).
+        let spaced = AttemptKeys::new(None, " ada@example.com", None);
+        assert_ne!(a.account, spaced.account);
         assert!(
             !a.account.contains("ada"),
             "typed identifiers are not stored"

@@ -12,6 +12,7 @@ backend_tests!(
     an_account_locks_after_its_failures_even_for_the_right_password,
     a_success_resets_the_accounts_count,
     unknown_accounts_lock_out_exactly_like_real_ones,
+    spellings_of_an_identifier_do_not_tell_accounts_apart,
     a_client_address_is_limited_across_accounts,
     the_lockout_ends_with_the_window,
     forwarded_for_counts_only_behind_a_trusted_proxy,
@@ -124,6 +125,43 @@ async fn unknown_accounts_lock_out_exactly_like_real_ones(backend: Backend) {
         "the lockout must not tell the accounts apart"
     );
     assert_eq!(seen[0][2].0, StatusCode::TOO_MANY_REQUESTS);
+}
+
+/// The attack: the lookup did not trim a username, but the lockout key of an unknown
+/// identifier did (and lowercased it). Failures as `" ada"`, which names no account, then
+/// counted together with `"ada"` only when no account `ada` existed: a lockout reached with
+/// mixed spellings told real usernames from unknown ones. Both now read the identifier the
+/// same way.
+async fn spellings_of_an_identifier_do_not_tell_accounts_apart(backend: Backend) {
+    let app = TestApp::spawn_with(backend, &[("LATCHKEY_LOGIN_MAX_FAILURES", "2")]).await;
+    let suffix = &uuid::Uuid::now_v7().simple().to_string()[20..];
+    let known = format!("ada{suffix}");
+    signup_named(&app, &known).await;
+    let unknown = format!("bob{suffix}");
+
+    let mut seen = Vec::new();
+    for name in [&known, &unknown] {
+        let spellings = [
+            format!(" {name}"),
+            format!("{name} "),
+            name.to_uppercase(),
+            name.clone(),
+            name.clone(),
+        ];
+        let mut answers = Vec::new();
+        for spelling in spellings {
+            let body = json!({"username": spelling, "password": WRONG});
+            answers.push(login_as(&app, body, None).await.status());
+        }
+        seen.push(answers);
+    }
+    assert_eq!(
+        seen[0], seen[1],
+        "the lockout must not tell the accounts apart"
+    );
+    // The upper-case spelling and the last two name one account (or one unknown name).
+    assert_eq!(seen[0][4], StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(seen[0][3], StatusCode::UNAUTHORIZED);
 }
 
 async fn a_client_address_is_limited_across_accounts(backend: Backend) {
