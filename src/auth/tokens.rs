@@ -305,7 +305,13 @@ impl Keys {
         let typ_ok = header.typ.as_deref().is_some_and(|typ| {
             typ.eq_ignore_ascii_case(TOKEN_TYPE) || typ.eq_ignore_ascii_case("application/at+jwt")
         });
-        let Some(kid) = header.kid.as_deref().filter(|_| typ_ok) else {
+        // `crit` names extensions a verifier must understand or refuse (RFC 7515 §4.1.11):
+        // this one understands none.
+        let Some(kid) = header
+            .kid
+            .as_deref()
+            .filter(|_| typ_ok && header.crit.is_none())
+        else {
             return Err(Unverified::Invalid);
         };
         let verifier = match self.verifiers.get(kid) {
@@ -320,6 +326,11 @@ impl Keys {
         let claims = decode::<Claims>(token, &verifier.decoding, &verifier.validation)
             .map(|data| data.claims)
             .map_err(|_| Unverified::Invalid)?;
+        // Issued later than any clock this service runs on can be: not one of its tokens.
+        let leeway = i64::try_from(LEEWAY.as_secs()).unwrap_or(i64::MAX);
+        if claims.iat > now.and_utc().timestamp().saturating_add(leeway) {
+            return Err(Unverified::Invalid);
+        }
         let retires_at = verifier.retires_at.map(|at| at.and_utc().timestamp());
         Ok((claims, retires_at))
     }

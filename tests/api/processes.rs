@@ -272,6 +272,67 @@ async fn a_lockout_and_concurrent_signups_hold_across_instances() {
     assert_problem(locked, StatusCode::TOO_MANY_REQUESTS, "too_many_attempts").await;
 }
 
+/// The attack: requests that cannot even be parsed (a garbage request line, a bad
+/// `Content-Length`, both a length and chunked encoding) cost nothing to send and were each
+/// logged as an `ERROR`, so anyone could fill the error log and page the operator. They are
+/// logged at debug; the service keeps answering.
+#[actix_web::test]
+async fn unparsable_requests_are_not_logged_as_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("garbage.db").display());
+    let env = [
+        ("LATCHKEY_LOG", "info,actix_http=debug"),
+        ("LATCHKEY_LOG_FORMAT", "json"),
+    ];
+    let server = ServerProcess::start(&url, &env).await;
+    let address = server.url.trim_start_matches("http://").to_owned();
+    let garbage: [&[u8]; 3] = [
+        b"GARBAGE\r\n\r\n",
+        b"POST /login HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n",
+        b"POST /login HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n",
+    ];
+    for request in garbage {
+        use std::io::Write as _;
+        let mut stream = std::net::TcpStream::connect(&address).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        stream.write_all(request).unwrap();
+        let mut answer = String::new();
+        let _ = stream.read_to_string(&mut answer);
+        assert!(answer.starts_with("HTTP/1.1 400"), "{answer:?}");
+    }
+    let response = server
+        .client
+        .get(server.at("/healthz"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+
+    let logs = server.logs();
+    let lines: Vec<Value> = logs
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    let parse_errors: Vec<&Value> = lines
+        .iter()
+        .filter(|line| {
+            line["message"]
+                .as_str()
+                .is_some_and(|message| message.contains("request parse error"))
+        })
+        .collect();
+    assert_eq!(parse_errors.len(), garbage.len(), "{logs}");
+    for line in &parse_errors {
+        assert_eq!(line["level"], "DEBUG", "{line}");
+    }
+    assert!(
+        !lines.iter().any(|line| line["level"] == "ERROR"),
+        "no error logged:\n{logs}"
+    );
+}
+
 /// A whole flow at debug level, in both log formats: no password, token, hash, secret or
 /// email appears in any log line; every JSON line parses, each request has its line with
 /// method, route, status, latency and request id, and a supplied `X-Request-Id` is echoed

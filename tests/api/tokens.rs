@@ -378,6 +378,12 @@ async fn forged_and_tampered_tokens_are_invalid(backend: Backend) {
         let header = header(Algorithm::EdDSA, typ, Some(kid));
         forgeries.push((what, sign(&header, &claims, &private)));
     }
+    // A critical extension, which this service cannot understand (RFC 7515 §4.1.11).
+    let mut critical = good_header.clone();
+    critical.crit = Some(vec!["exp".to_owned()]);
+    forgeries.push(("a crit header", sign(&critical, &claims, &private)));
+    // Issued in the future, beyond any clock difference.
+    forgeries.push(("issued an hour from now", with("iat", json!(t + 3600))));
     let unknown_kid = header(Algorithm::EdDSA, Some("at+jwt"), Some("unknown-kid"));
     forgeries.push(("an unknown kid", sign(&unknown_kid, &claims, &private)));
     let no_kid = header(Algorithm::EdDSA, Some("at+jwt"), None);
