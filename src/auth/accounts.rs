@@ -6,8 +6,10 @@ use secrecy::SecretString;
 use super::Auth;
 use super::client::ClientInfo;
 use super::events;
+use super::login;
 use super::passwords::Passwords;
 use super::sessions::{self, Caller, Ending, Granted, SessionPolicy};
+use super::throttle;
 use crate::db::sessions::Which;
 use crate::db::users::{self, Conflict, NewUser, User};
 use crate::db::{self, Db, DbConn};
@@ -125,7 +127,10 @@ fn insert(conn: &mut DbConn, account: &NewAccount, password_hash: &str) -> Resul
 
 /// Changes the caller's password once the current one is confirmed (`POST /me/password`);
 /// every other session of the user ends. The new password is checked first, against the
-/// rules and the account's own email and username.
+/// rules and the account's own email and username; the current one like a login (see
+/// [`login::confirm_password`]). The change commits only if the caller's session is still
+/// live and the password still the one confirmed: a session revoked meanwhile gets
+/// `InvalidToken`, the loser of two concurrent changes `InvalidCredentials`.
 pub async fn change_password(
     auth: &Auth,
     caller: Caller,
@@ -139,7 +144,7 @@ pub async fn change_password(
         .collect();
     let new_password = NewPassword::parse("new_password", new_password, &identity)
         .map_err(|error| Error::Validation(vec![error]))?;
-    confirm_password(&auth.passwords, &user, current_password).await?;
+    let reservation = login::confirm_password(auth, &user, current_password, &client).await?;
     let new_hash = auth.passwords.hash(new_password.into_secret()).await?;
     let policy = auth.sessions;
     let revoked = auth
@@ -148,7 +153,12 @@ pub async fn change_password(
             db::write_transaction(conn, |conn| {
                 let at = policy.liveness(db::now());
                 let (user_id, session_id) = (&caller.user_id, &caller.session_id);
-                users::set_password_hash(conn, user_id, &new_hash, at.now)?;
+                sessions::ensure_live(conn, &caller, at)?;
+                let verified = user.password_hash.as_str();
+                if users::set_password_hash(conn, user_id, verified, &new_hash, at.now)? == 0 {
+                    return Err(Error::InvalidCredentials);
+                }
+                throttle::succeeded(conn, &reservation)?;
                 let kept = Some(session_id);
                 events::record(conn, user_id, EventKind::PasswordChanged, &client, kept)?;
                 let others = Ending {
@@ -164,31 +174,32 @@ pub async fn change_password(
     Ok(())
 }
 
-/// Deletes the account and all its sessions once the password is confirmed (`DELETE /me`).
-pub async fn delete(auth: &Auth, user: User, password: SecretString) -> Result<(), Error> {
-    confirm_password(&auth.passwords, &user, password).await?;
+/// Deletes the account and all its sessions once the password is confirmed like a login
+/// (`DELETE /me`), if the caller's session is still live and the password still the one
+/// confirmed (else `InvalidToken` or `InvalidCredentials`, and nothing is deleted).
+pub async fn delete(
+    auth: &Auth,
+    caller: Caller,
+    user: User,
+    password: SecretString,
+    client: ClientInfo,
+) -> Result<(), Error> {
+    let reservation = login::confirm_password(auth, &user, password, &client).await?;
+    let policy = auth.sessions;
     auth.db
-        // In a transaction, like every write, so that it is not done after a `503`.
-        .run(move |conn| db::write_transaction(conn, |conn| Ok(users::delete(conn, &user.id)?)))
+        .run(move |conn| {
+            db::write_transaction(conn, |conn| {
+                sessions::ensure_live(conn, &caller, policy.liveness(db::now()))?;
+                if users::delete(conn, &user.id, &user.password_hash)? == 0 {
+                    return Err(Error::InvalidCredentials);
+                }
+                // The account's own count went with it; this withdraws the address's.
+                throttle::succeeded(conn, &reservation)
+            })
+        })
         .await?;
     tracing::info!(event = "account_deleted", "account deleted");
     Ok(())
-}
-
-/// `InvalidCredentials` unless `password` is the user's.
-async fn confirm_password(
-    passwords: &Passwords,
-    user: &User,
-    password: SecretString,
-) -> Result<(), Error> {
-    let verification = passwords
-        .verify(password, Some(user.password_hash.clone()))
-        .await?;
-    if verification.matches {
-        Ok(())
-    } else {
-        Err(Error::InvalidCredentials)
-    }
 }
 
 /// The account with this email (compared as stored: trimmed, lowercased); `NotFound` when

@@ -8,10 +8,10 @@ use super::Auth;
 use super::client::ClientInfo;
 use super::events::{self, Refusal};
 use super::sessions::{self, Granted};
-use super::throttle::{self, Admission, AttemptKeys};
+use super::throttle::{self, Admission, AttemptKeys, Reservation};
 use crate::db::users::{self, User};
 use crate::db::{self, DbConn};
-use crate::domain::{Email, EventKind};
+use crate::domain::{Email, EventKind, UserId};
 use crate::error::{Error, FieldError};
 
 /// What names the account: exactly one of an email and a username, read once the way the
@@ -73,39 +73,21 @@ pub async fn attempt(
     password: SecretString,
     client: ClientInfo,
 ) -> Result<Granted, Error> {
-    let (user, admission) = admit(auth, identifier, &client).await?;
-    let refused = |user: &Option<User>, refusal| {
-        if let Some(user) = user {
-            auth.refusals
-                .refused(user.id.clone(), client.clone(), refusal);
-        }
-    };
-    let reservation = match admission {
-        Admission::Admitted(reservation) => reservation,
-        Admission::Refused { retry_after } => {
-            let user_id = user.as_ref().map(|user| user.id.as_str());
-            tracing::warn!(
-                event = "login_throttled",
-                user_id,
-                retry_after,
-                "login throttled"
-            );
-            let window = auth.throttle.window;
-            refused(&user, Refusal::Throttled { window });
-            return Err(Error::TooManyAttempts { retry_after });
-        }
-    };
+    let address = client.ip;
+    let (user, admission) = admit(auth, move |conn| {
+        let user = identifier.find(conn)?;
+        let keys = AttemptKeys::new(user.as_ref().map(|u| &u.id), identifier.text(), address);
+        Ok((user, keys))
+    })
+    .await?;
+    let user_id = user.as_ref().map(|user| user.id.clone());
+    let reservation = admitted(auth, admission, user_id.as_ref(), &client)?;
     // An unknown account is checked against a decoy hash: the same work, the same answer.
     let stored_hash = user.as_ref().map(|user| user.password_hash.clone());
     let verification = auth.passwords.verify(password.clone(), stored_hash).await?;
     let user = match user {
         Some(user) if verification.matches => user,
-        _ => {
-            let user_id = user.as_ref().map(|user| user.id.as_str());
-            tracing::info!(event = "login_failed", user_id, "login failed");
-            refused(&user, Refusal::WrongPassword);
-            return Err(Error::InvalidCredentials);
-        }
+        _ => return Err(wrong_password(auth, user_id.as_ref(), &client)),
     };
     if user.disabled_at.is_some() {
         tracing::warn!(event = "login_disabled", user_id = %user.id, "login to a disabled account");
@@ -117,13 +99,18 @@ pub async fn attempt(
         None
     };
     let policy = auth.sessions;
-    let user_id = user.id.clone();
+    let (user_id, verified_hash) = (user.id.clone(), user.password_hash.clone());
     let continued = auth
         .db
         .run(move |conn| {
             db::write_transaction(conn, |conn| {
                 if let Some(hash) = &rehashed {
-                    users::set_password_hash(conn, &user_id, hash, db::now())?;
+                    // Conditional: a password changed meanwhile is not overwritten with the
+                    // old one, and this login, of the old password, loses.
+                    let now = db::now();
+                    if users::set_password_hash(conn, &user_id, &verified_hash, hash, now)? == 0 {
+                        return Err(Error::InvalidCredentials);
+                    }
                 }
                 throttle::succeeded(conn, &reservation)?;
                 let continued = sessions::start(conn, &user_id, &client, &policy)?;
@@ -137,28 +124,99 @@ pub async fn attempt(
     Ok(Granted { user, continued })
 }
 
-/// Looks the account up and counts the attempt against the throttle, holding one of the
-/// login admissions meanwhile: they queue for as long as the work itself may take, like the
-/// hashing threads', and their work is short.
-async fn admit(
+/// Confirms the user's password (before a password change or an account deletion),
+/// throttled like a login and counted against the same limits: someone holding a stolen
+/// access token guesses no faster than at `/login`, and not at all while the account is
+/// locked out. A wrong password records `login_failed`, a refusal `locked_out`. The
+/// reservation is the caller's to withdraw, with [`throttle::succeeded`], in the
+/// transaction of what the password allowed.
+pub(super) async fn confirm_password(
     auth: &Auth,
-    identifier: Identifier,
+    user: &User,
+    password: SecretString,
     client: &ClientInfo,
-) -> Result<(Option<User>, Admission), Error> {
+) -> Result<Reservation, Error> {
+    let (user_id, address) = (user.id.clone(), client.ip);
+    let ((), admission) = admit(auth, move |_| {
+        Ok(((), AttemptKeys::new(Some(&user_id), "", address)))
+    })
+    .await?;
+    let reservation = admitted(auth, admission, Some(&user.id), client)?;
+    let verification = auth
+        .passwords
+        .verify(password, Some(user.password_hash.clone()))
+        .await?;
+    if verification.matches {
+        Ok(reservation)
+    } else {
+        Err(wrong_password(auth, Some(&user.id), client))
+    }
+}
+
+/// Counts an attempt against the throttle, for the keys `keys_of` finds (with whatever else
+/// it reads), holding one of the login admissions meanwhile: they queue for as long as the
+/// work itself may take, like the hashing threads', and their work is short.
+async fn admit<T: Send + 'static>(
+    auth: &Auth,
+    keys_of: impl FnOnce(&mut DbConn) -> Result<(T, AttemptKeys), Error> + Send + 'static,
+) -> Result<(T, Admission), Error> {
     let _admission = tokio::time::timeout(auth.db.work_timeout(), auth.login_admissions.acquire())
         .await
         .map_err(|_| Error::Unavailable(anyhow::anyhow!("no login admission free in time")))?
         .map_err(Error::internal)?;
-    let (throttle, address) = (auth.throttle, client.ip);
+    let throttle = auth.throttle;
     auth.db
         .run(move |conn| {
-            let user = identifier.find(conn)?;
-            let keys = AttemptKeys::new(user.as_ref().map(|u| &u.id), identifier.text(), address);
+            let (found, keys) = keys_of(conn)?;
             let admission =
                 db::write_transaction(conn, |conn| throttle::admit(conn, keys, &throttle))?;
-            Ok((user, admission))
+            Ok((found, admission))
         })
         .await
+}
+
+/// The reservation of an admitted attempt; or `TooManyAttempts`, its `locked_out` event
+/// recorded for the account, if there is one.
+fn admitted(
+    auth: &Auth,
+    admission: Admission,
+    user_id: Option<&UserId>,
+    client: &ClientInfo,
+) -> Result<Reservation, Error> {
+    match admission {
+        Admission::Admitted(reservation) => Ok(reservation),
+        Admission::Refused { retry_after } => {
+            let user = user_id.map(UserId::as_str);
+            tracing::warn!(
+                event = "login_throttled",
+                user_id = user,
+                retry_after,
+                "login throttled"
+            );
+            let window = auth.throttle.window;
+            refused(auth, user_id, client, Refusal::Throttled { window });
+            Err(Error::TooManyAttempts { retry_after })
+        }
+    }
+}
+
+/// `InvalidCredentials`, its `login_failed` event recorded for the account, if there is one.
+fn wrong_password(auth: &Auth, user_id: Option<&UserId>, client: &ClientInfo) -> Error {
+    tracing::info!(
+        event = "login_failed",
+        user_id = user_id.map(UserId::as_str),
+        "login failed"
+    );
+    refused(auth, user_id, client, Refusal::WrongPassword);
+    Error::InvalidCredentials
+}
+
+/// Refusals are recorded after the answer, for existing accounts only (see `events`).
+fn refused(auth: &Auth, user_id: Option<&UserId>, client: &ClientInfo, refusal: Refusal) {
+    if let Some(user_id) = user_id {
+        auth.refusals
+            .refused(user_id.clone(), client.clone(), refusal);
+    }
 }
 
 #[cfg(test)]

@@ -82,6 +82,17 @@ pub async fn authenticate(auth: &Auth, token: &str) -> Result<(Session, User), E
         .ok_or(Error::InvalidToken)
 }
 
+/// `InvalidToken` unless the caller's session is still live, checked in the caller's write
+/// transaction (and on PostgreSQL locked until it ends): what a session allows is not done
+/// once another device has revoked it.
+pub(super) fn ensure_live(conn: &mut DbConn, caller: &Caller, at: Liveness) -> Result<(), Error> {
+    if sessions::is_live_locked(conn, &caller.session_id, &caller.user_id, at)? {
+        Ok(())
+    } else {
+        Err(Error::InvalidToken)
+    }
+}
+
 /// Opens a session for the user with its first refresh token (generation 0), in the caller's
 /// write transaction. Refuses a disabled account: checked here, so that a login whose
 /// password check overlapped a `latchkey user disable` cannot leave a session behind.

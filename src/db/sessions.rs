@@ -148,6 +148,27 @@ pub fn list_live(conn: &mut DbConn, user_id: &UserId, at: Liveness) -> QueryResu
         .load(conn)
 }
 
+/// Whether the session is the user's and live at `at`. On PostgreSQL the row stays
+/// share-locked until the transaction ends, so that a concurrent revocation waits for it (and
+/// one committed first is seen); SQLite's write transactions are serialised anyway.
+pub fn is_live_locked(
+    conn: &mut DbConn,
+    id: &SessionId,
+    user_id: &UserId,
+    at: Liveness,
+) -> QueryResult<bool> {
+    let query = sessions::table
+        .find(id)
+        .filter(sessions::user_id.eq(user_id))
+        .filter(live_at(at))
+        .select(sessions::id);
+    let found = match conn {
+        DbConn::Postgres(pg) => query.for_share().get_result::<SessionId>(pg).optional()?,
+        DbConn::Sqlite(sqlite) => query.get_result::<SessionId>(sqlite).optional()?,
+    };
+    Ok(found.is_some())
+}
+
 pub fn touch(conn: &mut DbConn, id: &SessionId, now: NaiveDateTime) -> QueryResult<usize> {
     diesel::update(sessions::table.find(id))
         .set(sessions::last_used_at.eq(now))

@@ -133,18 +133,26 @@ pub fn username_exists(conn: &mut DbConn, username: &str) -> QueryResult<bool> {
     .get_result(conn)
 }
 
+/// Replaces the password hash if it still is `verified`, the one a password was just checked
+/// against; answers how many rows changed (0: it changed meanwhile, or the user is gone).
+/// Of two concurrent changes from one password, the second finds no row.
 pub fn set_password_hash(
     conn: &mut DbConn,
     id: &UserId,
+    verified: &str,
     password_hash: &str,
     now: NaiveDateTime,
 ) -> QueryResult<usize> {
-    diesel::update(users::table.find(id))
-        .set((
-            users::password_hash.eq(password_hash),
-            users::updated_at.eq(now),
-        ))
-        .execute(conn)
+    diesel::update(
+        users::table
+            .find(id)
+            .filter(users::password_hash.eq(verified)),
+    )
+    .set((
+        users::password_hash.eq(password_hash),
+        users::updated_at.eq(now),
+    ))
+    .execute(conn)
 }
 
 /// Every user, oldest first.
@@ -197,9 +205,15 @@ pub fn is_disabled_locked(conn: &mut DbConn, id: &UserId) -> QueryResult<Option<
     Ok(disabled_at.map(|at| at.is_some()))
 }
 
-/// Deletes the user; their sessions and refresh tokens go with them (ON DELETE CASCADE).
-pub fn delete(conn: &mut DbConn, id: &UserId) -> QueryResult<usize> {
-    diesel::delete(users::table.find(id)).execute(conn)
+/// Deletes the user if the password hash still is `verified`; their sessions and refresh
+/// tokens go with them (ON DELETE CASCADE). Answers how many rows went (0 or 1).
+pub fn delete(conn: &mut DbConn, id: &UserId, verified: &str) -> QueryResult<usize> {
+    diesel::delete(
+        users::table
+            .find(id)
+            .filter(users::password_hash.eq(verified)),
+    )
+    .execute(conn)
 }
 
 #[cfg(test)]

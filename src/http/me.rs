@@ -37,8 +37,10 @@ pub struct ChangePasswordRequest {
     request_body = ChangePasswordRequest,
     responses(
         (status = 204, description = "Changed; the other sessions are revoked."),
-        (status = 401, description = "`invalid_credentials`: the current password is wrong. Also `missing_token`, `invalid_token`.", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "`invalid_credentials`: the current password is wrong, or another change of it committed first. `invalid_token`: also when the session was revoked while the change was under way. Also `missing_token`.", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "`validation_failed`: the new password breaks a rule (field `new_password`).", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "`too_many_attempts`: too many wrong passwords for this account (here or at `/login`, counted together) or from this address within the window.", body = Problem, content_type = "application/problem+json",
+            headers(("Retry-After" = u64, description = "Seconds until an attempt is allowed again."))),
     ),
     security(("bearer" = [])))]
 #[tracing::instrument(name = "change_password", skip_all, fields(user_id = %user.id))]
@@ -71,15 +73,18 @@ pub struct DeleteAccountRequest {
     request_body = DeleteAccountRequest,
     responses(
         (status = 204, description = "The account is gone."),
-        (status = 401, description = "`invalid_credentials`: the password is wrong. Also `missing_token`, `invalid_token`.", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "`invalid_credentials`: the password is wrong, or was changed while the deletion was under way. `invalid_token`: also when the session was revoked meanwhile. Also `missing_token`.", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "`too_many_attempts`: too many wrong passwords for this account (here or at `/login`, counted together) or from this address within the window.", body = Problem, content_type = "application/problem+json",
+            headers(("Retry-After" = u64, description = "Seconds until an attempt is allowed again."))),
     ),
     security(("bearer" = [])))]
 #[tracing::instrument(name = "delete_account", skip_all, fields(user_id = %user.id))]
 pub async fn delete(
     state: web::Data<AppState>,
-    AuthenticatedUser { user, .. }: AuthenticatedUser,
+    AuthenticatedUser { caller, user }: AuthenticatedUser,
+    client: ClientInfo,
     Json(request): Json<DeleteAccountRequest>,
 ) -> Result<HttpResponse, Error> {
-    accounts::delete(&state.auth, user, request.password).await?;
+    accounts::delete(&state.auth, caller, user, request.password, client).await?;
     Ok(HttpResponse::NoContent().finish())
 }

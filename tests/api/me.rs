@@ -1,9 +1,11 @@
 //! `GET /me`, `POST /me/password` and `DELETE /me`.
 
+use std::time::Duration;
+
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
-use crate::support::{Backend, PASSWORD, TestApp, assert_invalid_token, assert_problem};
+use crate::support::{Backend, PASSWORD, TestApp, assert_invalid_token, assert_problem, claims_of};
 
 backend_tests!(
     me_returns_the_user,
@@ -13,6 +15,10 @@ backend_tests!(
     deleting_the_account_ends_everything,
     deleting_the_account_needs_the_password,
     concurrent_checks_each_answer_their_own_caller,
+    password_checks_are_throttled_with_the_login,
+    concurrent_password_changes_commit_once,
+    a_password_change_from_a_session_revoked_meanwhile_does_not_commit,
+    a_deletion_from_a_session_revoked_meanwhile_does_not_commit,
 );
 
 const NEW_PASSWORD: &str = "a brand new passphrase";
@@ -219,4 +225,165 @@ async fn concurrent_checks_each_answer_their_own_caller(backend: Backend) {
     for response in others {
         assert_eq!(response.status(), StatusCode::OK);
     }
+}
+
+/// The event types of the caller's account, newest first, once there are at least `count`
+/// (refusals are recorded just after their answer).
+async fn event_types(app: &TestApp, token: &str, count: usize) -> Vec<String> {
+    for _ in 0..100 {
+        let response = app.send(Method::GET, "/me/events", Some(token), None).await;
+        let page: Value = response.json().await.unwrap();
+        let types: Vec<String> = page["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|event| event["type"].as_str().unwrap().to_owned())
+            .collect();
+        if types.len() >= count {
+            return types;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("fewer than {count} events");
+}
+
+/// The attack: with a stolen access token, the password was guessed at hashing speed on
+/// `POST /me/password` and `DELETE /me`, even while the account was locked out of `/login`,
+/// and nothing was recorded. Those checks now count against the login's limits.
+async fn password_checks_are_throttled_with_the_login(backend: Backend) {
+    let app = TestApp::spawn_with(backend, &[("LATCHKEY_LOGIN_MAX_FAILURES", "3")]).await;
+    let tokens = app.signup_user().await;
+    let token = tokens.access_token.as_str();
+    for _ in 0..2 {
+        let response = change_password(&app, token, "a wrong guess", NEW_PASSWORD).await;
+        assert_problem(response, StatusCode::UNAUTHORIZED, "invalid_credentials").await;
+    }
+    let response = delete_me(&app, token, "another wrong guess").await;
+    assert_problem(response, StatusCode::UNAUTHORIZED, "invalid_credentials").await;
+
+    // Locked: the right password is refused everywhere until Retry-After.
+    let response = change_password(&app, token, PASSWORD, NEW_PASSWORD).await;
+    assert!(response.headers().contains_key("retry-after"));
+    assert_problem(response, StatusCode::TOO_MANY_REQUESTS, "too_many_attempts").await;
+    let response = delete_me(&app, token, PASSWORD).await;
+    assert_problem(response, StatusCode::TOO_MANY_REQUESTS, "too_many_attempts").await;
+    let response = app
+        .login(&json!({"email": tokens.email, "password": PASSWORD}))
+        .await;
+    assert_problem(response, StatusCode::TOO_MANY_REQUESTS, "too_many_attempts").await;
+    assert_eq!(
+        app.me(token).await.status(),
+        StatusCode::OK,
+        "nothing changed"
+    );
+
+    let types = event_types(&app, token, 5).await;
+    let failed = types.iter().filter(|kind| *kind == "login_failed").count();
+    assert_eq!(failed, 3, "{types:?}");
+    assert!(types.iter().any(|kind| kind == "locked_out"), "{types:?}");
+
+    // And an account locked out of /login cannot be guessed at through a token either.
+    let other = app.signup_user().await;
+    for _ in 0..3 {
+        let response = app
+            .login(&json!({"email": other.email, "password": "wrong"}))
+            .await;
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    }
+    let response = change_password(&app, &other.access_token, PASSWORD, NEW_PASSWORD).await;
+    assert_problem(response, StatusCode::TOO_MANY_REQUESTS, "too_many_attempts").await;
+}
+
+/// Each hash takes this many Argon2 iterations in the race tests: long enough that a
+/// concurrent request lands while the first is still hashing.
+const SLOW_HASHES: &str = "40";
+
+/// The attack: two changes with the same current password both answered `204`, the second
+/// overwriting the first. The update now requires the hash that was verified.
+async fn concurrent_password_changes_commit_once(backend: Backend) {
+    let app = TestApp::spawn_with(backend, &[("LATCHKEY_ARGON2_ITERATIONS", SLOW_HASHES)]).await;
+    let tokens = app.signup_user().await;
+    let token = tokens.access_token.as_str();
+    let (first, second) = tokio::join!(
+        change_password(&app, token, PASSWORD, "the first new passphrase"),
+        change_password(&app, token, PASSWORD, "the second new passphrase"),
+    );
+    let (winner, loser) = match (first.status(), second.status()) {
+        (StatusCode::NO_CONTENT, _) => ("the first new passphrase", second),
+        (_, StatusCode::NO_CONTENT) => ("the second new passphrase", first),
+        statuses => panic!("no change committed: {statuses:?}"),
+    };
+    assert_problem(loser, StatusCode::UNAUTHORIZED, "invalid_credentials").await;
+    let login = |password: &str| json!({"email": tokens.email, "password": password});
+    assert_eq!(app.login(&login(winner)).await.status(), StatusCode::OK);
+    let others = [
+        PASSWORD,
+        "the first new passphrase",
+        "the second new passphrase",
+    ];
+    for password in others.into_iter().filter(|password| *password != winner) {
+        let response = app.login(&login(password)).await;
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED, "{password}");
+    }
+}
+
+/// Ends the session of `victim` from another device of the same user after `delay`.
+async fn revoke_after(app: &TestApp, delay: Duration, device: &str, victim: &str) -> StatusCode {
+    tokio::time::sleep(delay).await;
+    let session_id = claims_of(victim)["sid"].as_str().unwrap().to_owned();
+    let path = format!("/sessions/{session_id}");
+    app.send(Method::DELETE, &path, Some(device), None)
+        .await
+        .status()
+}
+
+/// The attack: a password change from a session that another device revoked a few
+/// milliseconds earlier (while the change was hashing) still committed. The change now
+/// re-checks the caller's session in its transaction.
+async fn a_password_change_from_a_session_revoked_meanwhile_does_not_commit(backend: Backend) {
+    let app = TestApp::spawn_with(backend, &[("LATCHKEY_ARGON2_ITERATIONS", SLOW_HASHES)]).await;
+    let stolen = app.signup_user().await;
+    let owner = app.login_user(&stolen.email).await;
+    let (change, revoked) = tokio::join!(
+        change_password(&app, &stolen.access_token, PASSWORD, NEW_PASSWORD),
+        revoke_after(
+            &app,
+            Duration::from_millis(100),
+            &owner.access_token,
+            &stolen.access_token
+        ),
+    );
+    assert_eq!(revoked, StatusCode::NO_CONTENT);
+    assert_invalid_token(change).await;
+    let login = |password: &str| json!({"email": stolen.email, "password": password});
+    assert_eq!(app.login(&login(PASSWORD)).await.status(), StatusCode::OK);
+    assert_eq!(
+        app.login(&login(NEW_PASSWORD)).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(app.me(&owner.access_token).await.status(), StatusCode::OK);
+}
+
+/// The same race for `DELETE /me`: the account outlives a deletion from a session revoked
+/// while its password was being checked.
+async fn a_deletion_from_a_session_revoked_meanwhile_does_not_commit(backend: Backend) {
+    let app = TestApp::spawn_with(backend, &[("LATCHKEY_ARGON2_ITERATIONS", SLOW_HASHES)]).await;
+    let stolen = app.signup_user().await;
+    let owner = app.login_user(&stolen.email).await;
+    let (deletion, revoked) = tokio::join!(
+        delete_me(&app, &stolen.access_token, PASSWORD),
+        revoke_after(
+            &app,
+            Duration::from_millis(100),
+            &owner.access_token,
+            &stolen.access_token
+        ),
+    );
+    assert_eq!(revoked, StatusCode::NO_CONTENT);
+    assert_invalid_token(deletion).await;
+    assert_eq!(app.me(&owner.access_token).await.status(), StatusCode::OK);
+    let response = app
+        .login(&json!({"email": stolen.email, "password": PASSWORD}))
+        .await;
+    assert_eq!(response.status(), StatusCode::OK);
 }
