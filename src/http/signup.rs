@@ -16,7 +16,9 @@ use crate::error::Error;
 
 #[derive(Deserialize, utoipa::ToSchema)]
 pub struct SignupRequest {
-    /// A valid address of at most 254 characters; stored trimmed and lowercased.
+    /// A valid address of at most 254 characters, without invisible or control characters;
+    /// stored trimmed and lowercased, the local part NFKC-normalised and the domain as
+    /// punycode (UTS #46), so that look-alike spellings of one mailbox are one address.
     #[schema(format = Email, examples("ada@example.com"))]
     email: String,
     /// 8 to 128 characters, not a common password, not the email or username.

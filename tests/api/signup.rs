@@ -15,6 +15,7 @@ backend_tests!(
     rejects_a_password_equal_to_email_or_username,
     rejects_bad_usernames,
     email_is_unique_ignoring_case,
+    look_alike_emails_are_one_mailbox,
     username_is_unique_ignoring_case,
     concurrent_signups_with_one_email_create_one_account,
 );
@@ -209,6 +210,45 @@ async fn email_is_unique_ignoring_case(backend: Backend) {
         .signup(&json!({"email": "ALAN@example.com", "password": PASSWORD}))
         .await;
     assert_problem(second, StatusCode::CONFLICT, "email_taken").await;
+}
+
+/// The attack: fullwidth letters, a zero-width space or a soft hyphen made distinct accounts
+/// for one mailbox, which look alike in a list. Look-alike spellings are now one address
+/// (each logs in to it), and invisible characters are refused.
+async fn look_alike_emails_are_one_mailbox(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let credentials = |email: &str| json!({"email": email, "password": PASSWORD});
+    let first = app.signup(&credentials("grace@example.com")).await;
+    assert_eq!(first.status(), StatusCode::CREATED);
+    for twin in [
+        "grace@ｅｘａｍｐｌｅ.com",
+        "ｇｒａｃｅ@example.com",
+        "GRACE@EXAMPLE.COM",
+    ] {
+        let response = app.signup(&credentials(twin)).await;
+        assert_problem(response, StatusCode::CONFLICT, "email_taken").await;
+        let response = app.login(&credentials(twin)).await;
+        assert_eq!(response.status(), StatusCode::OK, "{twin}");
+    }
+    for invisible in [
+        "grace\u{200B}@example.com",
+        "grace@exam\u{00AD}ple.com",
+        "gr\u{2060}ace@example.com",
+    ] {
+        let response = app.signup(&credentials(invisible)).await;
+        let body = assert_problem(
+            response,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "validation_failed",
+        )
+        .await;
+        assert_eq!(body["errors"][0]["code"], "invalid_email", "{invisible:?}");
+    }
+    // A Unicode domain is stored as punycode.
+    let response = app.signup(&credentials("grace@Bücher.example")).await;
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["user"]["email"], "grace@xn--bcher-kva.example");
 }
 
 async fn username_is_unique_ignoring_case(backend: Backend) {
