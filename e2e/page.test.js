@@ -537,3 +537,15 @@ scenario("at phone width (360 px) nothing overflows", async (newContext) => {
   assert.equal(await overflow(), 0, "signed in");
   await shoot(page, "phone-signed-in");
 });
+
+scenario("the API reference at /docs renders under its own security policy", async (newContext) => {
+  const context = await newContext();
+  const page = watch(await context.newPage());
+  const response = await page.goto(`${BASE}/docs/`);
+  assert.match(response.headers()["content-security-policy"], /frame-ancestors 'none'/);
+  assert.equal(response.headers()["x-frame-options"], "DENY");
+  await page.waitForSelector(".swagger-ui .info .title");
+  assert.match(await page.locator(".swagger-ui .info .title").textContent(), /Latchkey/);
+  assert.ok((await page.locator(".opblock").count()) > 10, "the operations are listed");
+  await shoot(page, "docs");
+});

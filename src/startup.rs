@@ -84,6 +84,8 @@ impl Application {
                 .app_data(state.clone())
                 .app_data(web::PayloadConfig::new(http::MAX_BODY_BYTES))
                 .wrap(http::cors(&cors_origins))
+                .wrap(from_fn(http::only_for_allowed_origins))
+                .wrap(from_fn(http::openapi::docs_headers))
                 .wrap(from_fn(http::problem::ensure_problem))
                 .wrap(from_fn(http::request_log::log_request))
                 .configure(http::routes)

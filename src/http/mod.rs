@@ -25,7 +25,7 @@ mod well_known;
 
 use actix_web::{Resource, Route, web};
 
-pub use cors::cors;
+pub use cors::{cors, only_for_allowed_origins};
 pub use extract::MAX_BODY_BYTES;
 // The request bodies, for tests that feed them to `extract::parse_json` (tests/fuzz.rs).
 pub use login::LoginRequest;

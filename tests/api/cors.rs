@@ -11,6 +11,7 @@ backend_tests!(
     no_origin_gets_cross_origin_access_by_default,
     listed_origins_get_preflights_answered,
     other_origins_get_nothing,
+    cors_headers_answer_only_listed_origins,
 );
 
 async fn preflight(app: &TestApp, path: &str, origin: &str, method: &str) -> Response {
@@ -112,4 +113,45 @@ async fn other_origins_get_nothing(backend: Backend) {
         .unwrap();
     assert_eq!(response.status(), StatusCode::OK);
     assert_eq!(allow_origin(&response), None);
+}
+
+/// The attack: every response carried `Access-Control-Allow-Credentials: true` and the
+/// exposed headers, whatever its origin, telling any site how the service is configured.
+/// They now answer only a listed origin.
+async fn cors_headers_answer_only_listed_origins(backend: Backend) {
+    let app = TestApp::spawn_with(backend, &[("LATCHKEY_CORS_ORIGINS", APP_ORIGIN)]).await;
+    let cors_headers = |response: &Response| -> Vec<String> {
+        response
+            .headers()
+            .keys()
+            .map(|name| name.as_str().to_owned())
+            .filter(|name| name.starts_with("access-control-"))
+            .collect()
+    };
+    for origin in [None, Some(OTHER_ORIGIN)] {
+        for path in ["/healthz", "/me", "/nowhere"] {
+            let mut request = app.client.get(app.url(path));
+            if let Some(origin) = origin {
+                request = request.header("Origin", origin);
+            }
+            let response = request.send().await.unwrap();
+            assert_eq!(
+                cors_headers(&response),
+                Vec::<String>::new(),
+                "{path} from {origin:?}"
+            );
+        }
+    }
+    let response = app
+        .client
+        .get(app.url("/healthz"))
+        .header("Origin", APP_ORIGIN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(allow_origin(&response), Some(APP_ORIGIN));
+    let headers = response.headers();
+    assert_eq!(headers["access-control-allow-credentials"], "true");
+    let exposed = headers["access-control-expose-headers"].to_str().unwrap();
+    assert!(exposed.contains("retry-after"), "{exposed}");
 }

@@ -119,6 +119,7 @@ async fn serves_the_document_and_offline_docs(backend: Backend) {
 
     let page = app.client.get(app.url("/docs/")).send().await.unwrap();
     assert_eq!(page.status(), StatusCode::OK);
+    assert_docs_headers(&page);
     let html = page.text().await.unwrap();
     let assets: Vec<&str> = html
         .split(['"', '\''])
@@ -130,12 +131,31 @@ async fn serves_the_document_and_offline_docs(backend: Backend) {
         let url = app.url(&format!("/docs/{}", asset.trim_start_matches("./")));
         let response = app.client.get(&url).send().await.unwrap();
         assert_eq!(response.status(), StatusCode::OK, "{url}");
+        assert_docs_headers(&response);
         if asset.ends_with("initializer.js") {
             let script = response.text().await.unwrap();
             assert!(script.contains("/openapi.yaml"), "{script}");
             assert!(!script.contains("https://"), "{script}");
         }
     }
+}
+
+/// The attack: `/docs` shares the refresh cookie's origin but had none of the page's
+/// protections, so it could be framed (clickjacking) and its assets sniffed. Every response
+/// under `/docs` now carries them.
+fn assert_docs_headers(response: &reqwest::Response) {
+    let headers = response.headers();
+    let url = response.url();
+    assert_eq!(
+        headers["content-security-policy"],
+        latchkey::http::openapi::DOCS_CONTENT_SECURITY_POLICY,
+        "{url}"
+    );
+    let policy = headers["content-security-policy"].to_str().unwrap();
+    assert!(policy.contains("frame-ancestors 'none'"), "{url}");
+    assert!(!policy.contains("unsafe-eval"), "{url}");
+    assert_eq!(headers["x-frame-options"], "DENY", "{url}");
+    assert_eq!(headers["x-content-type-options"], "nosniff", "{url}");
 }
 
 /// A request with neither body nor token reaches every documented operation and gets one of
