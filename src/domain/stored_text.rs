@@ -78,11 +78,26 @@ macro_rules! text_id {
     };
 }
 
-/// Gives a fieldless enum (which derives `AsExpression` and `FromSqlRow` as `Text`) its text
-/// for each variant, written once: `as_str`, `parse`, `ALL`, `Display`, and its storage
-/// as text on both backends. A text read back that names no variant is an error.
+/// Declares a fieldless enum with the text of each variant beside it, written once; and
+/// `as_str`, `parse`, `ALL`, `Display`, and its storage as text on both backends. A text read
+/// back that names no variant is an error.
 macro_rules! text_enum {
-    ($name:ident { $($variant:ident => $text:literal),* $(,)? }) => {
+    (
+        $(#[$meta:meta])*
+        pub enum $name:ident {
+            $($(#[$variant_meta:meta])* $variant:ident => $text:literal,)*
+        }
+    ) => {
+        $(#[$meta])*
+        #[derive(
+            Debug, Clone, Copy, PartialEq, Eq,
+            diesel::expression::AsExpression, diesel::deserialize::FromSqlRow,
+        )]
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        pub enum $name {
+            $($(#[$variant_meta])* $variant,)*
+        }
+
         impl $name {
             /// Every variant, in declaration order.
             pub const ALL: &[Self] = &[$(Self::$variant),*];
@@ -133,47 +148,29 @@ impl SessionId {
     }
 }
 
-/// What happened to an account. The `type` of an event in `GET /me/events`.
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    diesel::expression::AsExpression,
-    diesel::deserialize::FromSqlRow,
-)]
-#[diesel(sql_type = diesel::sql_types::Text)]
-pub enum EventKind {
-    /// The account was created; `session_id` is its first session.
-    Signup,
-    /// A successful login; `session_id` is the new session.
-    Login,
-    /// A wrong password for this account.
-    LoginFailed,
-    /// A login refused by throttling (at most one such event per login window).
-    LockedOut,
-    /// A retired refresh token came back: `session_id` is the session revoked for it.
-    RefreshReused,
-    /// The session `session_id` logged out (scope `local` or `global`).
-    Logout,
-    /// The session `session_id` was ended by another session of the user (logout with scope
-    /// `others` or `global`, `DELETE /sessions/{id}`, a password change) or by an operator.
-    SessionRevoked,
-    /// The password was changed from the session `session_id`.
-    PasswordChanged,
+text_enum! {
+    /// What happened to an account. The `type` of an event in `GET /me/events`.
+    pub enum EventKind {
+        /// The account was created; `session_id` is its first session.
+        Signup => "signup",
+        /// A successful login; `session_id` is the new session.
+        Login => "login",
+        /// A wrong password for this account.
+        LoginFailed => "login_failed",
+        /// A login refused by throttling (at most one such event per login window).
+        LockedOut => "locked_out",
+        /// A retired refresh token came back: `session_id` is the session revoked for it.
+        RefreshReused => "refresh_reused",
+        /// The session `session_id` logged out (scope `local` or `global`).
+        Logout => "logout",
+        /// The session `session_id` was ended by another session of the user (logout with
+        /// scope `others` or `global`, `DELETE /sessions/{id}`, a password change) or by an
+        /// operator.
+        SessionRevoked => "session_revoked",
+        /// The password was changed from the session `session_id`.
+        PasswordChanged => "password_changed",
+    }
 }
-
-text_enum!(EventKind {
-    Signup => "signup",
-    Login => "login",
-    LoginFailed => "login_failed",
-    LockedOut => "locked_out",
-    RefreshReused => "refresh_reused",
-    Logout => "logout",
-    SessionRevoked => "session_revoked",
-    PasswordChanged => "password_changed",
-});
 
 impl serde::Serialize for EventKind {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
@@ -200,38 +197,19 @@ impl utoipa::ToSchema for EventKind {
     }
 }
 
-/// Why a session was revoked, as recorded in `sessions.revoked_reason`.
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    diesel::expression::AsExpression,
-    diesel::deserialize::FromSqlRow,
-)]
-#[diesel(sql_type = diesel::sql_types::Text)]
-pub enum RevokeReason {
-    Logout,
-    LogoutOthers,
-    LogoutGlobal,
-    EndedByUser,
-    PasswordChanged,
-    RefreshTokenReused,
-    AccountDisabled,
-    RevokedByOperator,
+text_enum! {
+    /// Why a session was revoked, as recorded in `sessions.revoked_reason`.
+    pub enum RevokeReason {
+        Logout => "logout",
+        LogoutOthers => "logout_others",
+        LogoutGlobal => "logout_global",
+        EndedByUser => "ended_by_user",
+        PasswordChanged => "password_changed",
+        RefreshTokenReused => "refresh_token_reused",
+        AccountDisabled => "account_disabled",
+        RevokedByOperator => "revoked_by_operator",
+    }
 }
-
-text_enum!(RevokeReason {
-    Logout => "logout",
-    LogoutOthers => "logout_others",
-    LogoutGlobal => "logout_global",
-    EndedByUser => "ended_by_user",
-    PasswordChanged => "password_changed",
-    RefreshTokenReused => "refresh_token_reused",
-    AccountDisabled => "account_disabled",
-    RevokedByOperator => "revoked_by_operator",
-});
 
 #[cfg(test)]
 mod tests {
