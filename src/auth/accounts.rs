@@ -91,16 +91,18 @@ pub async fn create(db: &Db, passwords: &Passwords, account: NewAccount) -> Resu
         .await
 }
 
-/// Answers `409` early for a taken email or username, before a hash is paid for. The unique
-/// indexes still decide races in [`insert`].
+/// Answers `409` early for a taken username or email, before a hash is paid for. The
+/// username comes first: a taken one answers `username_taken` whatever the email, so a
+/// known username cannot be paired with candidate emails to learn which are registered.
+/// The unique indexes still decide races in [`insert`].
 fn ensure_available(conn: &mut DbConn, account: &NewAccount) -> Result<(), Error> {
-    if users::email_exists(conn, account.email.as_str())? {
-        return Err(Error::EmailTaken);
-    }
     if let Some(username) = &account.username
         && users::username_exists(conn, username.as_str())?
     {
         return Err(Error::UsernameTaken);
+    }
+    if users::email_exists(conn, account.email.as_str())? {
+        return Err(Error::EmailTaken);
     }
     Ok(())
 }

@@ -17,6 +17,7 @@ backend_tests!(
     email_is_unique_ignoring_case,
     look_alike_emails_are_one_mailbox,
     username_is_unique_ignoring_case,
+    a_taken_username_tells_nothing_about_the_email,
     concurrent_signups_with_one_email_create_one_account,
 );
 
@@ -261,6 +262,29 @@ async fn username_is_unique_ignoring_case(backend: Backend) {
         .signup(&json!({"email": unique_email(), "password": PASSWORD, "username": "tURING"}))
         .await;
     assert_problem(second, StatusCode::CONFLICT, "username_taken").await;
+}
+
+/// The attack: with a taken username, signup answered `email_taken` or `username_taken`
+/// depending on whether the email was registered, at once and creating nothing: an oracle
+/// for which emails have accounts. The username is checked first now.
+async fn a_taken_username_tells_nothing_about_the_email(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let registered = unique_email();
+    let owner = json!({"email": registered, "password": PASSWORD, "username": "hopper"});
+    assert_eq!(app.signup(&owner).await.status(), StatusCode::CREATED);
+    let mut answers = Vec::new();
+    for email in [registered.clone(), unique_email()] {
+        let probe = json!({"email": email, "password": PASSWORD, "username": "Hopper"});
+        answers.push(
+            assert_problem(
+                app.signup(&probe).await,
+                StatusCode::CONFLICT,
+                "username_taken",
+            )
+            .await,
+        );
+    }
+    assert_eq!(answers[0], answers[1]);
 }
 
 async fn concurrent_signups_with_one_email_create_one_account(backend: Backend) {
