@@ -136,11 +136,8 @@ pub(super) async fn confirm_password(
     password: SecretString,
     client: &ClientInfo,
 ) -> Result<Reservation, Error> {
-    let (user_id, address) = (user.id.clone(), client.ip);
-    let ((), admission) = admit(auth, move |_| {
-        Ok(((), AttemptKeys::new(Some(&user_id), "", address)))
-    })
-    .await?;
+    let keys = AttemptKeys::of_account(&user.id, client.ip);
+    let ((), admission) = admit(auth, move |_| Ok(((), keys))).await?;
     let reservation = admitted(auth, admission, Some(&user.id), client)?;
     let verification = auth
         .passwords

@@ -37,19 +37,32 @@ impl AttemptKeys {
     /// exactly like attempts on a real account and the lockout reveals nothing: `identifier`
     /// must be read exactly as the account lookup compares it.
     pub fn new(account_id: Option<&UserId>, identifier: &str, address: Option<IpAddr>) -> Self {
-        let account = match account_id {
-            Some(id) => format!("user:{id}"),
+        match account_id {
+            Some(id) => Self::of_account(id, address),
             // A digest: what strangers typed is not kept, and any text (NUL included) fits.
-            None => {
-                let digest = Sha256::digest(identifier.as_bytes());
-                format!("identifier:{}", URL_SAFE_NO_PAD.encode(digest))
-            }
-        };
-        let address = match address {
-            Some(address) => format!("ip:{}", network_of(address)),
-            None => "ip:unknown".to_owned(),
-        };
-        Self { account, address }
+            None => Self {
+                account: format!(
+                    "identifier:{}",
+                    URL_SAFE_NO_PAD.encode(Sha256::digest(identifier.as_bytes()))
+                ),
+                address: address_key(address),
+            },
+        }
+    }
+
+    /// The keys of an attempt on a known account: its password confirmed by its owner, say.
+    pub fn of_account(account_id: &UserId, address: Option<IpAddr>) -> Self {
+        Self {
+            account: format!("user:{account_id}"),
+            address: address_key(address),
+        }
+    }
+}
+
+fn address_key(address: Option<IpAddr>) -> String {
+    match address {
+        Some(address) => format!("ip:{}", network_of(address)),
+        None => "ip:unknown".to_owned(),
     }
 }
 
