@@ -221,7 +221,7 @@ async fn create_user(
     let password = read_password()?;
     let account = NewAccount::parse(email, username, password).map_err(rejected)?;
     let db = connect(&settings).await?;
-    let passwords = Passwords::new(settings.argon2, 1)?;
+    let passwords = Passwords::new(settings.argon2, 1, 0)?;
     let user = accounts::create(&db, &passwords, account)
         .await
         .map_err(rejected)?;

@@ -38,6 +38,7 @@ variables!(
     LATCHKEY_LOGIN_MAX_FAILURES,
     LATCHKEY_LOGIN_IP_MAX_FAILURES,
     LATCHKEY_LOGIN_WINDOW,
+    LATCHKEY_SIGNUP_IP_MAX,
     LATCHKEY_TRUSTED_PROXIES,
     LATCHKEY_PRUNE_INTERVAL,
     LATCHKEY_EVENT_RETENTION,
@@ -50,6 +51,7 @@ variables!(
     LATCHKEY_ARGON2_ITERATIONS,
     LATCHKEY_ARGON2_PARALLELISM,
     LATCHKEY_HASH_WORKERS,
+    LATCHKEY_HASH_QUEUE_MAX,
     LATCHKEY_DB_POOL_SIZE,
     LATCHKEY_DB_TIMEOUT,
 );
@@ -71,6 +73,8 @@ pub struct Settings {
     /// Failed logins a client address may make within `login_window`.
     pub login_ip_max_failures: usize,
     pub login_window: Duration,
+    /// Signups a client address may make within an hour.
+    pub signup_ip_max: usize,
     /// Proxies whose `X-Forwarded-For` names the client; empty: the socket peer is the client.
     pub trusted_proxies: Vec<ipnet::IpNet>,
     /// How often ended sessions, stale login attempts and old security events are deleted.
@@ -93,6 +97,8 @@ pub struct Settings {
     pub argon2: Argon2Params,
     /// How many password hashes may run at once; each holds `argon2.memory_kib` of memory.
     pub hash_workers: usize,
+    /// How many hashes may wait for a hashing thread; past that, `503`.
+    pub hash_queue_max: usize,
     pub db_pool_size: u32,
     /// How long a request waits for a database connection before answering `503`.
     pub db_timeout: Duration,
@@ -141,6 +147,7 @@ impl Settings {
     pub fn from_map(values: &HashMap<String, String>) -> Result<Self, ConfigError> {
         let env = Env(values);
         let hash_workers_default = std::thread::available_parallelism().map_or(2, usize::from);
+        let hash_workers = env.number(LATCHKEY_HASH_WORKERS, hash_workers_default, 1..=1024)?;
         let settings = Self {
             database_url: env.parse(DATABASE_URL, "latchkey.db", DatabaseUrl::parse)?,
             bind: env.bind()?,
@@ -158,6 +165,7 @@ impl Settings {
                 1..=1_000_000,
             )?,
             login_window: env.duration(LATCHKEY_LOGIN_WINDOW, "15m", 1)?,
+            signup_ip_max: env.number(LATCHKEY_SIGNUP_IP_MAX, 20, 1..=1_000_000)?,
             trusted_proxies: env.parse(LATCHKEY_TRUSTED_PROXIES, "", parse_networks)?,
             prune_interval: env.duration(LATCHKEY_PRUNE_INTERVAL, "10m", 1)?,
             event_retention: env.duration(LATCHKEY_EVENT_RETENTION, "90d", 1)?,
@@ -178,7 +186,14 @@ impl Settings {
                 iterations: env.number(LATCHKEY_ARGON2_ITERATIONS, 2, 1..=100)?,
                 parallelism: env.number(LATCHKEY_ARGON2_PARALLELISM, 1, 1..=64)?,
             },
-            hash_workers: env.number(LATCHKEY_HASH_WORKERS, hash_workers_default, 1..=1024)?,
+            hash_workers,
+            // By default, the work of a queue full of hashes takes about two seconds at the
+            // default cost (about 30 ms a hash on one thread): longer waits help nobody.
+            hash_queue_max: env.number(
+                LATCHKEY_HASH_QUEUE_MAX,
+                hash_workers * 64,
+                0..=1_000_000,
+            )?,
             db_pool_size: env.number(LATCHKEY_DB_POOL_SIZE, 16, 1..=1000)?,
             db_timeout: env.duration(LATCHKEY_DB_TIMEOUT, "5s", 1)?,
         };
@@ -200,6 +215,7 @@ impl Settings {
             account_max_failures: self.login_max_failures,
             address_max_failures: self.login_ip_max_failures,
             window: self.login_window,
+            signups_per_address: self.signup_ip_max,
         }
     }
 
@@ -207,7 +223,7 @@ impl Settings {
     pub fn prune_policy(&self) -> PrunePolicy {
         PrunePolicy {
             sessions: self.session_policy(),
-            login_window: self.login_window,
+            throttle: self.throttle_policy(),
             event_retention: self.event_retention,
         }
     }

@@ -1,5 +1,5 @@
 //! Housekeeping that keeps the tables from growing without bound: ended sessions (with
-//! their refresh-token generations), login attempts too old to count and security events
+//! their refresh-token generations), throttled attempts too old to count and security events
 //! older than `LATCHKEY_EVENT_RETENTION`. Every instance
 //! runs it; the deletes are idempotent. And the periodic reload of the signing keys, which
 //! picks up a rotation made by another process.
@@ -9,8 +9,9 @@ use std::time::Duration;
 use chrono::NaiveDateTime;
 
 use crate::auth::sessions::SessionPolicy;
+use crate::auth::throttle::{self, ThrottlePolicy};
 use crate::auth::tokens::AccessTokens;
-use crate::db::{self, Db, DbConn, login_failures, security_events, sessions};
+use crate::db::{self, Db, DbConn, security_events, sessions};
 use crate::error::Error;
 
 /// How long an ended session stays in the table, for an operator's inspection.
@@ -19,7 +20,8 @@ pub const ENDED_SESSION_RETENTION: Duration = Duration::from_secs(24 * 60 * 60);
 #[derive(Debug, Clone, Copy)]
 pub struct PrunePolicy {
     pub sessions: SessionPolicy,
-    pub login_window: Duration,
+    /// The throttle's limits, whose windows say when a counted attempt stops counting.
+    pub throttle: ThrottlePolicy,
     /// How long security events are kept.
     pub event_retention: Duration,
 }
@@ -37,7 +39,7 @@ pub fn prune(conn: &mut DbConn, policy: &PrunePolicy, now: NaiveDateTime) -> Res
     let idle_cutoff = cutoff - db::span(policy.sessions.idle_timeout);
     Ok(Pruned {
         sessions: sessions::delete_ended_before(conn, cutoff, idle_cutoff)?,
-        login_failures: login_failures::prune_before(conn, now - db::span(policy.login_window))?,
+        login_failures: throttle::forget_stale(conn, &policy.throttle, now)?,
         security_events: security_events::prune_before(
             conn,
             now - db::span(policy.event_retention),

@@ -138,7 +138,6 @@ impl Metrics {
             ),
             &["scope"],
         )?;
-        let (hash_queued, hash_wait) = passwords.queue_metrics();
         let (check_batch_sizes, check_hedges) = session_checks.metrics();
         for collector in [
             Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
@@ -146,8 +145,6 @@ impl Metrics {
             Box::new(db_connections.clone()),
             Box::new(db_connections_max.clone()),
             Box::new(db.permit_wait_metric()),
-            Box::new(hash_queued),
-            Box::new(hash_wait),
             Box::new(check_batch_sizes),
             Box::new(check_hedges),
             Box::new(signups.clone()),
@@ -155,7 +152,10 @@ impl Metrics {
             Box::new(refreshes.clone()),
             Box::new(refresh_token_reuse.clone()),
             Box::new(logouts.clone()),
-        ] {
+        ]
+        .into_iter()
+        .chain(passwords.queue_collectors())
+        {
             registry.register(collector)?;
         }
         // Every outcome is there from the start, at 0, so that rates work from the first scrape.

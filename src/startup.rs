@@ -44,10 +44,14 @@ impl Application {
                 tokens
             }
         };
-        let (argon2, workers) = (settings.argon2, settings.hash_workers);
+        let (argon2, workers, queue_max) = (
+            settings.argon2,
+            settings.hash_workers,
+            settings.hash_queue_max,
+        );
         let passwords = tokio::task::spawn_blocking(move || {
             domain::load_common_passwords();
-            Passwords::new(argon2, workers)
+            Passwords::new(argon2, workers, queue_max)
         })
         .await??;
         let session_checks = SessionChecks::new(db.clone()).context("registering the metrics")?;
@@ -93,6 +97,9 @@ impl Application {
         .listen(listener)?
         .client_request_timeout(settings.client_timeout)
         .client_disconnect_timeout(Duration::from_secs(2))
+        // A client that closes its side has hung up (as nginx, say, does on a client's
+        // abort): the request is dropped, and its hash skipped if it is still queued.
+        .h1_allow_half_closed(false)
         .shutdown_timeout(30)
         .run();
         Ok(Self { port, server })

@@ -62,11 +62,23 @@ pub async fn sign_up(
     account: NewAccount,
     client: ClientInfo,
 ) -> Result<Granted, Error> {
+    // Before anything counts: an overloaded instance refuses without using up a signup.
+    let ticket = auth.passwords.reserve()?;
+    let (address, throttle) = (client.ip, auth.throttle);
     let account = auth
         .db
-        .run(move |conn| ensure_available(conn, &account).map(|()| account))
+        .run(move |conn| {
+            // Committed on its own: a signup that answers `409` has counted too.
+            db::write_transaction(conn, |conn| {
+                throttle::admit_signup(conn, address, &throttle)
+            })?;
+            ensure_available(conn, &account).map(|()| account)
+        })
         .await?;
-    let password_hash = auth.passwords.hash(account.password_secret()).await?;
+    let password_hash = auth
+        .passwords
+        .hash(ticket, account.password_secret())
+        .await?;
     let policy = auth.sessions;
     let granted = auth
         .db
@@ -86,7 +98,8 @@ pub async fn sign_up(
 
 /// Creates the account without a session, as an operator does (`latchkey user create`).
 pub async fn create(db: &Db, passwords: &Passwords, account: NewAccount) -> Result<User, Error> {
-    let password_hash = passwords.hash(account.password_secret()).await?;
+    let ticket = passwords.reserve()?;
+    let password_hash = passwords.hash(ticket, account.password_secret()).await?;
     db.run(move |conn| insert(conn, &account, &password_hash))
         .await
 }
@@ -146,8 +159,13 @@ pub async fn change_password(
         .collect();
     let new_password = NewPassword::parse("new_password", new_password, &identity)
         .map_err(|error| Error::Validation(vec![error]))?;
+    // Both hashes' places are taken before the check counts an attempt.
+    let new_hash_ticket = auth.passwords.reserve()?;
     let reservation = login::confirm_password(auth, &user, current_password, &client).await?;
-    let new_hash = auth.passwords.hash(new_password.into_secret()).await?;
+    let new_hash = auth
+        .passwords
+        .hash(new_hash_ticket, new_password.into_secret())
+        .await?;
     let policy = auth.sessions;
     let revoked = auth
         .db

@@ -73,6 +73,8 @@ pub async fn attempt(
     password: SecretString,
     client: ClientInfo,
 ) -> Result<Granted, Error> {
+    // Before anything counts: an overloaded instance refuses without using up an attempt.
+    let ticket = auth.passwords.reserve()?;
     let address = client.ip;
     let (user, admission) = admit(auth, move |conn| {
         let user = identifier.find(conn)?;
@@ -84,7 +86,10 @@ pub async fn attempt(
     let reservation = admitted(auth, admission, user_id.as_ref(), &client)?;
     // An unknown account is checked against a decoy hash: the same work, the same answer.
     let stored_hash = user.as_ref().map(|user| user.password_hash.clone());
-    let verification = auth.passwords.verify(password.clone(), stored_hash).await?;
+    let verification = auth
+        .passwords
+        .verify(ticket, password.clone(), stored_hash)
+        .await?;
     let user = match user {
         Some(user) if verification.matches => user,
         _ => return Err(wrong_password(auth, user_id.as_ref(), &client)),
@@ -93,10 +98,10 @@ pub async fn attempt(
         tracing::warn!(event = "login_disabled", user_id = %user.id, "login to a disabled account");
         return Err(Error::AccountDisabled);
     }
-    let rehashed = if verification.needs_rehash {
-        Some(auth.passwords.hash(password).await?)
-    } else {
-        None
+    let rehashed = match verification.needs_rehash.then(|| auth.passwords.reserve()) {
+        Some(Ok(ticket)) => Some(auth.passwords.hash(ticket, password).await?),
+        // Rehashing can wait for a later login when the hashing queue is full.
+        Some(Err(_)) | None => None,
     };
     let policy = auth.sessions;
     let (user_id, verified_hash) = (user.id.clone(), user.password_hash.clone());
@@ -136,13 +141,12 @@ pub(super) async fn confirm_password(
     password: SecretString,
     client: &ClientInfo,
 ) -> Result<Reservation, Error> {
+    let ticket = auth.passwords.reserve()?;
     let keys = AttemptKeys::of_account(&user.id, client.ip);
     let ((), admission) = admit(auth, move |_| Ok(((), keys))).await?;
     let reservation = admitted(auth, admission, Some(&user.id), client)?;
-    let verification = auth
-        .passwords
-        .verify(password, Some(user.password_hash.clone()))
-        .await?;
+    let stored_hash = Some(user.password_hash.clone());
+    let verification = auth.passwords.verify(ticket, password, stored_hash).await?;
     if verification.matches {
         Ok(reservation)
     } else {

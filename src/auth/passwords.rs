@@ -1,6 +1,7 @@
 //! Argon2id hashing and verification, run on a [`HashPool`] of as many threads as cores: a
 //! flood of logins waits its turn instead of pinning every thread, and each hashing thread
-//! keeps one Argon2 memory area that it reuses for every hash.
+//! keeps one Argon2 memory area that it reuses for every hash. Each hash or check takes a
+//! [`Ticket`] first (see [`Passwords::reserve`]).
 
 use std::cell::RefCell;
 use std::sync::Arc;
@@ -9,7 +10,7 @@ use argon2::password_hash::{Output, ParamsString, PasswordHash, Salt, SaltString
 use argon2::{Algorithm, Argon2, Block, Params, Version};
 use secrecy::{ExposeSecret, SecretString};
 
-use super::hash_pool::HashPool;
+use super::hash_pool::{HashPool, Ticket};
 use crate::error::Error;
 
 /// Argon2id cost. The defaults are OWASP's minimum for Argon2id: m = 19 MiB, t = 2, p = 1.
@@ -48,7 +49,8 @@ pub struct Passwords {
 }
 
 impl Passwords {
-    pub fn new(params: Argon2Params, workers: usize) -> anyhow::Result<Self> {
+    /// `workers` hashing threads, and room for `queue_max` hashes waiting for one.
+    pub fn new(params: Argon2Params, workers: usize, queue_max: usize) -> anyhow::Result<Self> {
         let params = Params::new(
             params.memory_kib,
             params.iterations,
@@ -63,21 +65,28 @@ impl Passwords {
         let decoy_hash = hash_with(&hasher, &decoy_password, &mut Vec::new())?;
         Ok(Self {
             hasher,
-            pool: Arc::new(HashPool::new(workers)?),
+            pool: Arc::new(HashPool::new(workers, queue_max)?),
             decoy_hash: decoy_hash.into(),
         })
     }
 
-    /// The hashing queue's depth gauge and wait histogram, for `GET /metrics`.
-    pub fn queue_metrics(&self) -> (prometheus::IntGauge, prometheus::Histogram) {
-        self.pool.metrics()
+    /// The hashing queue's metrics, for `GET /metrics`.
+    pub fn queue_collectors(&self) -> Vec<Box<dyn prometheus::core::Collector>> {
+        self.pool.collectors()
+    }
+
+    /// A place in the hashing queue for one hash or check, or `Unavailable` when it is full.
+    /// A flow takes its tickets before it counts an attempt or writes anything, so that an
+    /// overloaded instance refuses at once and the refusal costs the client nothing.
+    pub fn reserve(&self) -> Result<Ticket, Error> {
+        self.pool.reserve()
     }
 
     /// Hashes a new password with the current parameters and a fresh salt.
-    pub async fn hash(&self, password: SecretString) -> Result<String, Error> {
+    pub async fn hash(&self, ticket: Ticket, password: SecretString) -> Result<String, Error> {
         let hasher = self.hasher.clone();
         self.pool
-            .run(move || {
+            .run(ticket, move || {
                 with_thread_memory(&hasher, |memory| {
                     hash_with(&hasher, password.expose_secret().as_bytes(), memory)
                 })
@@ -90,13 +99,14 @@ impl Passwords {
     /// A decoy check never matches.
     pub async fn verify(
         &self,
+        ticket: Ticket,
         password: SecretString,
         stored: Option<String>,
     ) -> Result<Verification, Error> {
         let hasher = self.hasher.clone();
         let decoy = self.decoy_hash.clone();
         self.pool
-            .run(move || {
+            .run(ticket, move || {
                 let is_decoy = stored.is_none();
                 let encoded = stored.as_deref().unwrap_or(&decoy);
                 let parsed = PasswordHash::new(encoded).map_err(|error| {
@@ -238,16 +248,29 @@ mod tests {
             iterations: 1,
             parallelism: 1,
         };
-        Passwords::new(params, 2).unwrap()
+        Passwords::new(params, 2, 8).unwrap()
+    }
+
+    async fn hash(passwords: &Passwords, password: &str) -> String {
+        let ticket = passwords.reserve().unwrap();
+        passwords.hash(ticket, password.into()).await.unwrap()
+    }
+
+    async fn verify(
+        passwords: &Passwords,
+        password: &str,
+        stored: Option<String>,
+    ) -> Result<Verification, Error> {
+        let ticket = passwords.reserve().unwrap();
+        passwords.verify(ticket, password.into(), stored).await
     }
 
     #[actix_web::test]
     async fn verifies_what_it_hashed_and_nothing_else() {
         let passwords = cheap(8192);
-        let hash = passwords.hash("correct horse".into()).await.unwrap();
+        let hash = hash(&passwords, "correct horse").await;
         assert!(hash.starts_with("$argon2id$v=19$m=8192,t=1,p=1$"));
-        let right = passwords
-            .verify("correct horse".into(), Some(hash.clone()))
+        let right = verify(&passwords, "correct horse", Some(hash.clone()))
             .await
             .unwrap();
         assert_eq!(
@@ -257,8 +280,7 @@ mod tests {
                 needs_rehash: false
             }
         );
-        let wrong = passwords
-            .verify("Correct horse".into(), Some(hash))
+        let wrong = verify(&passwords, "Correct horse", Some(hash))
             .await
             .unwrap();
         assert!(!wrong.matches);
@@ -267,15 +289,14 @@ mod tests {
     #[actix_web::test]
     async fn the_decoy_never_matches() {
         let passwords = cheap(8192);
-        let outcome = passwords.verify("anything".into(), None).await.unwrap();
+        let outcome = verify(&passwords, "anything", None).await.unwrap();
         assert!(!outcome.matches);
     }
 
     #[actix_web::test]
     async fn flags_hashes_made_with_other_parameters() {
-        let old = cheap(8192).hash("correct horse".into()).await.unwrap();
-        let outcome = cheap(9216)
-            .verify("correct horse".into(), Some(old))
+        let old = hash(&cheap(8192), "correct horse").await;
+        let outcome = verify(&cheap(9216), "correct horse", Some(old))
             .await
             .unwrap();
         assert_eq!(
@@ -300,18 +321,16 @@ mod tests {
             .hash_password(b"correct horse", &salt)
             .unwrap()
             .to_string();
-        let outcome = passwords
-            .verify("correct horse".into(), Some(theirs.clone()))
+        let outcome = verify(&passwords, "correct horse", Some(theirs.clone()))
             .await
             .unwrap();
         assert!(outcome.matches && !outcome.needs_rehash);
-        let wrong = passwords
-            .verify("correct horsE".into(), Some(theirs))
+        let wrong = verify(&passwords, "correct horsE", Some(theirs))
             .await
             .unwrap();
         assert!(!wrong.matches);
 
-        let ours = passwords.hash("correct horse".into()).await.unwrap();
+        let ours = hash(&passwords, "correct horse").await;
         let parsed = PasswordHash::new(&ours).unwrap();
         assert!(standard.verify_password(b"correct horse", &parsed).is_ok());
         assert!(standard.verify_password(b"correct horsE", &parsed).is_err());
@@ -319,22 +338,23 @@ mod tests {
 
     #[actix_web::test]
     async fn verifies_a_hash_made_with_more_memory_and_keeps_its_own_size() {
-        let bigger = cheap(16384).hash("correct horse".into()).await.unwrap();
+        let bigger = hash(&cheap(16384), "correct horse").await;
         // One hashing thread, so that the check below runs where the hash ran.
         let params = Argon2Params {
             memory_kib: 8192,
             iterations: 1,
             parallelism: 1,
         };
-        let passwords = Passwords::new(params, 1).unwrap();
-        let outcome = passwords
-            .verify("correct horse".into(), Some(bigger))
+        let passwords = Passwords::new(params, 1, 8).unwrap();
+        let outcome = verify(&passwords, "correct horse", Some(bigger))
             .await
             .unwrap();
         assert!(outcome.matches && outcome.needs_rehash);
         let kept = passwords
             .pool
-            .run(|| MEMORY.with(|memory| memory.borrow().len()))
+            .run(passwords.reserve().unwrap(), || {
+                MEMORY.with(|memory| memory.borrow().len())
+            })
             .await
             .unwrap();
         assert_eq!(kept, 8192, "the area should be back to the current size");
@@ -348,7 +368,7 @@ mod tests {
             "$argon2id$v=19$m=8192,t=1,p=1$c2FsdHNhbHRzYWx0",
             "plain",
         ] {
-            let outcome = passwords.verify("x".into(), Some(stored.into())).await;
+            let outcome = verify(&passwords, "x", Some(stored.into())).await;
             assert!(outcome.is_err(), "{stored:?} was accepted");
         }
     }

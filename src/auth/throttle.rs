@@ -1,9 +1,10 @@
-//! Login throttling: at most N failed attempts per account and M per client address within
-//! a sliding window, counted in the database so that every instance enforces one limit.
+//! Throttling, counted in the database so that every instance enforces one limit: at most N
+//! failed password checks per account and M per client address within a sliding window, and
+//! at most S signups per client address within an hour.
 //!
-//! An attempt is recorded *before* the password is checked (and withdrawn when it succeeds),
-//! under a per-key lock, so that concurrent attempts cannot all take the same last slot, and
-//! a refused attempt costs no hashing at all.
+//! An attempt is recorded *before* the password is checked (and a login's withdrawn when it
+//! succeeds), under a per-key lock, so that concurrent attempts cannot all take the same
+//! last slot, and a refused attempt costs no hashing at all.
 
 use std::net::IpAddr;
 use std::time::Duration;
@@ -21,8 +22,17 @@ use crate::error::Error;
 pub struct ThrottlePolicy {
     pub account_max_failures: usize,
     pub address_max_failures: usize,
+    /// The window of both failure limits.
     pub window: Duration,
+    /// Signups a client address may make within [`SIGNUP_WINDOW`].
+    pub signups_per_address: usize,
 }
+
+/// The window of the signup limit (API.md: "per hour").
+pub const SIGNUP_WINDOW: Duration = Duration::from_secs(60 * 60);
+
+/// The prefix of the keys that count signups.
+const SIGNUP_KEY_PREFIX: &str = "signup:";
 
 /// The keys an attempt counts against.
 #[derive(Debug, Clone)]
@@ -102,8 +112,6 @@ pub fn admit(
     policy: &ThrottlePolicy,
 ) -> Result<Admission, Error> {
     let now = db::now();
-    let window = db::span(policy.window);
-    let since = now - window;
     login_failures::lock_keys(conn, &[&keys.account, &keys.address])?;
 
     let mut retry_after = 0;
@@ -111,12 +119,7 @@ pub fn admit(
         (&keys.account, policy.account_max_failures),
         (&keys.address, policy.address_max_failures),
     ] {
-        let times = login_failures::times_since(conn, key, since)?;
-        if times.len() >= max {
-            // The attempt that must age out of the window for a slot to free up.
-            let freeing = times[times.len() - max];
-            retry_after = retry_after.max(seconds_until(freeing + window, now));
-        }
+        retry_after = retry_after.max(wait_for_slot(conn, key, max, policy.window, now)?);
     }
     if retry_after > 0 {
         return Ok(Admission::Refused { retry_after });
@@ -131,12 +134,70 @@ pub fn admit(
     }))
 }
 
+/// Counts a signup from `address`, or refuses it with `TooManyAttempts` when the address has
+/// made its limit of signups within the hour. A signup counts whatever its outcome: a taken
+/// email or username answers at once, so each answer is a guess to be rationed. Runs in a
+/// write transaction.
+pub fn admit_signup(
+    conn: &mut DbConn,
+    address: Option<IpAddr>,
+    policy: &ThrottlePolicy,
+) -> Result<(), Error> {
+    let now = db::now();
+    let key = format!("{SIGNUP_KEY_PREFIX}{}", address_key(address));
+    login_failures::lock_keys(conn, &[&key])?;
+    let max = policy.signups_per_address;
+    let retry_after = wait_for_slot(conn, &key, max, SIGNUP_WINDOW, now)?;
+    if retry_after > 0 {
+        return Err(Error::TooManyAttempts { retry_after });
+    }
+    login_failures::insert(conn, &uuid::Uuid::now_v7().to_string(), &key, now)?;
+    Ok(())
+}
+
+/// Seconds until `key` has a free slot under `max` attempts per `window`; 0 if it has one.
+fn wait_for_slot(
+    conn: &mut DbConn,
+    key: &str,
+    max: usize,
+    window: Duration,
+    now: NaiveDateTime,
+) -> Result<u64, Error> {
+    let window = db::span(window);
+    let times = login_failures::times_since(conn, key, now - window)?;
+    if times.len() < max {
+        return Ok(0);
+    }
+    // The attempt that must age out of the window for a slot to free up.
+    let freeing = times[times.len() - max];
+    Ok(seconds_until(freeing + window, now))
+}
+
 /// A successful login resets the account's count and withdraws its attempt from the
 /// address's count.
 pub fn succeeded(conn: &mut DbConn, reservation: &Reservation) -> Result<(), Error> {
     login_failures::delete_key(conn, &reservation.keys.account)?;
     login_failures::delete(conn, &reservation.address_attempt_id)?;
     Ok(())
+}
+
+/// Deletes the attempts too old to count against their limit any more, as of `now`.
+pub fn forget_stale(
+    conn: &mut DbConn,
+    policy: &ThrottlePolicy,
+    now: NaiveDateTime,
+) -> Result<usize, Error> {
+    let signups = login_failures::prune_before(
+        conn,
+        login_failures::Keys::StartingWith(SIGNUP_KEY_PREFIX),
+        now - db::span(SIGNUP_WINDOW),
+    )?;
+    let failures = login_failures::prune_before(
+        conn,
+        login_failures::Keys::NotStartingWith(SIGNUP_KEY_PREFIX),
+        now - db::span(policy.window),
+    )?;
+    Ok(signups + failures)
 }
 
 /// Whole seconds from `now` until `at`, at least 1.

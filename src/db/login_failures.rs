@@ -1,4 +1,5 @@
-//! The `login_failures` table: one row per counted login attempt, per throttling key.
+//! The `login_failures` table: one row per counted attempt (a password check, a signup), per
+//! throttling key. (Named for its first use; renaming it would break a rolling upgrade.)
 
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
@@ -64,7 +65,28 @@ pub fn delete_key(conn: &mut DbConn, key: &str) -> QueryResult<usize> {
     diesel::delete(login_failures::table.filter(login_failures::throttle_key.eq(key))).execute(conn)
 }
 
-/// Forgets attempts too old to count any more.
-pub fn prune_before(conn: &mut DbConn, cutoff: NaiveDateTime) -> QueryResult<usize> {
-    diesel::delete(login_failures::table.filter(login_failures::failed_at.le(cutoff))).execute(conn)
+/// Which keys a prune applies to, by a prefix of their text.
+pub enum Keys<'a> {
+    StartingWith(&'a str),
+    NotStartingWith(&'a str),
+}
+
+/// Forgets the attempts of `keys` made at or before `cutoff`.
+pub fn prune_before(
+    conn: &mut DbConn,
+    keys: Keys<'_>,
+    cutoff: NaiveDateTime,
+) -> QueryResult<usize> {
+    let stale = login_failures::table.filter(login_failures::failed_at.le(cutoff));
+    // The prefixes are fixed ASCII words: no LIKE wildcard to escape.
+    match keys {
+        Keys::StartingWith(prefix) => {
+            diesel::delete(stale.filter(login_failures::throttle_key.like(format!("{prefix}%"))))
+                .execute(conn)
+        }
+        Keys::NotStartingWith(prefix) => diesel::delete(
+            stale.filter(login_failures::throttle_key.not_like(format!("{prefix}%"))),
+        )
+        .execute(conn),
+    }
 }

@@ -236,6 +236,9 @@ const WITHOUT_DATABASE: &[&str] = &[
     "/",
 ];
 
+/// The operations that hash or check a password, and so wait in the hashing queue.
+const HASHING_OPERATIONS: &[&str] = &["signup", "login", "changePassword", "deleteMe"];
+
 impl Modify for CommonResponses {
     fn modify(&self, openapi: &mut Document) {
         for (path, operation) in operations_mut(openapi) {
@@ -310,10 +313,21 @@ fn add_common_responses(operation: &mut Operation, uses_database: bool) {
             .build(),
         );
     }
+    let hashes = operation
+        .operation_id
+        .as_deref()
+        .is_some_and(|id| HASHING_OPERATIONS.contains(&id));
     if uses_database {
+        let unavailable = if hashes {
+            "`service_unavailable`: the database cannot be reached, or too many password hashes \
+             are already waiting (`LATCHKEY_HASH_QUEUE_MAX`); nothing was counted or changed, \
+             retry later."
+        } else {
+            "`service_unavailable`: the database cannot be reached; retry later."
+        };
         add(
             "503",
-            problem_response("`service_unavailable`: the database cannot be reached; retry later.")
+            problem_response(unavailable)
                 .header(
                     "Retry-After",
                     integer_header("Seconds to wait before retrying."),

@@ -115,7 +115,7 @@ impl ResponseError for Error {
     fn error_response(&self) -> HttpResponse {
         match self {
             Self::Internal(cause) => tracing::error!(error = ?cause, "internal error"),
-            Self::Unavailable(cause) => tracing::warn!(error = %cause, "database unavailable"),
+            Self::Unavailable(cause) => tracing::warn!(error = %cause, "service unavailable"),
             _ => {}
         }
         let errors = match self {

@@ -44,6 +44,8 @@ pub struct SignupRequest {
             headers(("Cache-Control" = String, description = "Always `no-store`."))),
         (status = 409, description = "`email_taken` or `username_taken` (compared ignoring case).", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "`validation_failed`: every invalid field is listed in `errors`.", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "`too_many_attempts`: this address has signed up `LATCHKEY_SIGNUP_IP_MAX` times (default 20) within the hour, whatever the answers were.", body = Problem, content_type = "application/problem+json",
+            headers(("Retry-After" = u64, description = "Seconds until a signup is allowed again."))),
     ))]
 #[tracing::instrument(name = "signup", skip_all)]
 pub async fn signup(

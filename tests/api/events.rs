@@ -3,14 +3,15 @@
 use std::time::Duration;
 
 use diesel::prelude::*;
-use latchkey::auth::sessions::SessionPolicy;
 use latchkey::db::schema::security_events;
 use latchkey::maintenance::{self, PrunePolicy};
 use reqwest::{Method, Response, StatusCode};
 use serde_json::{Value, json};
 
 use crate::support::cli::assert_success;
-use crate::support::{Backend, PASSWORD, TestApp, Tokens, assert_problem, claims_of, unique_email};
+use crate::support::{
+    Backend, PASSWORD, TestApp, Tokens, assert_problem, claims_of, default_settings, unique_email,
+};
 
 backend_tests!(
     every_action_records_its_event_with_address_agent_and_session,
@@ -435,13 +436,8 @@ async fn deleting_the_account_deletes_its_events(backend: Backend) {
 
 fn prune_policy(event_retention: Duration) -> PrunePolicy {
     PrunePolicy {
-        sessions: SessionPolicy {
-            lifetime: Duration::from_secs(30 * 86_400),
-            idle_timeout: Duration::from_secs(7 * 86_400),
-            reuse_grace: Duration::from_secs(10),
-        },
-        login_window: Duration::from_secs(900),
         event_retention,
+        ..default_settings().prune_policy()
     }
 }
 

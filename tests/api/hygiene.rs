@@ -3,34 +3,17 @@
 
 use std::time::Duration;
 
-use diesel::prelude::*;
-use latchkey::auth::sessions::SessionPolicy;
-use latchkey::maintenance::{self, PrunePolicy};
+use latchkey::maintenance;
 use reqwest::StatusCode;
 use serde_json::json;
 
-use crate::support::{Backend, TestApp, unique_email};
+use crate::support::{Backend, TestApp, default_settings, unique_email};
 
 backend_tests!(
     pruning_deletes_ended_sessions_and_keeps_live_ones,
     the_background_task_forgets_stale_login_attempts,
+    counted_signups_outlive_the_login_window_for_their_hour,
 );
-
-/// The number of rows in a table.
-fn count(app: &TestApp, table: &'static str) -> i64 {
-    #[derive(QueryableByName)]
-    struct Count {
-        #[diesel(sql_type = diesel::sql_types::BigInt)]
-        n: i64,
-    }
-    app.db
-        .run_now(move |conn| {
-            let row: Count =
-                diesel::sql_query(format!("SELECT COUNT(*) AS n FROM {table}")).get_result(conn)?;
-            Ok(row.n)
-        })
-        .unwrap()
-}
 
 async fn pruning_deletes_ended_sessions_and_keeps_live_ones(backend: Backend) {
     let app = TestApp::spawn(backend).await;
@@ -41,18 +24,11 @@ async fn pruning_deletes_ended_sessions_and_keeps_live_ones(backend: Backend) {
         app.logout(&ended.access_token, None).await.status(),
         StatusCode::NO_CONTENT
     );
-    assert_eq!(count(&app, "sessions"), 2);
-    assert_eq!(count(&app, "refresh_tokens"), 3);
+    assert_eq!(app.rows("sessions"), 2);
+    assert_eq!(app.rows("refresh_tokens"), 3);
 
-    let policy = PrunePolicy {
-        sessions: SessionPolicy {
-            lifetime: Duration::from_secs(30 * 86_400),
-            idle_timeout: Duration::from_secs(7 * 86_400),
-            reuse_grace: Duration::from_secs(10),
-        },
-        login_window: Duration::from_secs(900),
-        event_retention: Duration::from_secs(90 * 86_400),
-    };
+    // Sessions live 30 days, 7 idle; throttled attempts count for 15 minutes.
+    let policy = default_settings().prune_policy();
     // Just ended: kept for a while for inspection.
     let now = latchkey::db::now();
     let pruned = app
@@ -68,8 +44,8 @@ async fn pruning_deletes_ended_sessions_and_keeps_live_ones(backend: Backend) {
         .run_now(move |conn| maintenance::prune(conn, &policy, later))
         .unwrap();
     assert_eq!(pruned.sessions, 1);
-    assert_eq!(count(&app, "sessions"), 1);
-    assert_eq!(count(&app, "refresh_tokens"), 1);
+    assert_eq!(app.rows("sessions"), 1);
+    assert_eq!(app.rows("refresh_tokens"), 1);
     assert_eq!(app.me(&live.access_token).await.status(), StatusCode::OK);
 
     // Past the absolute lifetime, every session has ended.
@@ -79,7 +55,7 @@ async fn pruning_deletes_ended_sessions_and_keeps_live_ones(backend: Backend) {
         .run_now(move |conn| maintenance::prune(conn, &policy, much_later))
         .unwrap();
     assert_eq!(pruned.sessions, 1);
-    assert_eq!(count(&app, "refresh_tokens"), 0);
+    assert_eq!(app.rows("refresh_tokens"), 0);
 }
 
 async fn the_background_task_forgets_stale_login_attempts(backend: Backend) {
@@ -91,17 +67,54 @@ async fn the_background_task_forgets_stale_login_attempts(backend: Backend) {
     let body = json!({"email": unique_email(), "password": "not the password"});
     assert_eq!(app.login(&body).await.status(), StatusCode::UNAUTHORIZED);
     assert_eq!(
-        count(&app, "login_failures"),
+        app.rows("login_failures"),
         2,
         "one for the account, one for the address"
     );
 
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while count(&app, "login_failures") > 0 {
+    while app.rows("login_failures") > 0 {
         assert!(
             std::time::Instant::now() < deadline,
             "stale attempts were never pruned"
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+}
+
+/// A signup counts against its address for an hour, whatever the login window: pruning
+/// keeps it that long, and no longer.
+async fn counted_signups_outlive_the_login_window_for_their_hour(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    app.signup_user().await;
+    let body = json!({"email": unique_email(), "password": "not the password"});
+    assert_eq!(app.login(&body).await.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        app.rows("login_failures"),
+        3,
+        "a signup, and a failure counted twice"
+    );
+
+    let policy = default_settings().prune_policy();
+    let now = latchkey::db::now();
+    let prune_at = |at| {
+        app.db
+            .run_now(move |conn| maintenance::prune(conn, &policy, at))
+            .unwrap()
+    };
+    // Past the 15-minute login window: the failure's rows go, the signup's stays.
+    assert_eq!(
+        prune_at(now + chrono::TimeDelta::minutes(20)).login_failures,
+        2
+    );
+    assert_eq!(app.rows("login_failures"), 1);
+    assert_eq!(
+        prune_at(now + chrono::TimeDelta::minutes(59)).login_failures,
+        0
+    );
+    assert_eq!(
+        prune_at(now + chrono::TimeDelta::minutes(61)).login_failures,
+        1
+    );
+    assert_eq!(app.rows("login_failures"), 0);
 }

@@ -25,6 +25,7 @@ mod metrics;
 mod openapi;
 mod operator;
 mod outage;
+mod overload;
 mod page;
 mod processes;
 mod refresh;

@@ -17,7 +17,7 @@ backend_tests!(
 );
 
 /// Every sample of a scrape, keyed by its name and labels as written (`name{a="b"}`).
-async fn scrape(app: &TestApp) -> HashMap<String, f64> {
+pub async fn scrape(app: &TestApp) -> HashMap<String, f64> {
     let response = app.client.get(app.url("/metrics")).send().await.unwrap();
     assert_eq!(response.status(), StatusCode::OK);
     assert_eq!(

@@ -486,8 +486,9 @@ fn peak_rss(pid: u32) -> u64 {
     kib * 1024
 }
 
-/// 500 concurrent logins queue for the bounded hashing pool instead of each allocating the
-/// Argon2 memory, and the async workers stay free: `/healthz` keeps answering quickly.
+/// 500 concurrent logins queue for the hashing pool, as far as its bound, instead of each
+/// allocating the Argon2 memory, and the async workers stay free: `/healthz` keeps
+/// answering quickly.
 #[actix_web::test]
 async fn a_login_flood_is_bounded_in_memory_and_does_not_starve_health_checks() {
     const HASH_WORKERS: u64 = 2;
@@ -541,13 +542,17 @@ async fn a_login_flood_is_bounded_in_memory_and_does_not_starve_health_checks() 
     };
     let (responses, mut latencies) = futures_util::future::join(flood, probes).await;
 
+    let mut refused = 0;
     for response in responses {
         let status = response.expect("every login is answered").status();
-        assert!(
-            status == StatusCode::OK || status == StatusCode::UNAUTHORIZED,
-            "{status}"
-        );
+        match status {
+            StatusCode::OK | StatusCode::UNAUTHORIZED => {}
+            // Past the hashing queue's bound (64 per hashing thread).
+            StatusCode::SERVICE_UNAVAILABLE => refused += 1,
+            other => panic!("{other}"),
+        }
     }
+    assert!(refused < 500, "every login was refused");
     let peak = peak_rss(server.child.id());
     let bound = (HASH_WORKERS * ARGON2_MIB + 100) * 1024 * 1024;
     assert!(

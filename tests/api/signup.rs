@@ -19,7 +19,97 @@ backend_tests!(
     username_is_unique_ignoring_case,
     a_taken_username_tells_nothing_about_the_email,
     concurrent_signups_with_one_email_create_one_account,
+    signups_are_limited_per_address_whatever_their_outcome,
+    concurrent_signups_cannot_pass_the_address_limit,
+    the_signup_limit_holds_on_every_instance,
 );
+
+/// Signs up from `address` (as named by a trusted proxy) with a fresh email.
+async fn signup_from(app: &TestApp, address: &str, username: Option<&str>) -> reqwest::Response {
+    let body = json!({"email": unique_email(), "password": PASSWORD, "username": username});
+    app.client
+        .post(app.url("/signup"))
+        .header("X-Forwarded-For", address)
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+}
+
+const BEHIND_A_PROXY: (&str, &str) = ("LATCHKEY_TRUSTED_PROXIES", "127.0.0.1");
+
+/// Each answer, a taken username's `409` included, counts: the limit rations both new
+/// accounts and guesses at which names are registered. Other addresses are not affected.
+async fn signups_are_limited_per_address_whatever_their_outcome(backend: Backend) {
+    let env = [("LATCHKEY_SIGNUP_IP_MAX", "3"), BEHIND_A_PROXY];
+    let app = TestApp::spawn_with(backend, &env).await;
+    let flooder = "203.0.113.7";
+    assert_eq!(
+        signup_from(&app, flooder, Some("taken")).await.status(),
+        StatusCode::CREATED
+    );
+    let again = signup_from(&app, flooder, Some("taken")).await;
+    assert_problem(again, StatusCode::CONFLICT, "username_taken").await;
+    assert_eq!(
+        signup_from(&app, flooder, None).await.status(),
+        StatusCode::CREATED
+    );
+
+    let refused = signup_from(&app, flooder, Some("TAKEN")).await;
+    let retry_after: u64 = refused.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(
+        (3500..=3600).contains(&retry_after),
+        "Retry-After {retry_after}"
+    );
+    assert_problem(refused, StatusCode::TOO_MANY_REQUESTS, "too_many_attempts").await;
+    let refused = signup_from(&app, flooder, None).await;
+    assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(app.rows("users"), 2, "a refused signup created nothing");
+
+    let neighbour = signup_from(&app, "198.51.100.1", None).await;
+    assert_eq!(neighbour.status(), StatusCode::CREATED);
+}
+
+/// Signups from one address at once take the last free places one at a time.
+async fn concurrent_signups_cannot_pass_the_address_limit(backend: Backend) {
+    let env = [("LATCHKEY_SIGNUP_IP_MAX", "3"), BEHIND_A_PROXY];
+    let app = TestApp::spawn_with(backend, &env).await;
+    let answers =
+        futures_util::future::join_all((0..12).map(|_| signup_from(&app, "203.0.113.8", None)))
+            .await;
+    let created = answers
+        .iter()
+        .filter(|answer| answer.status() == StatusCode::CREATED)
+        .count();
+    let refused = answers
+        .iter()
+        .filter(|answer| answer.status() == StatusCode::TOO_MANY_REQUESTS)
+        .count();
+    assert_eq!((created, refused), (3, 9));
+    assert_eq!(app.rows("users"), 3);
+}
+
+async fn the_signup_limit_holds_on_every_instance(backend: Backend) {
+    let env = [("LATCHKEY_SIGNUP_IP_MAX", "2"), BEHIND_A_PROXY];
+    let first = TestApp::spawn_with(backend, &env).await;
+    let second = TestApp::spawn_on(first.database.clone(), &env).await;
+    assert_eq!(
+        signup_from(&first, "203.0.113.9", None).await.status(),
+        StatusCode::CREATED
+    );
+    assert_eq!(
+        signup_from(&second, "203.0.113.9", None).await.status(),
+        StatusCode::CREATED
+    );
+    for app in [&first, &second] {
+        let refused = signup_from(app, "203.0.113.9", None).await;
+        assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS);
+    }
+}
 
 async fn creates_the_user_and_logs_them_in(backend: Backend) {
     let app = TestApp::spawn(backend).await;

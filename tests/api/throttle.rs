@@ -287,6 +287,8 @@ async fn a_login_flood_leaves_connections_for_other_routes(backend: Backend) {
             ("LATCHKEY_DB_POOL_SIZE", "4"),
             ("LATCHKEY_DB_TIMEOUT", "2"),
             ("LATCHKEY_LOGIN_IP_MAX_FAILURES", "100000"),
+            // Room for the whole flood: this is about connections, not the queue's bound.
+            ("LATCHKEY_HASH_QUEUE_MAX", "1000"),
         ],
     )
     .await;

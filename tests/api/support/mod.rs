@@ -91,6 +91,11 @@ pub fn postgres_available() -> bool {
     }
 }
 
+/// The settings of an empty environment: every default.
+pub fn default_settings() -> Settings {
+    Settings::from_map(&HashMap::new()).expect("the defaults are valid")
+}
+
 /// A fresh database that disappears with the test.
 pub struct TestDatabase {
     pub url: String,
@@ -223,6 +228,22 @@ impl TestApp {
             request = request.json(body);
         }
         request.send().await.expect("sending a request")
+    }
+
+    /// The number of rows in a table of the application's database.
+    pub fn rows(&self, table: &'static str) -> i64 {
+        #[derive(diesel::QueryableByName)]
+        struct Count {
+            #[diesel(sql_type = diesel::sql_types::BigInt)]
+            n: i64,
+        }
+        self.db
+            .run_now(move |conn| {
+                let row: Count = diesel::sql_query(format!("SELECT COUNT(*) AS n FROM {table}"))
+                    .get_result(conn)?;
+                Ok(row.n)
+            })
+            .unwrap()
     }
 
     pub async fn post(&self, path: &str, body: &Value) -> Response {
