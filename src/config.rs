@@ -35,6 +35,7 @@ variables!(
     LATCHKEY_SESSION_TTL,
     LATCHKEY_SESSION_IDLE_TTL,
     LATCHKEY_REFRESH_REUSE_GRACE,
+    LATCHKEY_MAX_SESSIONS,
     LATCHKEY_LOGIN_MAX_FAILURES,
     LATCHKEY_LOGIN_IP_MAX_FAILURES,
     LATCHKEY_LOGIN_WINDOW,
@@ -68,6 +69,8 @@ pub struct Settings {
     pub session_ttl: Duration,
     pub session_idle_ttl: Duration,
     pub refresh_reuse_grace: Duration,
+    /// Live sessions an account may have; a new one beyond ends the oldest.
+    pub max_sessions: usize,
     /// Failed logins an account may take within `login_window`.
     pub login_max_failures: usize,
     /// Failed logins a client address may make within `login_window`.
@@ -158,6 +161,7 @@ impl Settings {
             session_ttl: env.duration(LATCHKEY_SESSION_TTL, "30d", 1)?,
             session_idle_ttl: env.duration(LATCHKEY_SESSION_IDLE_TTL, "7d", 1)?,
             refresh_reuse_grace: env.duration(LATCHKEY_REFRESH_REUSE_GRACE, "10s", 0)?,
+            max_sessions: env.number(LATCHKEY_MAX_SESSIONS, 100, 1..=1_000_000)?,
             login_max_failures: env.number(LATCHKEY_LOGIN_MAX_FAILURES, 10, 1..=1_000_000)?,
             login_ip_max_failures: env.number(
                 LATCHKEY_LOGIN_IP_MAX_FAILURES,
@@ -206,6 +210,7 @@ impl Settings {
             lifetime: self.session_ttl,
             idle_timeout: self.session_idle_ttl,
             reuse_grace: self.refresh_reuse_grace,
+            max_sessions: self.max_sessions,
         }
     }
 

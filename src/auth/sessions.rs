@@ -27,6 +27,8 @@ pub struct SessionPolicy {
     pub idle_timeout: Duration,
     /// How long after a rotation the retired token still answers with its successor.
     pub reuse_grace: Duration,
+    /// Live sessions an account may have; a new one beyond ends the oldest.
+    pub max_sessions: usize,
 }
 
 impl SessionPolicy {
@@ -95,7 +97,9 @@ pub(super) fn ensure_live(conn: &mut DbConn, caller: &Caller, at: Liveness) -> R
 
 /// Opens a session for the user with its first refresh token (generation 0), in the caller's
 /// write transaction. Refuses a disabled account: checked here, so that a login whose
-/// password check overlapped a `latchkey user disable` cannot leave a session behind.
+/// password check overlapped a `latchkey user disable` cannot leave a session behind. Past
+/// the account's limit of live sessions, the oldest end (`session_limit`, with their
+/// `session_revoked` events): logging in in a loop cannot grow the tables without bound.
 pub(super) fn start(
     conn: &mut DbConn,
     user_id: &UserId,
@@ -124,6 +128,18 @@ pub(super) fn start(
         ip: ip.as_deref(),
     };
     sessions::insert(conn, &new_session)?;
+    let beyond_the_limit = Ending {
+        which: Which::AllButNewest(policy.max_sessions),
+        reason: RevokeReason::SessionLimit,
+        event: EventKind::SessionRevoked,
+    };
+    revoke(
+        conn,
+        user_id,
+        beyond_the_limit,
+        policy.liveness(now),
+        client,
+    )?;
     let refresh_token = RefreshToken::generate().map_err(Error::internal)?;
     refresh_tokens::insert(
         conn,

@@ -181,6 +181,8 @@ pub enum Which<'a> {
     One(&'a SessionId),
     AllBut(&'a SessionId),
     All,
+    /// All but the newest this many.
+    AllButNewest(usize),
 }
 
 /// Revokes the user's sessions that `which` names and that are live at `at`; answers their
@@ -204,6 +206,22 @@ pub fn revoke_live(
         Which::One(id) => targets.filter(sessions::id.eq(id)),
         Which::AllBut(id) => targets.filter(sessions::id.ne(id)),
         Which::All => targets,
+        Which::AllButNewest(kept) => {
+            // Ids are UUIDv7: their order is the order the sessions began in. The newest
+            // beyond those kept, if any, and every live one before it, end.
+            let newest_beyond: Option<SessionId> = sessions::table
+                .filter(sessions::user_id.eq(user_id))
+                .filter(live_at(at))
+                .order(sessions::id.desc())
+                .offset(i64::try_from(kept).unwrap_or(i64::MAX))
+                .select(sessions::id)
+                .first(conn)
+                .optional()?;
+            match newest_beyond {
+                Some(id) => targets.filter(sessions::id.le(id)),
+                None => return Ok(Vec::new()),
+            }
+        }
     };
     let mut revoked: Vec<SessionId> = targets.returning(sessions::id).get_results(conn)?;
     // Oldest first (ids are UUIDv7), whatever order the database returned them in.

@@ -208,6 +208,8 @@ text_enum! {
         RefreshTokenReused => "refresh_token_reused",
         AccountDisabled => "account_disabled",
         RevokedByOperator => "revoked_by_operator",
+        /// The account opened more than `LATCHKEY_MAX_SESSIONS` sessions: the oldest ended.
+        SessionLimit => "session_limit",
     }
 }
 

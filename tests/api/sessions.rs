@@ -3,13 +3,17 @@
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
 
-use crate::support::{Backend, TestApp, assert_invalid_token, assert_problem};
+use crate::support::{
+    Backend, TestApp, assert_invalid_token, assert_problem, claims_of, default_settings,
+};
 
 backend_tests!(
     lists_the_live_sessions_and_marks_the_current_one,
     ending_another_session_revokes_it_at_once,
     the_current_session_can_be_ended_too,
     sessions_of_others_unknown_and_ended_ones_are_not_found,
+    past_the_limit_a_new_session_ends_the_oldest,
+    a_login_flood_leaves_the_tables_bounded,
 );
 
 async fn list(app: &TestApp, token: &str) -> Vec<Value> {
@@ -119,4 +123,73 @@ async fn sessions_of_others_unknown_and_ended_ones_are_not_found(backend: Backen
     app.logout(&spare.access_token, None).await;
     let ended = end(&app, &owner.access_token, spare_id).await;
     assert_problem(ended, StatusCode::NOT_FOUND, "not_found").await;
+}
+
+async fn past_the_limit_a_new_session_ends_the_oldest(backend: Backend) {
+    let app = TestApp::spawn_with(backend, &[("LATCHKEY_MAX_SESSIONS", "3")]).await;
+    let first = app.signup_user().await;
+    let mut logins = Vec::new();
+    for _ in 0..4 {
+        logins.push(app.login_user(&first.email).await);
+    }
+    let newest = &logins[3];
+
+    let mut listed: Vec<String> = list(&app, &newest.access_token)
+        .await
+        .iter()
+        .map(|session| session["id"].as_str().unwrap().to_owned())
+        .collect();
+    let mut kept: Vec<String> = logins[1..]
+        .iter()
+        .map(|tokens| {
+            claims_of(&tokens.access_token)["sid"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    listed.sort();
+    kept.sort();
+    assert_eq!(listed, kept, "the three newest are kept");
+
+    for ended in [&first, &logins[0]] {
+        assert_invalid_token(app.me(&ended.access_token).await).await;
+        let refreshed = app.refresh(&ended.refresh_token).await;
+        assert_eq!(refreshed.status(), StatusCode::UNAUTHORIZED);
+    }
+    let events = app
+        .send(Method::GET, "/me/events", Some(&newest.access_token), None)
+        .await
+        .json::<Value>()
+        .await
+        .unwrap();
+    let revoked = events["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|event| event["type"] == "session_revoked")
+        .count();
+    assert_eq!(revoked, 2);
+}
+
+/// Logging in in a loop: the account keeps its limit of live sessions, and once the ended
+/// ones have been kept their day for inspection, pruning leaves only those.
+async fn a_login_flood_leaves_the_tables_bounded(backend: Backend) {
+    let app = TestApp::spawn_with(backend, &[("LATCHKEY_MAX_SESSIONS", "5")]).await;
+    let user = app.signup_user().await;
+    let mut last = None;
+    for _ in 0..40 {
+        last = Some(app.login_user(&user.email).await);
+    }
+    let last = last.unwrap();
+    assert_eq!(list(&app, &last.access_token).await.len(), 5);
+
+    let policy = default_settings().prune_policy();
+    let later = latchkey::db::now() + chrono::TimeDelta::days(2);
+    app.db
+        .run_now(move |conn| latchkey::maintenance::prune(conn, &policy, later))
+        .unwrap();
+    assert_eq!(app.rows("sessions"), 5);
+    assert_eq!(app.rows("refresh_tokens"), 5);
+    assert_eq!(app.me(&last.access_token).await.status(), StatusCode::OK);
 }
