@@ -118,6 +118,8 @@ pub(super) fn start(
     let now = db::now();
     let id = SessionId::generate();
     let ip = client.ip.map(|ip| ip.to_string());
+    let refresh_token = RefreshToken::first().map_err(Error::internal)?;
+    let family = refresh_token.family_digest();
     let new_session = NewSession {
         id: &id,
         user_id,
@@ -126,6 +128,7 @@ pub(super) fn start(
         expires_at: now + db::span(policy.lifetime),
         user_agent: client.user_agent.as_deref(),
         ip: ip.as_deref(),
+        refresh_family_hash: family.as_deref(),
     };
     sessions::insert(conn, &new_session)?;
     let beyond_the_limit = Ending {
@@ -140,7 +143,6 @@ pub(super) fn start(
         policy.liveness(now),
         client,
     )?;
-    let refresh_token = RefreshToken::generate().map_err(Error::internal)?;
     refresh_tokens::insert(
         conn,
         &NewRefreshToken {
@@ -208,14 +210,22 @@ fn rotate(
 ) -> Result<Rotation, Error> {
     let now = db::now();
     let at = policy.liveness(now);
-    let mut generation = refresh_tokens::find_by_hash(conn, &presented.digest())?
-        .ok_or(Error::InvalidRefreshToken)?;
+    let Some(mut generation) = refresh_tokens::find_by_hash(conn, &presented.digest())? else {
+        // No such generation kept: an older one of a live session's family is a replay.
+        let family = presented
+            .family_digest()
+            .ok_or(Error::InvalidRefreshToken)?;
+        let session = sessions::find_by_refresh_family(conn, &family)?
+            .filter(|session| session.is_live(at))
+            .ok_or(Error::InvalidRefreshToken)?;
+        return reused(conn, &session, at, client);
+    };
     let session = sessions::find(conn, &generation.session_id)?
         .filter(|session| session.is_live(at))
         .ok_or(Error::InvalidRefreshToken)?;
 
     if generation.retired_at.is_none() {
-        let successor = RefreshToken::generate().map_err(Error::internal)?;
+        let successor = presented.successor().map_err(Error::internal)?;
         let sealed = presented.seal(&successor);
         let won =
             refresh_tokens::retire(conn, &session.id, generation.generation, now, &sealed)? == 1;
@@ -229,6 +239,11 @@ fn rotate(
                     created_at: now,
                 },
             )?;
+            if presented.family_digest().is_some() {
+                // Its family recognises any older generation: only the one just retired
+                // (for the grace window) and the new one are kept.
+                refresh_tokens::delete_before(conn, &session.id, generation.generation)?;
+            }
             return continue_session(conn, session, successor, now, false);
         }
         // A concurrent request rotated this token first (PostgreSQL let our update wait for
@@ -250,17 +265,25 @@ fn rotate(
     };
     match converged {
         Some(successor) => continue_session(conn, session, successor, now, true),
-        None => {
-            let ended = Ending {
-                which: Which::One(&session.id),
-                reason: RevokeReason::RefreshTokenReused,
-                event: EventKind::RefreshReused,
-            };
-            revoke(conn, &session.user_id, ended, at, client)?;
-            tracing::warn!(event = "refresh_token_reused", session_id = %session.id, user_id = %session.user_id, "refresh token reused; session revoked");
-            Ok(Rotation::Reused)
-        }
+        None => reused(conn, &session, at, client),
     }
+}
+
+/// A retired token came back: its session is revoked, with a `refresh_reused` event.
+fn reused(
+    conn: &mut DbConn,
+    session: &Session,
+    at: Liveness,
+    client: &ClientInfo,
+) -> Result<Rotation, Error> {
+    let ended = Ending {
+        which: Which::One(&session.id),
+        reason: RevokeReason::RefreshTokenReused,
+        event: EventKind::RefreshReused,
+    };
+    revoke(conn, &session.user_id, ended, at, client)?;
+    tracing::warn!(event = "refresh_token_reused", session_id = %session.id, user_id = %session.user_id, "refresh token reused; session revoked");
+    Ok(Rotation::Reused)
 }
 
 fn continue_session(

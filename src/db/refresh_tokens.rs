@@ -74,3 +74,17 @@ pub fn retire(
     ))
     .execute(conn)
 }
+
+/// Deletes the session's generations before `generation`, which no rule needs any more.
+pub fn delete_before(
+    conn: &mut DbConn,
+    session_id: &SessionId,
+    generation: i32,
+) -> QueryResult<usize> {
+    diesel::delete(
+        refresh_tokens::table
+            .filter(refresh_tokens::session_id.eq(session_id))
+            .filter(refresh_tokens::generation.lt(generation)),
+    )
+    .execute(conn)
+}

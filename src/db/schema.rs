@@ -23,6 +23,7 @@ diesel::table! {
         revoked_reason -> Nullable<Text>,
         user_agent -> Nullable<Text>,
         ip -> Nullable<Text>,
+        refresh_family_hash -> Nullable<Binary>,
     }
 }
 

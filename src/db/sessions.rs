@@ -36,6 +36,8 @@ pub struct NewSession<'a> {
     pub expires_at: NaiveDateTime,
     pub user_agent: Option<&'a str>,
     pub ip: Option<&'a str>,
+    /// The digest of its refresh tokens' family (see `auth::refresh_token`).
+    pub refresh_family_hash: Option<&'a [u8]>,
 }
 
 /// The instant a session is judged at: `now`, and the oldest `last_used_at` that is not yet
@@ -78,6 +80,18 @@ pub fn find(conn: &mut DbConn, id: &SessionId) -> QueryResult<Option<Session>> {
         .select(Session::as_select())
         .get_result(conn)
         .optional())
+}
+
+/// The session whose refresh tokens are of the family with this digest.
+pub fn find_by_refresh_family(
+    conn: &mut DbConn,
+    family_hash: &[u8],
+) -> QueryResult<Option<Session>> {
+    sessions::table
+        .filter(sessions::refresh_family_hash.eq(family_hash))
+        .select(Session::as_select())
+        .get_result(conn)
+        .optional()
 }
 
 /// The sessions among `ids` that exist, each with its user, in one query whose prepared

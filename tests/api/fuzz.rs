@@ -965,6 +965,7 @@ proptest! {
             any::<String>(),
             "[ \t\n]{0,2}[A-Za-z0-9_-]{40,46}[ \t\n=]{0,2}",
             "[A-Za-z0-9_+/=-]{43}",
+            "[ \t\n]{0,2}[A-Za-z0-9_-]{62,66}[ \t\n=]{0,2}",
         ]
     ) {
         if let Some(token) = RefreshToken::parse(&raw) {

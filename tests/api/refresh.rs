@@ -25,6 +25,10 @@ backend_tests!(
     a_session_ends_after_its_idle_period,
     access_tokens_never_outlive_the_session,
     logout_ends_the_refresh_token_too,
+    a_token_replayed_after_many_rotations_revokes_its_session,
+    a_refresh_flood_keeps_two_generations,
+    made_up_tokens_for_a_known_session_change_nothing,
+    tokens_issued_before_families_still_rotate_and_detect_reuse,
 );
 
 /// Refreshes, asserting success, and returns the new pair.
@@ -429,4 +433,110 @@ async fn logout_ends_the_refresh_token_too(backend: Backend) {
     let retired = app.refresh(&first.refresh_token).await;
     assert_eq!(retired.status(), StatusCode::UNAUTHORIZED);
     assert_invalid_token(app.me(&second.access_token).await).await;
+}
+
+/// The generations of a session's refresh token kept in the database.
+fn generations_kept(app: &TestApp, session_id: &str) -> i64 {
+    use diesel::prelude::*;
+    use latchkey::db::schema::refresh_tokens;
+    let session_id = session_id.to_owned();
+    app.db
+        .run_now(move |conn| {
+            refresh_tokens::table
+                .filter(refresh_tokens::session_id.eq(session_id))
+                .count()
+                .get_result(conn)
+                .map_err(latchkey::error::Error::from)
+        })
+        .unwrap()
+}
+
+/// What reuse detection is for: a thief uses a stolen token first and keeps rotating; when
+/// the victim's client comes back with the token it holds, generations old and its row long
+/// pruned, the session is revoked, the thief's newest tokens with it.
+async fn a_token_replayed_after_many_rotations_revokes_its_session(backend: Backend) {
+    let app = TestApp::spawn_with(backend, &[("LATCHKEY_REFRESH_REUSE_GRACE", "0")]).await;
+    let victim = app.signup_user().await;
+    let mut thief = refreshed(&app, &victim.refresh_token).await;
+    for _ in 0..5 {
+        thief = refreshed(&app, &thief.refresh_token).await;
+    }
+    assert_eq!(generations_kept(&app, &session_id(&victim)), 2);
+
+    assert_refresh_refused(&app, &victim.refresh_token, "refresh_token_reused").await;
+
+    assert_invalid_token(app.me(&thief.access_token).await).await;
+    assert_refresh_refused(&app, &thief.refresh_token, "invalid_refresh_token").await;
+}
+
+/// However often a session refreshes, it keeps two rows: the live token and its
+/// predecessor, for the grace window.
+async fn a_refresh_flood_keeps_two_generations(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let mut tokens = app.signup_user().await;
+    for _ in 0..100 {
+        tokens = refreshed(&app, &tokens.refresh_token).await;
+    }
+    assert_eq!(app.rows("refresh_tokens"), 2);
+    assert_eq!(app.me(&tokens.access_token).await.status(), StatusCode::OK);
+}
+
+/// A session's id is in every access token; a token made up from it, or of random bits of
+/// the right length, is unknown, and the session is not touched.
+async fn made_up_tokens_for_a_known_session_change_nothing(backend: Backend) {
+    let app = TestApp::spawn_with(backend, &[("LATCHKEY_REFRESH_REUSE_GRACE", "0")]).await;
+    let tokens = app.signup_user().await;
+    let sid = uuid::Uuid::parse_str(&session_id(&tokens)).unwrap();
+    let mut random = [0u8; 32];
+    getrandom::fill(&mut random).unwrap();
+    let made_up = [
+        URL_SAFE_NO_PAD.encode([sid.as_bytes().as_slice(), &random].concat()),
+        URL_SAFE_NO_PAD.encode(sid.as_bytes().repeat(3)),
+        URL_SAFE_NO_PAD.encode([random.as_slice(), &random[..16]].concat()),
+    ];
+    for token in &made_up {
+        assert_refresh_refused(&app, token, "invalid_refresh_token").await;
+    }
+    assert_eq!(app.me(&tokens.access_token).await.status(), StatusCode::OK);
+    refreshed(&app, &tokens.refresh_token).await;
+}
+
+/// A session opened before refresh tokens had families (its token the 256 random bits
+/// alone, no family stored) keeps rotating, keeps every generation, and still detects reuse.
+async fn tokens_issued_before_families_still_rotate_and_detect_reuse(backend: Backend) {
+    use diesel::prelude::*;
+    use latchkey::db::schema::{refresh_tokens, sessions};
+    use sha2::Digest as _;
+
+    let app = TestApp::spawn_with(backend, &[("LATCHKEY_REFRESH_REUSE_GRACE", "0")]).await;
+    let tokens = app.signup_user().await;
+    let sid = session_id(&tokens);
+    let mut legacy = [0u8; 32];
+    getrandom::fill(&mut legacy).unwrap();
+    let digest = sha2::Sha256::digest(legacy).to_vec();
+    let session = sid.clone();
+    app.db
+        .run_now(move |conn| {
+            diesel::update(sessions::table.find(&session))
+                .set(sessions::refresh_family_hash.eq(None::<Vec<u8>>))
+                .execute(conn)?;
+            diesel::update(refresh_tokens::table.filter(refresh_tokens::session_id.eq(&session)))
+                .set(refresh_tokens::token_hash.eq(digest))
+                .execute(conn)?;
+            Ok(())
+        })
+        .unwrap();
+    let legacy = URL_SAFE_NO_PAD.encode(legacy);
+
+    let second = refreshed(&app, &legacy).await;
+    assert_eq!(
+        second.refresh_token.len(),
+        43,
+        "still a token without a family"
+    );
+    let third = refreshed(&app, &second.refresh_token).await;
+    assert_eq!(generations_kept(&app, &sid), 3);
+
+    assert_refresh_refused(&app, &legacy, "refresh_token_reused").await;
+    assert_invalid_token(app.me(&third.access_token).await).await;
 }
