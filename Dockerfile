@@ -49,6 +49,9 @@ RUN groupadd --system --gid 10001 latchkey \
 
 COPY --from=builder /usr/local/bin/latchkey /usr/local/bin/latchkey
 
+# The metrics listener keeps its default, 127.0.0.1:9090: inside the container, out of
+# reach. A deployment with a scraper sets LATCHKEY_METRICS_BIND=0.0.0.0:9090 and keeps that
+# port off the public network (compose.yaml: exposed to its network, not published).
 ENV DATABASE_URL=/data/latchkey.db \
     LATCHKEY_BIND=0.0.0.0:8080
 

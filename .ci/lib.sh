@@ -28,8 +28,10 @@ start_latchkey() {
   local port
   port=$(free_port)
   LATCHKEY_URL="http://127.0.0.1:$port"
-  env DATABASE_URL="$database_url" LATCHKEY_BIND="127.0.0.1:$port" LATCHKEY_LOG=warn "$@" \
-    "$LATCHKEY_BIN" serve >"$LATCHKEY_WORKDIR/server.log" 2>&1 &
+  # The metrics listener on a port of the system's choosing: nothing here scrapes it, and
+  # the default 127.0.0.1:9090 may be taken by another server on this host.
+  env DATABASE_URL="$database_url" LATCHKEY_BIND="127.0.0.1:$port" LATCHKEY_METRICS_BIND=127.0.0.1:0 \
+    LATCHKEY_LOG=warn "$@" "$LATCHKEY_BIN" serve >"$LATCHKEY_WORKDIR/server.log" 2>&1 &
   LATCHKEY_PID=$!
   for _ in $(seq 1 100); do
     if curl -fsS "$LATCHKEY_URL/healthz" >/dev/null 2>&1; then

@@ -407,8 +407,9 @@ def render(results_dir, results):
     out += ["", "### How it was measured", "",
             f"- Latchkey release build (`cargo build --release --locked`), one process per backend on a fresh "
             f"database (SQLite: a new file; PostgreSQL: a new database, dropped afterwards), started as "
-            f"`env -i PATH=… {meta['server_env']} DATABASE_URL=… LATCHKEY_BIND=127.0.0.1:PORT latchkey serve`; "
-            "everything else at its default.",
+            f"`env -i PATH=… {meta['server_env']} DATABASE_URL=… LATCHKEY_BIND=127.0.0.1:PORT "
+            "LATCHKEY_METRICS_BIND=127.0.0.1:PORT latchkey serve` (a metrics port of its own); everything else "
+            "at its default.",
             server_priority(meta),
             f"- {meta['users']} users signed up first (4 at a time); their access tokens drive `/me` and their "
             "credentials `/login`. Each `/refresh` run follows fresh refresh-token chains, one per session, "
@@ -426,9 +427,9 @@ def render(results_dir, results):
             "- `/me` latency under flood: two wrk processes at once, one flooding `/login`, one measuring `/me`; "
             "the flood starts a second before the measurement and ends a second after. \"Inside the server\": "
             "the server's own histogram of `GET /me` (arrival of the request to its response, "
-            "`latchkey_http_request_duration_seconds`, scraped before and after the measurement): the bucket "
-            "bound that holds 99% of them, so time in the server can be told from time in the kernel's queues, "
-            "in wrk, and in wrk's correction.",
+            "`latchkey_http_request_duration_seconds`, scraped from its metrics listener before and after the "
+            "measurement): the bucket bound that holds 99% of them, so time in the server can be told from time "
+            "in the kernel's queues, in wrk, and in wrk's correction.",
             "- Peak RSS: the kernel's high-water mark VmHWM of the server process, reset (`echo 5 > "
             "/proc/PID/clear_refs`) before the flood and read once the queued logins are done; cross-checked "
             "with VmRSS sampled at 10 Hz. Idle RSS: VmRSS one second after start-up, before any load.",

@@ -117,7 +117,7 @@ fi
 wants() { case " $BENCH_SCENARIOS " in *" $1 "*) return 0 ;; *) return 1 ;; esac }
 
 # --- What this run started, so that the exit trap stops exactly that -------------------
-declare -A SERVER_PID=() SERVER_URL=() SERVER_DIR=() SERVER_DB=()
+declare -A SERVER_PID=() SERVER_URL=() SERVER_METRICS_URL=() SERVER_DIR=() SERVER_DB=()
 BACKGROUND_PIDS=()
 PG_DATABASES=()
 
@@ -189,8 +189,12 @@ build_current() {
   [ -x "$CURRENT_BIN" ] || die "no binary at $CURRENT_BIN after the build"
 }
 
-free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
+# free_ports N: N ports free a moment ago, all different (held until all are chosen).
+free_ports() {
+  python3 -c 'import socket, sys
+held = [socket.socket() for _ in range(int(sys.argv[1]))]
+for s in held: s.bind(("127.0.0.1", 0))
+print(*(s.getsockname()[1] for s in held))' "$1"
 }
 
 # --- Process measurements --------------------------------------------------------------
@@ -226,9 +230,15 @@ wait_idle() {
   log "warning: a server was still busy after 300 s; measuring anyway"
 }
 
-# scrape_metrics URL FILE: the server's GET /metrics, or an empty file if it has none.
+# scrape_metrics LABEL FILE: the server's GET /metrics from its metrics listener, or from its
+# public port for a baseline built before /metrics moved off it, or an empty file if it has
+# none (metrics off).
 scrape_metrics() {
-  curl -fsS --noproxy '*' --max-time 10 "$1/metrics" >"$2" 2>/dev/null || : >"$2"
+  local url
+  for url in "${SERVER_METRICS_URL[$1]}" "${SERVER_URL[$1]}"; do
+    curl -fsS --noproxy '*' --max-time 10 "$url/metrics" >"$2" 2>/dev/null && return 0
+  done
+  : >"$2"
 }
 
 # --- Servers ---------------------------------------------------------------------------
@@ -236,10 +246,11 @@ scrape_metrics() {
 # nothing inherited (env -i), so that a stray LATCHKEY_* in the caller's shell cannot
 # change what is measured.
 start_server() {
-  local label=$1 binary=$2 backend=$3 dir port url database_url database
+  local label=$1 binary=$2 backend=$3 dir port metrics_port url database_url database
   dir="$RESULTS/$backend-$label"
   mkdir -p "$dir"
-  port=$(free_port)
+  # A metrics port of its own too: with a baseline, two servers run side by side.
+  read -r port metrics_port < <(free_ports 2)
   url="http://127.0.0.1:$port"
   case "$backend" in
     sqlite) database_url="sqlite://$dir/latchkey.db" ;;
@@ -253,9 +264,11 @@ start_server() {
       ;;
   esac
   "${BELOW_POSTGRES[@]}" env -i PATH="$PATH" "${SERVER_ENV[@]}" DATABASE_URL="$database_url" \
-    LATCHKEY_BIND="127.0.0.1:$port" "$binary" serve >"$dir/server.log" 2>&1 &
+    LATCHKEY_BIND="127.0.0.1:$port" LATCHKEY_METRICS_BIND="127.0.0.1:$metrics_port" \
+    "$binary" serve >"$dir/server.log" 2>&1 &
   SERVER_PID[$label]=$!
   SERVER_URL[$label]=$url
+  SERVER_METRICS_URL[$label]="http://127.0.0.1:$metrics_port"
   SERVER_DIR[$label]=$dir
   for _ in $(seq 1 300); do
     if curl -fsS --noproxy '*' "$url/healthz" >/dev/null 2>&1; then
@@ -410,9 +423,9 @@ run_scenario() {
       BACKGROUND_PIDS+=("$flood")
       sleep 1
       # The server's own /me latency over the measurement, beside wrk's (see server_latency.py).
-      scrape_metrics "$url" "$raw/metrics_before_me_flood-run$run.txt"
+      scrape_metrics "$label" "$raw/metrics_before_me_flood-run$run.txt"
       wrk_run "$raw/me_flood-run$run.txt" "$C_FLOOD_ME" "$WRK_THREADS" me.lua "$url" "$tokens"
-      scrape_metrics "$url" "$raw/metrics_after_me_flood-run$run.txt"
+      scrape_metrics "$label" "$raw/metrics_after_me_flood-run$run.txt"
       wait "$flood" || die "the login flood failed (see $raw/login_flood-run$run.txt)"
       forget_pid "$flood"
       record "$backend" "$label" "$run" me_under_flood "$raw/me_flood-run$run.txt" \

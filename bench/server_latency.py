@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """The server's own latency histogram of one route over a wrk run, from two scrapes of
-GET /metrics (before and after), as JSON for results.jsonl:
+GET /metrics on its metrics listener (before and after), as JSON for results.jsonl:
 
   server_latency.py BEFORE AFTER METHOD ROUTE
   -> {"server_latency": {"le": [0.0005, ...], "cumulative": [n, ...]}}

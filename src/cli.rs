@@ -202,9 +202,14 @@ fn healthcheck(args: &HealthcheckArgs) -> Result<(), CliError> {
 async fn serve(settings: Settings) -> Result<(), CliError> {
     let backend = settings.database_url.backend();
     let application = Application::build(settings).await?;
+    let metrics = application.metrics_address().map_or_else(
+        || "off".to_owned(),
+        |address| format!("http://{address}/metrics"),
+    );
     tracing::info!(
         port = application.port(),
         backend = backend.name(),
+        metrics,
         "latchkey is listening"
     );
     application

@@ -48,6 +48,7 @@ variables!(
     LATCHKEY_LOG,
     LATCHKEY_LOG_FORMAT,
     LATCHKEY_METRICS,
+    LATCHKEY_METRICS_BIND,
     LATCHKEY_ARGON2_MEMORY_KIB,
     LATCHKEY_ARGON2_ITERATIONS,
     LATCHKEY_ARGON2_PARALLELISM,
@@ -95,8 +96,9 @@ pub struct Settings {
     pub cors_origins: Vec<String>,
     pub log_filter: String,
     pub log_format: LogFormat,
-    /// Whether `GET /metrics` answers (`LATCHKEY_METRICS=on`, the default) or is `404`.
-    pub metrics_enabled: bool,
+    /// Where `GET /metrics` answers (`LATCHKEY_METRICS_BIND`), a listener of its own apart
+    /// from the public one; `None` with `LATCHKEY_METRICS=off`: nothing listens.
+    pub metrics_bind: Option<SocketAddr>,
     pub argon2: Argon2Params,
     /// How many password hashes may run at once; each holds `argon2.memory_kib` of memory.
     pub hash_workers: usize,
@@ -180,7 +182,7 @@ impl Settings {
                 telemetry::check_filter(raw).map(|()| raw.trim().to_owned())
             })?,
             log_format: env.parse(LATCHKEY_LOG_FORMAT, "pretty", parse_log_format)?,
-            metrics_enabled: env.parse(LATCHKEY_METRICS, "on", parse_switch)?,
+            metrics_bind: env.metrics_bind()?,
             argon2: Argon2Params {
                 memory_kib: env.number(
                     LATCHKEY_ARGON2_MEMORY_KIB,
@@ -251,6 +253,19 @@ struct Env<'a>(&'a HashMap<String, String>);
 impl Env<'_> {
     fn bind(&self) -> Result<SocketAddr, ConfigError> {
         self.parse(LATCHKEY_BIND, "127.0.0.1:8080", parse_socket_addr)
+    }
+
+    /// Checked even when metrics are off, so that turning them on later meets no surprise.
+    fn metrics_bind(&self) -> Result<Option<SocketAddr>, ConfigError> {
+        let enabled = self.parse(LATCHKEY_METRICS, "on", parse_switch)?;
+        let bind = self.parse(LATCHKEY_METRICS_BIND, "127.0.0.1:9090", parse_socket_addr)?;
+        if enabled && bind == self.bind()? && bind.port() != 0 {
+            return Err(ConfigError {
+                variable: LATCHKEY_METRICS_BIND,
+                problem: format!("must differ from {LATCHKEY_BIND} ({bind})"),
+            });
+        }
+        Ok(enabled.then_some(bind))
     }
 
     fn raw(&self, variable: &str) -> Option<&str> {
@@ -463,12 +478,9 @@ mod tests {
         assert_eq!(s.login_window, Duration::from_secs(15 * 60));
         assert!(s.trusted_proxies.is_empty());
         assert_eq!(s.key_reload_interval, Duration::from_secs(30));
-        assert!(s.metrics_enabled);
-        assert!(
-            !settings(&[("LATCHKEY_METRICS", "off")])
-                .unwrap()
-                .metrics_enabled
-        );
+        assert_eq!(s.metrics_bind, Some("127.0.0.1:9090".parse().unwrap()));
+        let off = settings(&[("LATCHKEY_METRICS", "off")]).unwrap();
+        assert_eq!(off.metrics_bind, None);
         assert_eq!(s.event_retention, Duration::from_secs(90 * 86_400));
     }
 
@@ -480,6 +492,8 @@ mod tests {
             ("LATCHKEY_BIND", "nowhere"),
             ("LATCHKEY_LOG_FORMAT", "xml"),
             ("LATCHKEY_METRICS", "yes"),
+            ("LATCHKEY_METRICS_BIND", "nowhere"),
+            ("LATCHKEY_METRICS_BIND", "127.0.0.1:8080"),
             ("LATCHKEY_JWT_SECRET", "short"),
             ("DATABASE_URL", "mysql://localhost/x"),
             ("DATABASE_URL", "sqlite::memory:"),

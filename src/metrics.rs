@@ -1,7 +1,8 @@
-//! Prometheus metrics, served as text by `GET /metrics`.
+//! Prometheus metrics, served as text by `GET /metrics` on the metrics listener
+//! (`LATCHKEY_METRICS_BIND`).
 //!
 //! Each [`Application`](crate::startup::Application) has a registry of its own, held in
-//! `AppState`: nothing is process-global, so applications started side by side (the tests
+//! `AppState` and shared with its metrics listener: nothing is process-global, so applications started side by side (the tests
 //! start many in one process) count apart. Label values are fixed sets (route patterns, not
 //! paths; known methods; the statuses the service answers), so that no request can add a
 //! time series.

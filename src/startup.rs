@@ -1,6 +1,8 @@
-//! Building the application from its settings: database, keys, hashing pool, HTTP server.
+//! Building the application from its settings: database, keys, hashing pool, and the two
+//! HTTP servers: the public API, and the metrics listener beside it.
 
-use std::net::TcpListener;
+use std::net::{SocketAddr, TcpListener};
+use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::dev::Server;
@@ -13,7 +15,7 @@ use crate::auth::passwords::Passwords;
 use crate::auth::session_checks::SessionChecks;
 use crate::auth::tokens::AccessTokens;
 use crate::auth::{Auth, events};
-use crate::config::Settings;
+use crate::config::{self, Settings};
 use crate::db::{Db, PoolOptions};
 use crate::domain;
 use crate::http::{self, AppState};
@@ -23,11 +25,13 @@ use crate::metrics::Metrics;
 pub struct Application {
     port: u16,
     server: Server,
+    /// The metrics listener and the address it listens on; `None` with `LATCHKEY_METRICS=off`.
+    metrics: Option<(SocketAddr, Server)>,
 }
 
 impl Application {
     /// Connects to the database (applying migrations), loads or creates the signing key (and
-    /// reloads the keys every `key_reload_interval`) and binds the listener. Port 0 in the
+    /// reloads the keys every `key_reload_interval`) and binds the listeners. Port 0 in the
     /// settings picks a free port (tests do).
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
         let db = connect(&settings).await?;
@@ -55,8 +59,9 @@ impl Application {
         })
         .await??;
         let session_checks = SessionChecks::new(db.clone()).context("registering the metrics")?;
-        let metrics =
-            Metrics::new(&db, &passwords, &session_checks).context("registering the metrics")?;
+        let metrics = Arc::new(
+            Metrics::new(&db, &passwords, &session_checks).context("registering the metrics")?,
+        );
         maintenance::spawn(db.clone(), settings.prune_policy(), settings.prune_interval);
         let auth = Auth {
             refusals: events::Recorder::start(db.clone()),
@@ -75,12 +80,18 @@ impl Application {
             trusted_proxies: settings.trusted_proxies.clone(),
             cors_origins: settings.cors_origins.clone(),
             client_timeout: settings.client_timeout,
-            metrics,
-            metrics_enabled: settings.metrics_enabled,
+            metrics: metrics.clone(),
         });
 
-        let listener = TcpListener::bind(settings.bind)
-            .with_context(|| format!("binding {}", settings.bind))?;
+        let metrics = match settings.metrics_bind {
+            Some(address) => Some(metrics_server(
+                listen(config::LATCHKEY_METRICS_BIND, address)?,
+                web::Data::from(metrics),
+                settings.client_timeout,
+            )?),
+            None => None,
+        };
+        let listener = listen(config::LATCHKEY_BIND, settings.bind)?;
         let port = listener.local_addr()?.port();
         let cors_origins = settings.cors_origins.clone();
         let server = HttpServer::new(move || {
@@ -102,18 +113,73 @@ impl Application {
         .h1_allow_half_closed(false)
         .shutdown_timeout(30)
         .run();
-        Ok(Self { port, server })
+        Ok(Self {
+            port,
+            server,
+            metrics,
+        })
     }
 
     pub fn port(&self) -> u16 {
         self.port
     }
 
-    /// Serves until a signal. On SIGTERM it stops accepting, finishes the requests in flight
-    /// (for up to 30 s) and returns; actix stops at once on SIGINT and SIGQUIT.
-    pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        self.server.await
+    /// Where the metrics listener listens (its port chosen when the settings said 0), or
+    /// `None` with `LATCHKEY_METRICS=off`.
+    pub fn metrics_address(&self) -> Option<SocketAddr> {
+        self.metrics.as_ref().map(|(address, _)| *address)
     }
+
+    /// Serves until a signal. On SIGTERM it stops accepting, finishes the requests in flight
+    /// (for up to 30 s) and returns; actix stops at once on SIGINT and SIGQUIT. The metrics
+    /// listener stops with the API server (and the API server with it, were it to fail), so
+    /// the process never runs half a service.
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        use futures_util::future::{Either, join, select};
+        let Some((_, metrics)) = self.metrics else {
+            return self.server.await;
+        };
+        let (api_handle, metrics_handle) = (self.server.handle(), metrics.handle());
+        // A server acts on `stop` only while it is polled: join, never await one then the other.
+        let (stopped_first, stopped_then) = match select(self.server, metrics).await {
+            Either::Left((served, metrics)) => {
+                (served, join(metrics_handle.stop(true), metrics).await.1)
+            }
+            Either::Right((served, api)) => (served, join(api_handle.stop(true), api).await.1),
+        };
+        stopped_first.and(stopped_then)
+    }
+}
+
+/// Binds `address`, or says which variable named it: one line an operator can act on when
+/// the port is taken.
+fn listen(variable: &str, address: SocketAddr) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(address).with_context(|| format!("{variable}: cannot listen on {address}"))
+}
+
+/// The metrics listener: the registry's text and nothing else (`http::metrics`). One worker
+/// is plenty for a scraper every few seconds. It leaves the signals to the API server, which
+/// stops it once its own requests have drained (`run_until_stopped`).
+fn metrics_server(
+    listener: TcpListener,
+    metrics: web::Data<Metrics>,
+    client_timeout: Duration,
+) -> anyhow::Result<(SocketAddr, Server)> {
+    let address = listener.local_addr()?;
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(metrics.clone())
+            .wrap(from_fn(http::problem::ensure_problem))
+            .configure(http::metrics::routes)
+    })
+    .listen(listener)?
+    .workers(1)
+    .client_request_timeout(client_timeout)
+    .client_disconnect_timeout(Duration::from_secs(2))
+    .disable_signals()
+    .shutdown_timeout(5)
+    .run();
+    Ok((address, server))
 }
 
 fn access_tokens(settings: &Settings, keys: KeySet) -> AccessTokens {

@@ -11,7 +11,7 @@ mod health;
 mod login;
 mod logout;
 mod me;
-mod metrics;
+pub mod metrics;
 pub mod openapi;
 mod page;
 pub mod problem;
@@ -48,13 +48,13 @@ pub struct AppState {
     pub cors_origins: Vec<String>,
     /// The longest a client may take to send a request head, or a body.
     pub client_timeout: std::time::Duration,
-    /// This application's counters, gauges and histograms, served by `GET /metrics`.
-    pub metrics: crate::metrics::Metrics,
-    /// `LATCHKEY_METRICS`: off, `GET /metrics` answers `404` (the metrics are still kept).
-    pub metrics_enabled: bool,
+    /// This application's counters, gauges and histograms, shared with the metrics listener
+    /// that serves them (and kept when `LATCHKEY_METRICS=off` turns it off).
+    pub metrics: std::sync::Arc<crate::metrics::Metrics>,
 }
 
-/// Registers every route of `API.md`.
+/// Registers every route of `API.md` served on the public listener (`GET /metrics` has a
+/// listener of its own: [`metrics::routes`]).
 pub fn routes(config: &mut web::ServiceConfig) {
     config
         .service(resource("/signup", "POST").route(web::post().to(signup::signup)))
@@ -73,12 +73,14 @@ pub fn routes(config: &mut web::ServiceConfig) {
         .service(resource("/.well-known/jwks.json", "GET, HEAD").route(get().to(well_known::jwks)))
         .service(resource("/healthz", "GET, HEAD").route(get().to(health::healthz)))
         .service(resource("/readyz", "GET, HEAD").route(get().to(health::readyz)))
-        .service(resource("/metrics", "GET, HEAD").route(get().to(metrics::metrics)))
         .configure(openapi::routes)
         .configure(page::routes)
-        .default_service(web::to(|| async {
-            Err::<actix_web::HttpResponse, _>(Error::NotFound)
-        }));
+        .default_service(web::to(not_found));
+}
+
+/// What any path that matches no route answers.
+async fn not_found() -> Result<actix_web::HttpResponse, Error> {
+    Err(Error::NotFound)
 }
 
 /// A resource whose unmatched methods answer `405` with an `Allow` header.

@@ -24,8 +24,8 @@ use utoipa::{Modify, OpenApi};
 use utoipa_swagger_ui::{Config, SwaggerUi};
 
 use super::{
-    events, health, login, logout, me, metrics, page, problem, refresh, refresh_cookie, sessions,
-    signup, well_known,
+    events, health, login, logout, me, page, problem, refresh, refresh_cookie, sessions, signup,
+    well_known,
 };
 
 #[derive(OpenApi)]
@@ -50,7 +50,6 @@ use super::{
         well_known::jwks,
         health::healthz,
         health::readyz,
-        metrics::metrics,
         openapi_yaml,
         docs,
         page::index,
@@ -63,7 +62,6 @@ use super::{
         (name = "sessions", description = "The caller's sessions"),
         (name = "keys", description = "Public keys for verifying access tokens offline"),
         (name = "health", description = "Liveness and readiness"),
-        (name = "metrics", description = "Prometheus metrics, for operators"),
         (name = "docs", description = "This document, and a page to explore it"),
         (name = "page", description = "A page on which a person uses the service in a browser"),
     ),
@@ -229,7 +227,6 @@ struct CommonResponses;
 /// The paths answered without the database, which therefore never answer `503`.
 const WITHOUT_DATABASE: &[&str] = &[
     "/healthz",
-    "/metrics",
     "/.well-known/jwks.json",
     "/openapi.yaml",
     "/docs",

@@ -10,7 +10,9 @@ use reqwest::StatusCode;
 use serde_json::json;
 
 use crate::support::cli::{assert_one_line_failure, latchkey, run, stderr_of};
-use crate::support::{Backend, PASSWORD, TestApp, TestDatabase, assert_problem, unique_email};
+use crate::support::{
+    Backend, PASSWORD, TestApp, TestDatabase, assert_problem, free_ports, unique_email,
+};
 
 backend_tests!(
     user_create_makes_an_account_that_can_log_in,
@@ -26,6 +28,7 @@ async fn bad_configuration_stops_start_up_with_one_line_naming_the_variable() {
     let cases = [
         ("LATCHKEY_ACCESS_TTL", "soon"),
         ("LATCHKEY_BIND", "nowhere"),
+        ("LATCHKEY_METRICS_BIND", "nowhere"),
         ("LATCHKEY_JWT_SECRET", secret),
         ("LATCHKEY_LOG_FORMAT", "xml"),
         ("DATABASE_URL", "mysql://x"),
@@ -50,6 +53,42 @@ async fn bad_configuration_stops_start_up_with_one_line_naming_the_variable() {
     assert!(!String::from_utf8_lossy(&output.stdout).contains(secret));
     // Nothing was started: no database was created in the working directory.
     assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+}
+
+/// A port that is taken stops start-up with one line naming the variable that chose it,
+/// the metrics listener's as the API's; nothing is left serving half the service.
+#[actix_web::test]
+async fn a_taken_port_stops_start_up_with_one_line_naming_the_variable() {
+    let dir = tempfile::tempdir().unwrap();
+    let database = dir.path().join("x.db").display().to_string();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let taken_address = taken.local_addr().unwrap().to_string();
+    let [free] = free_ports();
+    let free_address = format!("127.0.0.1:{free}");
+    for (variable, other) in [
+        ("LATCHKEY_METRICS_BIND", "LATCHKEY_BIND"),
+        ("LATCHKEY_BIND", "LATCHKEY_METRICS_BIND"),
+    ] {
+        let env = [
+            ("DATABASE_URL", database.as_str()),
+            ("LATCHKEY_LOG", "warn"),
+            (variable, &taken_address),
+            (other, &free_address),
+        ];
+        // Bounded: were the taken port ignored, the server would run until killed.
+        let output = actix_web::rt::time::timeout(
+            Duration::from_secs(60),
+            run(latchkey(dir.path(), &env), &["serve"], ""),
+        )
+        .await
+        .unwrap_or_else(|_| panic!("latchkey served with {variable}={taken_address} taken"));
+        let stderr = assert_one_line_failure(&output);
+        assert!(
+            stderr.contains(&format!("{variable}: cannot listen on {taken_address}")),
+            "{stderr}"
+        );
+    }
+    drop(taken);
 }
 
 #[actix_web::test]
@@ -299,24 +338,17 @@ impl Drop for KillOnDrop {
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 #[actix_web::test]
 async fn with_no_subcommand_it_serves() {
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
+    let [port] = free_ports();
     let bind = format!("127.0.0.1:{port}");
     let database = dir.path().join("serve.db").display().to_string();
     let child = latchkey(
         dir.path(),
         &[
             ("LATCHKEY_BIND", &bind),
+            ("LATCHKEY_METRICS_BIND", "127.0.0.1:0"),
             ("DATABASE_URL", &database),
             ("LATCHKEY_LOG", "warn"),
         ],
@@ -456,7 +488,8 @@ async fn healthcheck_passes_against_a_running_server() {
 async fn healthcheck_fails_within_seconds_when_nothing_answers() {
     let dir = tempfile::tempdir().unwrap();
     // A closed port: refused at once.
-    let bind = format!("127.0.0.1:{}", free_port());
+    let [port] = free_ports();
+    let bind = format!("127.0.0.1:{port}");
     let started = Instant::now();
     let output = run(
         latchkey(dir.path(), &[("LATCHKEY_BIND", &bind)]),

@@ -1,5 +1,6 @@
-//! `GET /metrics`: the Prometheus text format, counters that move by exactly what a flow
-//! did, route labels that are patterns, and no label value that a made-up path can add.
+//! `GET /metrics`: on its own listener only, in the Prometheus text format, with counters
+//! that move by exactly what a flow did, route labels that are patterns, and no label value
+//! that a made-up path can add.
 
 use std::collections::HashMap;
 
@@ -9,16 +10,22 @@ use serde_json::json;
 use crate::support::{Backend, TestApp, Tokens, assert_problem};
 
 backend_tests!(
+    the_public_listener_does_not_serve_metrics,
     serves_prometheus_text_without_the_database,
     a_flow_moves_each_counter_by_exactly_what_it_did,
     route_labels_are_patterns_and_made_up_paths_add_none,
     the_pool_and_the_hashing_queue_are_measured,
-    metrics_off_answers_not_found,
+    metrics_off_listens_nowhere,
 );
 
 /// Every sample of a scrape, keyed by its name and labels as written (`name{a="b"}`).
 pub async fn scrape(app: &TestApp) -> HashMap<String, f64> {
-    let response = app.client.get(app.url("/metrics")).send().await.unwrap();
+    let response = app
+        .client
+        .get(app.metrics_url("/metrics"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), StatusCode::OK);
     assert_eq!(
         response.headers()["content-type"],
@@ -46,13 +53,42 @@ fn delta(before: &HashMap<String, f64>, after: &HashMap<String, f64>, series: &s
     value(after, series) - value(before, series)
 }
 
-async fn serves_prometheus_text_without_the_database(backend: Backend) {
+/// The attack: `/metrics` answered on the public port, to anyone, with the service's traffic,
+/// failure rates and load. On the public listener it is now an unknown path like any other:
+/// the metrics answer on `LATCHKEY_METRICS_BIND` only.
+async fn the_public_listener_does_not_serve_metrics(backend: Backend) {
     let app = TestApp::spawn(backend).await;
     let response = app.client.get(app.url("/metrics")).send().await.unwrap();
+    assert_problem(response, StatusCode::NOT_FOUND, "not_found").await;
+    for method in [Method::HEAD, Method::POST] {
+        let response = app
+            .client
+            .request(method.clone(), app.url("/metrics"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::NOT_FOUND, "{method}");
+    }
+}
+
+async fn serves_prometheus_text_without_the_database(backend: Backend) {
+    let origin = "https://app.example.com";
+    let app = TestApp::spawn_with(backend, &[("LATCHKEY_CORS_ORIGINS", origin)]).await;
+    let response = app
+        .client
+        .get(app.metrics_url("/metrics"))
+        .header("Origin", origin)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), StatusCode::OK);
-    assert_eq!(
-        response.headers()["content-type"],
-        "text/plain; version=0.0.4"
+    let headers = response.headers();
+    assert_eq!(headers["content-type"], "text/plain; version=0.0.4");
+    assert_eq!(headers["cache-control"], "no-store");
+    // No page calls the metrics listener: it has no CORS, even for an allowed origin.
+    assert!(
+        !headers.contains_key("access-control-allow-origin"),
+        "{headers:?}"
     );
     let text = response.text().await.unwrap();
     for name in [
@@ -77,10 +113,25 @@ async fn serves_prometheus_text_without_the_database(backend: Backend) {
         let series = format!("latchkey_logins_total{{outcome=\"{outcome}\"}}");
         assert_eq!(samples.get(&series), Some(&0.0), "{series}");
     }
-    let head = app.client.head(app.url("/metrics")).send().await.unwrap();
+    let head = app
+        .client
+        .head(app.metrics_url("/metrics"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(head.status(), StatusCode::OK);
-    let post = app.client.post(app.url("/metrics")).send().await.unwrap();
-    assert_eq!(post.status(), StatusCode::METHOD_NOT_ALLOWED);
+    let post = app
+        .client
+        .post(app.metrics_url("/metrics"))
+        .send()
+        .await
+        .unwrap();
+    assert_problem(post, StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed").await;
+    // The metrics listener serves the metrics and nothing else.
+    for path in ["/healthz", "/signup", "/", "/metrics/x"] {
+        let response = app.client.get(app.metrics_url(path)).send().await.unwrap();
+        assert_problem(response, StatusCode::NOT_FOUND, "not_found").await;
+    }
 }
 
 async fn a_flow_moves_each_counter_by_exactly_what_it_did(backend: Backend) {
@@ -147,11 +198,6 @@ async fn a_flow_moves_each_counter_by_exactly_what_it_did(backend: Backend) {
             "latchkey_http_requests_total{method=\"POST\",route=\"/logout\",status=\"204\"}",
             1.0,
         ),
-        // The first scrape, counted once it was answered.
-        (
-            "latchkey_http_requests_total{method=\"GET\",route=\"/metrics\",status=\"200\"}",
-            1.0,
-        ),
         (
             "latchkey_http_request_duration_seconds_count{method=\"POST\",route=\"/refresh\",status=\"200\"}",
             3.0,
@@ -160,6 +206,11 @@ async fn a_flow_moves_each_counter_by_exactly_what_it_did(backend: Backend) {
     for (series, moved) in expected {
         assert_eq!(delta(&before, &after, series), moved, "{series}");
     }
+    // The scrapes are not API requests: no series counts them.
+    assert!(
+        !after.keys().any(|series| series.contains("/metrics")),
+        "{after:?}"
+    );
     let signup_seconds = value(
         &after,
         "latchkey_http_request_duration_seconds_sum{method=\"POST\",route=\"/signup\",status=\"201\"}",
@@ -233,12 +284,10 @@ async fn route_labels_are_patterns_and_made_up_paths_add_none(backend: Backend) 
         ),
         1.0
     );
-    // The random path added no series: only the scrape and the made-up method's did.
+    // The random path added no series: only the made-up method's did.
     let new: Vec<&String> = after.keys().filter(|k| !before.contains_key(*k)).collect();
     assert!(
-        new.iter()
-            .all(|series| series.contains("route=\"/metrics\"")
-                || series.contains("method=\"other\"")),
+        new.iter().all(|series| series.contains("method=\"other\"")),
         "{new:?}"
     );
 }
@@ -261,8 +310,24 @@ async fn the_pool_and_the_hashing_queue_are_measured(backend: Backend) {
     assert_eq!(value(&fresh, "latchkey_hash_wait_seconds_count"), 0.0);
 }
 
-async fn metrics_off_answers_not_found(backend: Backend) {
-    let app = TestApp::spawn_with(backend, &[("LATCHKEY_METRICS", "off")]).await;
+/// `LATCHKEY_METRICS=off`: nothing listens on `LATCHKEY_METRICS_BIND`, not even a
+/// listener that refuses; the public listener answers `404` as always.
+async fn metrics_off_listens_nowhere(backend: Backend) {
+    // The port is held while the application starts: were it to bind it, start-up would fail.
+    let held = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let bind = held.local_addr().unwrap().to_string();
+    let app = TestApp::spawn_with(
+        backend,
+        &[
+            ("LATCHKEY_METRICS", "off"),
+            ("LATCHKEY_METRICS_BIND", &bind),
+        ],
+    )
+    .await;
+    assert_eq!(app.metrics_address, None);
+    drop(held);
+    let refused = std::net::TcpStream::connect(&bind).unwrap_err();
+    assert_eq!(refused.kind(), std::io::ErrorKind::ConnectionRefused);
     let response = app.client.get(app.url("/metrics")).send().await.unwrap();
     assert_problem(response, StatusCode::NOT_FOUND, "not_found").await;
 }

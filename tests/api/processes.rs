@@ -2,20 +2,22 @@
 //! every rule, and a whole flow leaves no secret in the logs.
 
 use std::io::Read as _;
-use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use reqwest::{Method, Response, StatusCode};
 use serde_json::{Value, json};
 
-use crate::support::{Backend, PASSWORD, TestDatabase, Tokens, assert_problem, unique_email};
+use crate::support::{
+    Backend, PASSWORD, TestDatabase, Tokens, assert_problem, free_ports, unique_email,
+};
 
 /// A `latchkey serve` child process, killed when dropped. Its standard error (the logs) goes
 /// to a file, read by [`ServerProcess::logs`].
 struct ServerProcess {
     child: Child,
     url: String,
+    metrics_url: String,
     log_path: std::path::PathBuf,
     _dir: tempfile::TempDir,
     client: reqwest::Client,
@@ -23,11 +25,7 @@ struct ServerProcess {
 
 impl ServerProcess {
     async fn start(database_url: &str, env: &[(&str, &str)]) -> Self {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let [port, metrics_port] = free_ports();
         let dir = tempfile::tempdir().unwrap();
         let log_path = dir.path().join("server.log");
         let log = std::fs::File::create(&log_path).unwrap();
@@ -36,6 +34,8 @@ impl ServerProcess {
             .env_clear()
             .env("DATABASE_URL", database_url)
             .env("LATCHKEY_BIND", format!("127.0.0.1:{port}"))
+            // Each instance its own: two on one host cannot share the default 9090.
+            .env("LATCHKEY_METRICS_BIND", format!("127.0.0.1:{metrics_port}"))
             .env("LATCHKEY_DB_POOL_SIZE", "4")
             .envs(env.iter().copied())
             .stdout(Stdio::null())
@@ -45,6 +45,7 @@ impl ServerProcess {
         let server = Self {
             child,
             url: format!("http://127.0.0.1:{port}"),
+            metrics_url: format!("http://127.0.0.1:{metrics_port}/metrics"),
             log_path,
             _dir: dir,
             client: reqwest::Client::new(),
@@ -270,6 +271,30 @@ async fn a_lockout_and_concurrent_signups_hold_across_instances() {
     assert_problem(locked, StatusCode::TOO_MANY_REQUESTS, "too_many_attempts").await;
     let locked = b.post("/login", credentials(&email, PASSWORD)).await;
     assert_problem(locked, StatusCode::TOO_MANY_REQUESTS, "too_many_attempts").await;
+}
+
+/// Two instances on one host, each with its metrics on a port of its own: each counts for
+/// itself there, and neither answers `/metrics` on its public port.
+#[actix_web::test]
+async fn each_instance_serves_its_own_metrics_on_its_own_port() {
+    let Some((_db, a, b)) = two_instances(&[]).await else {
+        return;
+    };
+    a.tokens("/signup", credentials(&unique_email(), PASSWORD))
+        .await;
+
+    for (server, signups) in [(&a, 1), (&b, 0)] {
+        let response = server.client.get(&server.metrics_url).send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        let text = response.text().await.unwrap();
+        assert!(
+            text.lines()
+                .any(|line| line == format!("latchkey_signups_total {signups}")),
+            "{text}"
+        );
+        let public = server.send(Method::GET, "/metrics", None, None).await;
+        assert_problem(public, StatusCode::NOT_FOUND, "not_found").await;
+    }
 }
 
 /// The attack: requests that cannot even be parsed (a garbage request line, a bad

@@ -35,6 +35,8 @@ impl Server {
                 format!("sqlite://{}", dir.path().join("latchkey.db").display()),
             )
             .env("LATCHKEY_BIND", format!("127.0.0.1:{port}"))
+            // Any free port: the default 9090 may be taken by another test's server.
+            .env("LATCHKEY_METRICS_BIND", "127.0.0.1:0")
             // Slow hashing, one at a time: a login takes a second or two.
             .env("LATCHKEY_ARGON2_ITERATIONS", "100")
             .env("LATCHKEY_HASH_WORKERS", "1")

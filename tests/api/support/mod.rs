@@ -154,6 +154,8 @@ fn admin_connection() -> PgConnection {
 /// A running application and a client for it.
 pub struct TestApp {
     pub address: String,
+    /// The metrics listener, like `http://127.0.0.1:PORT`; `None` with `LATCHKEY_METRICS=off`.
+    pub metrics_address: Option<String>,
     pub client: reqwest::Client,
     /// Direct access to the application's database, to arrange or inspect what HTTP cannot.
     pub db: Db,
@@ -176,6 +178,8 @@ impl TestApp {
         let mut values: HashMap<String, String> = HashMap::from([
             ("DATABASE_URL".into(), database.url.clone()),
             ("LATCHKEY_BIND".into(), "127.0.0.1:0".into()),
+            // A port of its own too: many applications run at once, none on the default 9090.
+            ("LATCHKEY_METRICS_BIND".into(), "127.0.0.1:0".into()),
             ("LATCHKEY_DB_POOL_SIZE".into(), "4".into()),
             ("LATCHKEY_LOG".into(), "warn".into()),
         ]);
@@ -190,6 +194,9 @@ impl TestApp {
             .await
             .expect("building the app");
         let address = format!("http://127.0.0.1:{}", application.port());
+        let metrics_address = application
+            .metrics_address()
+            .map(|address| format!("http://{address}"));
         actix_web::rt::spawn(application.run_until_stopped());
         let url = DatabaseUrl::parse(&database.url).unwrap();
         let options = PoolOptions {
@@ -199,6 +206,7 @@ impl TestApp {
         let db = Db::connect(&url, &options).expect("connecting to the test database");
         Self {
             address,
+            metrics_address,
             client: reqwest::Client::builder()
                 .redirect(reqwest::redirect::Policy::none())
                 .build()
@@ -210,6 +218,12 @@ impl TestApp {
 
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.address)
+    }
+
+    /// A URL on the metrics listener.
+    pub fn metrics_url(&self, path: &str) -> String {
+        let address = self.metrics_address.as_ref().expect("metrics are on");
+        format!("{address}{path}")
     }
 
     /// Sends a request with an optional JSON body and bearer token.
@@ -370,6 +384,15 @@ impl From<Value> for Tokens {
             body,
         }
     }
+}
+
+/// Ports that were free a moment ago, all different, for a server that cannot be told port 0
+/// and then asked which port it took (a child process).
+pub fn free_ports<const N: usize>() -> [u16; N] {
+    // Held until all are chosen: a port just let go could otherwise be handed out twice.
+    let held: [std::net::TcpListener; N] =
+        std::array::from_fn(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap());
+    held.map(|listener| listener.local_addr().unwrap().port())
 }
 
 pub fn unique_email() -> String {
