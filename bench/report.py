@@ -35,9 +35,13 @@ SCENARIOS = [
     ("me_alone", "`GET /me` latency, no flood", "flood_me"),
     ("me_under_flood", "`GET /me` latency during the login flood", "flood_me"),
     ("login_flood", "`POST /login` flood beside it", "flood_login"),
+    ("login_alone", "`POST /login` of other users, no flood", "others_login"),
+    ("login_during_signup_flood", "`POST /login` of other users during a signup flood", "others_login"),
+    ("signup_flood", "`POST /signup` flood from one address beside it", "signup_flood"),
     ("rss_flood", "`POST /login` flood, memory measured", "rss"),
 ]
-ERROR_FREE = {"healthz", "me", "login_serial", "login", "refresh", "signup", "me_alone", "me_under_flood"}
+ERROR_FREE = {"healthz", "me", "login_serial", "login", "refresh", "signup", "me_alone", "me_under_flood",
+              "login_alone", "login_during_signup_flood"}
 MIB = 1024
 
 
@@ -197,6 +201,16 @@ class Results:
             rows.append(("`/me` p99 during a login flood",
                          f"{fmt_ms(p99)} (p50 {fmt_ms(p50)}; without the flood p99 {fmt_ms(median(alone.values()))}{inside})",
                          "≤ 10 ms", verdict(p99 is not None and p99 <= 10)))
+        during = self.per_run(backend, label, "login_during_signup_flood", "p99")
+        alone = self.per_run(backend, label, "login_alone", "p99")
+        if during and alone:
+            ratio = self.ratio_per_run(backend, label, during, alone)
+            flood = self.runs[(backend, label, "signup_flood")]
+            refused = sum(m["statuses"].get("429", 0) for m in flood.values())
+            rows.append(("other users' `/login` p99 during a signup flood from one address",
+                         f"{ratio:.2f}× ({fmt_ms(median(during.values()))} vs {fmt_ms(median(alone.values()))} without; "
+                         f"the flood got {refused:,} × 429)",
+                         "≤ 2×", verdict(ratio is not None and ratio <= 2)))
         extras = self.extra.get((backend, label, "rss_flood"), {})
         if extras:
             peaks = [e["hwm_kib"] if e.get("hwm_reset") else e["sampled_peak_kib"] for e in extras.values()]

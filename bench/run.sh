@@ -11,7 +11,7 @@
 #   BENCH_RUNS=3             runs of every scenario; the report gives medians
 #   BENCH_DURATION=10        seconds of each wrk run
 #   BENCH_BACKENDS="sqlite postgres"
-#   BENCH_SCENARIOS="healthz me login refresh signup flood rss"   # a subset is fine
+#   BENCH_SCENARIOS="healthz me login refresh signup flood signup_flood rss"   # a subset is fine
 #   BENCH_USERS=200          users signed up before the runs (their tokens drive /me, /login)
 #   BENCH_PG_URL=postgres://postgres@127.0.0.1:5432   # a fresh database is created and dropped
 #   BENCH_LOG=warn           the server's LATCHKEY_LOG (warnings and errors are reported)
@@ -35,7 +35,7 @@ REPO_DIR=$(cd "$BENCH_DIR/.." && pwd)
 BENCH_RUNS=${BENCH_RUNS:-3}
 BENCH_DURATION=${BENCH_DURATION:-10}
 BENCH_BACKENDS=${BENCH_BACKENDS:-sqlite postgres}
-DEFAULT_SCENARIOS="healthz me login refresh signup flood rss"
+DEFAULT_SCENARIOS="healthz me login refresh signup flood signup_flood rss"
 BENCH_SCENARIOS=${BENCH_SCENARIOS:-$DEFAULT_SCENARIOS}
 BENCH_USERS=${BENCH_USERS:-200}
 BENCH_PG_URL=${BENCH_PG_URL:-postgres://postgres@127.0.0.1:5432}
@@ -58,6 +58,9 @@ C_SIGNUP=32
 C_FLOOD_LOGIN=64 # the login flood beside the /me measurement
 C_FLOOD_ME=8     # the /me measurement during (and without) that flood
 C_RSS=500        # the login flood during which peak memory is measured
+C_OTHERS_LOGIN=4 # other users' logins, measured with and without a signup flood
+C_SIGNUP_FLOOD=64 # the signup flood from one address beside them
+SIGNUP_FLOODER=203.0.113.66
 REFRESH_SPARE=4  # spare refresh chains per wrk thread (see bench/lua/refresh.lua)
 # Latencies above wrk's timeout are not recorded (and counted as timeouts): logins queued
 # behind a 500-connection flood take many seconds, and that is what is being measured.
@@ -433,6 +436,26 @@ run_scenario() {
           "$raw/metrics_after_me_flood-run$run.txt" GET /me)"
       record "$backend" "$label" "$run" login_flood "$raw/login_flood-run$run.txt"
       ;;
+    signup_flood)
+      # Other users' logins alone, then while one address floods /signup: the per-address
+      # signup limit should keep the flood from queueing hashes ahead of them.
+      wait_idle
+      wrk_run "$raw/login_alone-run$run.txt" "$C_OTHERS_LOGIN" "$WRK_THREADS" login.lua "$url" "$users"
+      record "$backend" "$label" "$run" login_alone "$raw/login_alone-run$run.txt"
+      wait_idle
+      # The flood starts a second before the measurement and ends a second after it.
+      WRK_DURATION=$((BENCH_DURATION + 2)) wrk_run "$raw/signup_flood-run$run.txt" \
+        "$C_SIGNUP_FLOOD" "$WRK_THREADS" signup.lua "$url" "BENCH_NONCE=flood-$label-run$run" \
+        "BENCH_SIGNUP_FROM=$SIGNUP_FLOODER" &
+      local signups=$!
+      BACKGROUND_PIDS+=("$signups")
+      sleep 1
+      wrk_run "$raw/login_signup_flood-run$run.txt" "$C_OTHERS_LOGIN" "$WRK_THREADS" login.lua "$url" "$users"
+      wait "$signups" || die "the signup flood failed (see $raw/signup_flood-run$run.txt)"
+      forget_pid "$signups"
+      record "$backend" "$label" "$run" login_during_signup_flood "$raw/login_signup_flood-run$run.txt"
+      record "$backend" "$label" "$run" signup_flood "$raw/signup_flood-run$run.txt"
+      ;;
     rss)
       # Peak memory during a 500-connection login flood: the kernel's high-water mark
       # (VmHWM), reset first (clear_refs 5), read once the queued hashes are done; and a
@@ -503,8 +526,9 @@ machine_info() {
     printf 'autogroup\t%s\n' "$(cat /proc/sys/kernel/sched_autogroup_enabled 2>/dev/null || echo 0)"
     printf 'wrk_threads\t%s\n' "$WRK_THREADS"
     printf 'wrk_timeout\t%s\n' "$WRK_TIMEOUT"
-    printf 'connections\thealthz=%s me=%s login=%s refresh=%s signup=%s flood_login=%s flood_me=%s rss=%s\n' \
-      "$C_HEALTHZ" "$C_ME" "$C_LOGIN" "$C_REFRESH" "$C_SIGNUP" "$C_FLOOD_LOGIN" "$C_FLOOD_ME" "$C_RSS"
+    printf 'connections\thealthz=%s me=%s login=%s refresh=%s signup=%s flood_login=%s flood_me=%s rss=%s others_login=%s signup_flood=%s\n' \
+      "$C_HEALTHZ" "$C_ME" "$C_LOGIN" "$C_REFRESH" "$C_SIGNUP" "$C_FLOOD_LOGIN" "$C_FLOOD_ME" "$C_RSS" \
+      "$C_OTHERS_LOGIN" "$C_SIGNUP_FLOOD"
     printf 'server_env\t%s\n' "${SERVER_ENV[*]}"
     printf 'current_bin\t%s\n' "$CURRENT_BIN"
     printf 'baseline_bin\t%s\n' "$BENCH_BASELINE_BIN"
@@ -543,12 +567,18 @@ main() {
 
   # The server's environment, complete: limits raised so that the load is measured, not
   # refused (every login of a flood is an attempt in flight from 127.0.0.1, counted against
-  # the per-address limit until it succeeds), and access tokens that outlive the run.
+  # the per-address limit until it succeeds; the floods log the same users in thousands of
+  # times, and the sessions whose tokens drive /me must stay among their live ones), and
+  # access tokens that outlive the run. Signups name their address (X-Forwarded-For from
+  # 127.0.0.1, trusted): each its own, but one for the signup flood, which meets the
+  # default per-address limit.
   SERVER_ENV=(
     LATCHKEY_LOG="$BENCH_LOG"
     LATCHKEY_ACCESS_TTL=24h
     LATCHKEY_LOGIN_MAX_FAILURES=1000000
     LATCHKEY_LOGIN_IP_MAX_FAILURES=1000000
+    LATCHKEY_MAX_SESSIONS=1000000
+    LATCHKEY_TRUSTED_PROXIES=127.0.0.1
     LATCHKEY_HASH_WORKERS="$BENCH_HASH_WORKERS"
   )
   machine_info

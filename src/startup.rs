@@ -71,6 +71,7 @@ impl Application {
             tokens,
             sessions: settings.session_policy(),
             throttle: settings.throttle_policy(),
+            signup_refusals: Default::default(),
             login_admissions: tokio::sync::Semaphore::new(login_admission_slots(
                 settings.db_pool_size,
             )),

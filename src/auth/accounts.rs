@@ -9,7 +9,7 @@ use super::events;
 use super::login;
 use super::passwords::Passwords;
 use super::sessions::{self, Caller, Ending, Granted, SessionPolicy};
-use super::throttle;
+use super::throttle::{self, SignupKey};
 use crate::db::sessions::Which;
 use crate::db::users::{self, Conflict, NewUser, User};
 use crate::db::{self, Db, DbConn};
@@ -62,18 +62,26 @@ pub async fn sign_up(
     account: NewAccount,
     client: ClientInfo,
 ) -> Result<Granted, Error> {
+    let key = SignupKey::of(client.ip);
+    auth.signup_refusals.check(&key)?;
     // Before anything counts: an overloaded instance refuses without using up a signup.
     let ticket = auth.passwords.reserve()?;
-    let (address, throttle) = (client.ip, auth.throttle);
-    let account = auth
+    let throttle = auth.throttle;
+    let counted_key = key.clone();
+    let admitted = auth
         .db
         .run(move |conn| {
             // Committed on its own: a signup that answers `409` has counted too.
             db::write_transaction(conn, |conn| {
-                throttle::admit_signup(conn, address, &throttle)
-            })?;
-            ensure_available(conn, &account).map(|()| account)
+                throttle::admit_signup(conn, &counted_key, &throttle)
+            })
         })
+        .await;
+    auth.signup_refusals.remember(&key, &admitted);
+    admitted?;
+    let account = auth
+        .db
+        .run(move |conn| ensure_available(conn, &account).map(|()| account))
         .await?;
     let password_hash = auth
         .passwords

@@ -48,6 +48,8 @@ pub struct Auth {
     pub session_checks: session_checks::SessionChecks,
     pub sessions: sessions::SessionPolicy,
     pub throttle: throttle::ThrottlePolicy,
+    /// Signups refused per address, remembered until their `Retry-After`.
+    pub signup_refusals: throttle::SignupRefusals,
     /// Records failed and throttled logins after their answer.
     pub refusals: events::Recorder,
     /// Logins counting their attempt in the database at once. Those from one address queue

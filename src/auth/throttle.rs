@@ -7,7 +7,7 @@
 //! last slot, and a refused attempt costs no hashing at all.
 
 use std::net::IpAddr;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -134,25 +134,82 @@ pub fn admit(
     }))
 }
 
-/// Counts a signup from `address`, or refuses it with `TooManyAttempts` when the address has
+/// The key a client address's signups count under.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct SignupKey(String);
+
+impl SignupKey {
+    pub fn of(address: Option<IpAddr>) -> Self {
+        Self(format!("{SIGNUP_KEY_PREFIX}{}", address_key(address)))
+    }
+}
+
+/// Counts a signup under `key`, or refuses it with `TooManyAttempts` when the address has
 /// made its limit of signups within the hour. A signup counts whatever its outcome: a taken
 /// email or username answers at once, so each answer is a guess to be rationed. Runs in a
 /// write transaction.
 pub fn admit_signup(
     conn: &mut DbConn,
-    address: Option<IpAddr>,
+    key: &SignupKey,
     policy: &ThrottlePolicy,
 ) -> Result<(), Error> {
     let now = db::now();
-    let key = format!("{SIGNUP_KEY_PREFIX}{}", address_key(address));
-    login_failures::lock_keys(conn, &[&key])?;
+    login_failures::lock_keys(conn, &[&key.0])?;
     let max = policy.signups_per_address;
-    let retry_after = wait_for_slot(conn, &key, max, SIGNUP_WINDOW, now)?;
+    let retry_after = wait_for_slot(conn, &key.0, max, SIGNUP_WINDOW, now)?;
     if retry_after > 0 {
         return Err(Error::TooManyAttempts { retry_after });
     }
-    login_failures::insert(conn, &uuid::Uuid::now_v7().to_string(), &key, now)?;
+    login_failures::insert(conn, &uuid::Uuid::now_v7().to_string(), &key.0, now)?;
     Ok(())
+}
+
+/// The signup keys this instance saw refused, and until when. A counted signup is never
+/// withdrawn, so a refusal holds, on every instance, until its `Retry-After`: meanwhile a
+/// flood from that address is refused from memory, without a database transaction that
+/// would queue before everyone else's writes. Bounded: past its size, new refusals are
+/// simply not remembered (the database still refuses them).
+#[derive(Default)]
+pub struct SignupRefusals {
+    until: std::sync::Mutex<std::collections::HashMap<SignupKey, Instant>>,
+}
+
+/// How many refused addresses an instance remembers at most.
+const REMEMBERED_REFUSALS: usize = 10_000;
+
+impl SignupRefusals {
+    /// `TooManyAttempts` if `key` was refused and its `Retry-After` has not passed.
+    pub fn check(&self, key: &SignupKey) -> Result<(), Error> {
+        let now = Instant::now();
+        let until = self.lock().get(key).copied();
+        match until {
+            Some(until) if now < until => Err(Error::TooManyAttempts {
+                retry_after: (until - now).as_secs().max(1),
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    /// Remembers the refusal `outcome` is, if it is one.
+    pub fn remember<T>(&self, key: &SignupKey, outcome: &Result<T, Error>) {
+        let Err(Error::TooManyAttempts { retry_after }) = outcome else {
+            return;
+        };
+        let now = Instant::now();
+        let mut until = self.lock();
+        if until.len() >= REMEMBERED_REFUSALS {
+            until.retain(|_, refused_until| now < *refused_until);
+        }
+        if until.len() < REMEMBERED_REFUSALS {
+            until.insert(key.clone(), now + Duration::from_secs(*retry_after));
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<SignupKey, Instant>> {
+        self.until
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
 }
 
 /// Seconds until `key` has a free slot under `max` attempts per `window`; 0 if it has one.
@@ -241,6 +298,31 @@ mod tests {
             None,
         );
         assert_eq!(known.account, "user:42");
+    }
+
+    #[test]
+    fn refused_signups_are_remembered_until_their_retry_after_within_a_bound() {
+        let refusals = SignupRefusals::default();
+        let key = SignupKey::of(Some("192.0.2.1".parse().unwrap()));
+        assert!(refusals.check(&key).is_ok());
+        refusals.remember(&key, &Ok::<(), Error>(()));
+        assert!(refusals.check(&key).is_ok(), "only refusals are remembered");
+        let refused = Err::<(), _>(Error::TooManyAttempts { retry_after: 60 });
+        refusals.remember(&key, &refused);
+        assert!(matches!(
+            refusals.check(&key),
+            Err(Error::TooManyAttempts { retry_after: 59 | 60 })
+        ));
+        let other = SignupKey::of(Some("192.0.2.2".parse().unwrap()));
+        assert!(refusals.check(&other).is_ok());
+        refusals.remember(&other, &Err::<(), _>(Error::TooManyAttempts { retry_after: 0 }));
+        assert!(refusals.check(&other).is_ok(), "an expired refusal is forgotten");
+
+        for n in 0..REMEMBERED_REFUSALS as u32 + 10 {
+            let key = SignupKey::of(Some(std::net::Ipv4Addr::from(n).into()));
+            refusals.remember(&key, &refused);
+        }
+        assert_eq!(refusals.lock().len(), REMEMBERED_REFUSALS);
     }
 
     #[test]
