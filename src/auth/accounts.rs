@@ -6,6 +6,7 @@ use secrecy::SecretString;
 use super::Auth;
 use super::client::ClientInfo;
 use super::events;
+use super::hash_pool::Ticket;
 use super::login;
 use super::passwords::Passwords;
 use super::sessions::{self, Caller, Ending, Granted, SessionPolicy};
@@ -62,23 +63,13 @@ pub async fn sign_up(
     account: NewAccount,
     client: ClientInfo,
 ) -> Result<Granted, Error> {
-    let key = SignupKey::of(client.ip);
-    auth.signup_refusals.check(&key)?;
-    // Before anything counts: an overloaded instance refuses without using up a signup.
-    let ticket = auth.passwords.reserve()?;
-    let throttle = auth.throttle;
-    let counted_key = key.clone();
-    let admitted = auth
-        .db
-        .run(move |conn| {
-            // Committed on its own: a signup that answers `409` has counted too.
-            db::write_transaction(conn, |conn| {
-                throttle::admit_signup(conn, &counted_key, &throttle)
-            })
-        })
-        .await;
-    auth.signup_refusals.remember(&key, &admitted);
-    admitted?;
+    let admitted = admit(auth, SignupKey::of(client.ip)).await;
+    if let Err(Error::TooManyAttempts { .. }) = &admitted {
+        // A client that ignores Retry-After is answered after a pause: retrying at once
+        // cannot turn cheap refusals into a flood that takes the CPU from others' logins.
+        tokio::time::sleep(throttle::REFUSAL_PAUSE).await;
+    }
+    let ticket = admitted?;
     let account = auth
         .db
         .run(move |conn| ensure_available(conn, &account).map(|()| account))
@@ -102,6 +93,26 @@ pub async fn sign_up(
         .await?;
     tracing::info!(event = "signed_up", user_id = %granted.user.id, session_id = %granted.continued.session.id, "signed up");
     Ok(granted)
+}
+
+/// Counts the signup against its address's limit (refusals remembered, see
+/// [`throttle::SignupRefusals`]), with a place in the hashing queue taken first: a `503`
+/// uses up no signup.
+async fn admit(auth: &Auth, key: SignupKey) -> Result<Ticket, Error> {
+    auth.signup_refusals.check(&key)?;
+    let ticket = auth.passwords.reserve()?;
+    let (throttle, counted_key) = (auth.throttle, key.clone());
+    let admitted = auth
+        .db
+        .run(move |conn| {
+            // Committed on its own: a signup that answers `409` has counted too.
+            db::write_transaction(conn, |conn| {
+                throttle::admit_signup(conn, &counted_key, &throttle)
+            })
+        })
+        .await;
+    auth.signup_refusals.remember(&key, &admitted);
+    admitted.map(|()| ticket)
 }
 
 /// Creates the account without a session, as an operator does (`latchkey user create`).

@@ -31,6 +31,10 @@ pub struct ThrottlePolicy {
 /// The window of the signup limit (API.md: "per hour").
 pub const SIGNUP_WINDOW: Duration = Duration::from_secs(60 * 60);
 
+/// How long a refused signup waits before its answer: a client retrying at once, whatever
+/// `Retry-After` said, makes one request a second per connection, not thousands.
+pub const REFUSAL_PAUSE: Duration = Duration::from_secs(1);
+
 /// The prefix of the keys that count signups.
 const SIGNUP_KEY_PREFIX: &str = "signup:";
 
@@ -311,12 +315,20 @@ mod tests {
         refusals.remember(&key, &refused);
         assert!(matches!(
             refusals.check(&key),
-            Err(Error::TooManyAttempts { retry_after: 59 | 60 })
+            Err(Error::TooManyAttempts {
+                retry_after: 59 | 60
+            })
         ));
         let other = SignupKey::of(Some("192.0.2.2".parse().unwrap()));
         assert!(refusals.check(&other).is_ok());
-        refusals.remember(&other, &Err::<(), _>(Error::TooManyAttempts { retry_after: 0 }));
-        assert!(refusals.check(&other).is_ok(), "an expired refusal is forgotten");
+        refusals.remember(
+            &other,
+            &Err::<(), _>(Error::TooManyAttempts { retry_after: 0 }),
+        );
+        assert!(
+            refusals.check(&other).is_ok(),
+            "an expired refusal is forgotten"
+        );
 
         for n in 0..REMEMBERED_REFUSALS as u32 + 10 {
             let key = SignupKey::of(Some(std::net::Ipv4Addr::from(n).into()));
