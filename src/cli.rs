@@ -117,6 +117,9 @@ enum KeysCommand {
     /// Add a new signing key that signs from now on; the previous one keeps verifying until
     /// every token it can have signed has expired. Refused with LATCHKEY_JWT_SECRET set.
     Rotate,
+    /// Encrypt the private keys stored in plain text under LATCHKEY_KEY_ENCRYPTION_KEY
+    /// (those stored before it was set); keys already encrypted are left as they are.
+    Encrypt,
 }
 
 /// What went wrong, for `main` to print as one line and turn into the exit code.
@@ -181,6 +184,7 @@ impl Cli {
             }
             Some(Command::Keys(KeysCommand::List { json })) => keys::list(settings, json).await,
             Some(Command::Keys(KeysCommand::Rotate)) => keys::rotate(settings).await,
+            Some(Command::Keys(KeysCommand::Encrypt)) => keys::encrypt(settings).await,
         }
     }
 }

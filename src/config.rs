@@ -28,6 +28,7 @@ variables!(
     DATABASE_URL,
     LATCHKEY_BIND,
     LATCHKEY_JWT_SECRET,
+    LATCHKEY_KEY_ENCRYPTION_KEY,
     LATCHKEY_ISSUER,
     LATCHKEY_AUDIENCE,
     LATCHKEY_CORS_ORIGINS,
@@ -64,6 +65,8 @@ pub struct Settings {
     pub bind: SocketAddr,
     /// HS256 shared secret; `None` selects EdDSA with a key kept in the database.
     pub jwt_secret: Option<SecretString>,
+    /// Seals the Ed25519 private keys stored in the database; `None`: stored plain.
+    pub key_encryption_key: Option<std::sync::Arc<secrecy::SecretBox<[u8; 32]>>>,
     pub issuer: String,
     pub audience: String,
     pub access_ttl: Duration,
@@ -157,6 +160,7 @@ impl Settings {
             database_url: env.parse(DATABASE_URL, "latchkey.db", DatabaseUrl::parse)?,
             bind: env.bind()?,
             jwt_secret: env.secret(LATCHKEY_JWT_SECRET)?,
+            key_encryption_key: env.encryption_key(LATCHKEY_KEY_ENCRYPTION_KEY)?,
             issuer: env.non_empty(LATCHKEY_ISSUER, "latchkey")?,
             audience: env.non_empty(LATCHKEY_AUDIENCE, "latchkey")?,
             access_ttl: env.duration(LATCHKEY_ACCESS_TTL, "15m", 1)?,
@@ -331,6 +335,30 @@ impl Env<'_> {
                 ),
             }),
         }
+    }
+
+    /// 32 bytes in standard base64 (`openssl rand -base64 32`).
+    fn encryption_key(
+        &self,
+        variable: &'static str,
+    ) -> Result<Option<std::sync::Arc<secrecy::SecretBox<[u8; 32]>>>, ConfigError> {
+        use base64::Engine as _;
+        let Some(raw) = self.raw(variable) else {
+            return Ok(None);
+        };
+        let problem = || ConfigError {
+            variable,
+            problem: "expected 32 bytes in base64 (openssl rand -base64 32)".into(),
+        };
+        let bytes = zeroize::Zeroizing::new(
+            base64::engine::general_purpose::STANDARD
+                .decode(raw.trim())
+                .map_err(|_| problem())?,
+        );
+        let key: [u8; 32] = bytes.as_slice().try_into().map_err(|_| problem())?;
+        Ok(Some(std::sync::Arc::new(secrecy::SecretBox::new(
+            Box::new(key),
+        ))))
     }
 
     fn secret(&self, variable: &'static str) -> Result<Option<SecretString>, ConfigError> {

@@ -10,6 +10,7 @@ use actix_web::middleware::from_fn;
 use actix_web::{App, HttpServer, web};
 use anyhow::Context as _;
 
+use crate::auth::key_vault::KeyVault;
 use crate::auth::keys::{self, KeySet};
 use crate::auth::passwords::Passwords;
 use crate::auth::session_checks::SessionChecks;
@@ -38,12 +39,15 @@ impl Application {
         let tokens = match &settings.jwt_secret {
             Some(secret) => access_tokens(&settings, KeySet::from_secret(secret)),
             None => {
+                let vault = KeyVault::new(settings.key_encryption_key.as_deref());
+                let loading = vault.clone();
                 let keys = db
-                    .run(KeySet::load_or_create)
+                    .run(move |conn| KeySet::load_or_create(conn, &loading))
                     .await
                     .context("loading the signing keys")?;
-                let tokens =
-                    access_tokens(&settings, keys).reloading_with(keys::reload_from(db.clone()));
+                warn_of_plain_keys(&db, &vault).await?;
+                let reload = keys::reload_from(db.clone(), vault);
+                let tokens = access_tokens(&settings, keys).reloading_with(reload);
                 maintenance::spawn_key_reload(tokens.clone(), settings.key_reload_interval);
                 tokens
             }
@@ -181,6 +185,27 @@ fn metrics_server(
     .shutdown_timeout(5)
     .run();
     Ok((address, server))
+}
+
+/// Says at start-up when signing keys are stored in plain text, and what to do about it.
+async fn warn_of_plain_keys(db: &Db, vault: &KeyVault) -> anyhow::Result<()> {
+    if !vault.seals() {
+        tracing::warn!(
+            "LATCHKEY_KEY_ENCRYPTION_KEY is not set: the Ed25519 signing key is stored in plain \
+             text, and a copy of the database can sign tokens; set it (openssl rand -base64 32) \
+             and run `latchkey keys encrypt`"
+        );
+        return Ok(());
+    }
+    let plain = db.run(keys::count_plain).await?;
+    if plain > 0 {
+        tracing::warn!(
+            plain,
+            "signing keys stored before LATCHKEY_KEY_ENCRYPTION_KEY was set are still plain: \
+             run `latchkey keys encrypt`"
+        );
+    }
+    Ok(())
 }
 
 fn access_tokens(settings: &Settings, keys: KeySet) -> AccessTokens {

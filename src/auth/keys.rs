@@ -3,6 +3,7 @@
 //! restart signs and verifies with the same keys: the first is generated on first start,
 //! and `latchkey keys rotate` adds a new one that signs from then on. A replaced key keeps
 //! verifying until every token it can have signed has expired (see [`retire_after`]).
+//! Private keys are stored as the [`KeyVault`] seals them.
 
 use std::time::Duration;
 
@@ -18,6 +19,7 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use super::claims::LEEWAY;
+use super::key_vault::KeyVault;
 use crate::db::{self, Db, DbConn, signing_keys};
 use crate::error::Error;
 
@@ -104,19 +106,19 @@ impl KeySet {
 
     /// Loads the Ed25519 keys from the database, creating one if none signs (a fresh
     /// database).
-    pub fn load_or_create(conn: &mut DbConn) -> Result<Self, Error> {
-        if let Some(keys) = Self::load(conn)? {
+    pub fn load_or_create(conn: &mut DbConn, vault: &KeyVault) -> Result<Self, Error> {
+        if let Some(keys) = Self::load(conn, vault)? {
             return Ok(keys);
         }
         let generation = signing_keys::max_generation(conn)?.unwrap_or(0) + 1;
-        create_key(conn, generation)?;
-        Self::load(conn)?
+        create_key(conn, generation, vault)?;
+        Self::load(conn, vault)?
             .ok_or_else(|| Error::internal(anyhow::anyhow!("no signing key after creating one")))
     }
 
     /// The Ed25519 keys that verify now, the newest unretired one signing; `None` when no
     /// key signs.
-    pub fn load(conn: &mut DbConn) -> Result<Option<Self>, Error> {
+    pub fn load(conn: &mut DbConn, vault: &KeyVault) -> Result<Option<Self>, Error> {
         let stored = signing_keys::list_verifying(conn, db::now())?;
         let Some(newest) = stored
             .iter()
@@ -124,7 +126,8 @@ impl KeySet {
         else {
             return Ok(None);
         };
-        let signing = ed25519_signing(&newest.kid, &newest.private_key);
+        let private_der = vault.open(&newest.kid, &newest.private_key)?;
+        let signing = ed25519_signing(&newest.kid, &private_der);
         let verifying = stored
             .iter()
             .filter(|key| key.algorithm == EDDSA)
@@ -150,12 +153,15 @@ impl KeySet {
 /// when no key signs, so that the keys loaded so far stay in use.
 ///
 /// [`AccessTokens::reloading_with`]: super::tokens::AccessTokens::reloading_with
-pub fn reload_from(db: Db) -> impl Fn() -> BoxFuture<'static, Result<KeySet, Error>> + Send + Sync {
+pub fn reload_from(
+    db: Db,
+    vault: KeyVault,
+) -> impl Fn() -> BoxFuture<'static, Result<KeySet, Error>> + Send + Sync {
     move || {
-        let db = db.clone();
+        let (db, vault) = (db.clone(), vault.clone());
         Box::pin(async move {
-            db.run(|conn| {
-                KeySet::load(conn)?.ok_or_else(|| {
+            db.run(move |conn| {
+                KeySet::load(conn, &vault)?.ok_or_else(|| {
                     Error::internal(anyhow::anyhow!("no signing key in the database"))
                 })
             })
@@ -209,8 +215,13 @@ pub struct Rotated {
 /// Adds a new Ed25519 key that signs from now on; the keys it replaces verify for
 /// `verify_for` more (see [`retire_after`]). `None` when another rotation committed at the
 /// same moment: this one then changed nothing.
-pub fn rotate(conn: &mut DbConn, verify_for: Duration) -> Result<Option<Rotated>, Error> {
+pub fn rotate(
+    conn: &mut DbConn,
+    verify_for: Duration,
+    vault: &KeyVault,
+) -> Result<Option<Rotated>, Error> {
     let key = Ed25519Key::generate()?;
+    let stored_private = vault.seal(&key.kid, &key.private_der)?;
     let now = db::now();
     let retires_at = now + db::span(verify_for);
     // The generation is read before anything is written, so that of two concurrent
@@ -220,7 +231,7 @@ pub fn rotate(conn: &mut DbConn, verify_for: Duration) -> Result<Option<Rotated>
         let generation = signing_keys::max_generation(conn)?.unwrap_or(0) + 1;
         let replaced = signing_keys::schedule_retirement(conn, retires_at)?;
         signing_keys::erase_retired_private_keys(conn)?;
-        signing_keys::insert(conn, &key.to_new(generation, now))?;
+        signing_keys::insert(conn, &key.to_new(generation, now, &stored_private))?;
         Ok::<_, diesel::result::Error>(replaced)
     });
     match outcome {
@@ -236,9 +247,10 @@ pub fn rotate(conn: &mut DbConn, verify_for: Duration) -> Result<Option<Rotated>
 
 /// The generation is unique, so when several instances start on a database without a
 /// signing key at once, one insert wins and the others read the winner's key.
-fn create_key(conn: &mut DbConn, generation: i32) -> Result<(), Error> {
+fn create_key(conn: &mut DbConn, generation: i32, vault: &KeyVault) -> Result<(), Error> {
     let key = Ed25519Key::generate()?;
-    match signing_keys::insert(conn, &key.to_new(generation, db::now())) {
+    let stored_private = vault.seal(&key.kid, &key.private_der)?;
+    match signing_keys::insert(conn, &key.to_new(generation, db::now(), &stored_private)) {
         Ok(()) => {
             tracing::info!(kid = %key.kid, "generated an Ed25519 signing key");
             Ok(())
@@ -246,6 +258,33 @@ fn create_key(conn: &mut DbConn, generation: i32) -> Result<(), Error> {
         Err(error) if is_unique_violation(&error) => Ok(()),
         Err(error) => Err(error.into()),
     }
+}
+
+/// Seals every private key stored plain (`latchkey keys encrypt`); answers how many. Each
+/// is replaced only if still the plain key read, so that concurrent runs seal it once.
+pub fn encrypt_stored(conn: &mut DbConn, vault: &KeyVault) -> Result<usize, Error> {
+    if !vault.seals() {
+        return Err(Error::internal(anyhow::anyhow!(
+            "LATCHKEY_KEY_ENCRYPTION_KEY is not set: there is no key to encrypt with"
+        )));
+    }
+    let mut sealed = 0;
+    for key in signing_keys::list(conn)? {
+        if key.private_key.is_empty() || KeyVault::is_sealed(&key.private_key) {
+            continue;
+        }
+        let stored = vault.seal(&key.kid, &key.private_key)?;
+        sealed += signing_keys::replace_private_key(conn, &key.kid, &key.private_key, &stored)?;
+    }
+    Ok(sealed)
+}
+
+/// How many private keys are stored plain (retired keys have none left).
+pub fn count_plain(conn: &mut DbConn) -> Result<usize, Error> {
+    Ok(signing_keys::list(conn)?
+        .iter()
+        .filter(|key| !key.private_key.is_empty() && !KeyVault::is_sealed(&key.private_key))
+        .count())
 }
 
 fn is_unique_violation(error: &diesel::result::Error) -> bool {
@@ -269,12 +308,18 @@ impl Ed25519Key {
         Self::from_seed(&seed)
     }
 
-    fn to_new(&self, generation: i32, now: NaiveDateTime) -> signing_keys::NewSigningKey<'_> {
+    /// The row of this key, its private key in `stored_private`, the form the vault gave.
+    fn to_new<'a>(
+        &'a self,
+        generation: i32,
+        now: NaiveDateTime,
+        stored_private: &'a [u8],
+    ) -> signing_keys::NewSigningKey<'a> {
         signing_keys::NewSigningKey {
             kid: &self.kid,
             generation,
             algorithm: EDDSA,
-            private_key: &self.private_der,
+            private_key: stored_private,
             public_key: &self.public,
             created_at: now,
         }

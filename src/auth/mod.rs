@@ -25,6 +25,7 @@ pub mod claims;
 pub mod client;
 pub mod events;
 pub mod hash_pool;
+pub mod key_vault;
 pub mod keys;
 pub mod login;
 pub mod passwords;

@@ -5,6 +5,7 @@ use serde::Serialize;
 use super::output::{self, timestamp};
 use super::{CliError, connect, rejected};
 use crate::auth::claims::LEEWAY;
+use crate::auth::key_vault::KeyVault;
 use crate::auth::keys::{self, KeyState};
 use crate::config::{LATCHKEY_JWT_SECRET, Settings};
 use crate::db;
@@ -95,9 +96,10 @@ pub async fn rotate(settings: Settings) -> Result<(), CliError> {
         )));
     }
     let verify_for = keys::retire_after(settings.access_ttl, settings.key_reload_interval);
+    let vault = KeyVault::new(settings.key_encryption_key.as_deref());
     let db = connect(&settings).await?;
     let rotated = db
-        .run(move |conn| keys::rotate(conn, verify_for))
+        .run(move |conn| keys::rotate(conn, verify_for, &vault))
         .await
         .map_err(rejected)?
         .ok_or_else(|| {
@@ -124,5 +126,27 @@ pub async fn rotate(settings: Settings) -> Result<(), CliError> {
             output::duration(LEEWAY),
         );
     }
+    Ok(())
+}
+
+/// Encrypts the private keys stored in plain text under `LATCHKEY_KEY_ENCRYPTION_KEY`.
+pub async fn encrypt(settings: Settings) -> Result<(), CliError> {
+    if settings.key_encryption_key.is_none() {
+        return Err(CliError::Rejected(
+            "LATCHKEY_KEY_ENCRYPTION_KEY is not set: there is no key to encrypt with \
+             (openssl rand -base64 32)"
+                .into(),
+        ));
+    }
+    let vault = KeyVault::new(settings.key_encryption_key.as_deref());
+    let db = connect(&settings).await?;
+    let encrypted = db
+        .run(move |conn| keys::encrypt_stored(conn, &vault))
+        .await
+        .map_err(rejected)?;
+    println!(
+        "encrypted {encrypted} signing key{}",
+        if encrypted == 1 { "" } else { "s" }
+    );
     Ok(())
 }

@@ -46,6 +46,9 @@ pub struct PoolUse {
 impl Db {
     /// Connects (failing fast when the database is unreachable) and applies migrations.
     pub fn connect(url: &DatabaseUrl, options: &PoolOptions) -> anyhow::Result<Self> {
+        if let DatabaseUrl::Sqlite(path) = url {
+            create_owner_only(path)?;
+        }
         let url = with_network_timeouts(url, options.acquire_timeout);
         let pool = r2d2::Pool::builder()
             .max_size(options.max_connections)
@@ -112,4 +115,41 @@ impl Db {
         }
         Ok(())
     }
+}
+/// Creates the SQLite database file readable by its owner alone (`0600`), if it does not
+/// exist yet: SQLite creates the `-wal` and `-shm` files with the database file's
+/// permissions, so they are owner-only too, and a copy of them is as hard to come by as the
+/// keys and hashes they hold. An existing file that others may read is left as its operator
+/// made it, with a warning.
+#[cfg(unix)]
+fn create_owner_only(path: &str) -> anyhow::Result<()> {
+    use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
+    // A `file:` URI's parameters are not part of the file's name.
+    let path = path.split('?').next().unwrap_or(path);
+    let created = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path);
+    match created {
+        Ok(_) => Ok(()),
+        Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => {
+            let mode = std::fs::metadata(path)?.permissions().mode();
+            if mode & 0o077 != 0 {
+                tracing::warn!(
+                    path,
+                    mode = format!("{:o}", mode & 0o777),
+                    "the SQLite database may be read by other users than its owner; \
+                     chmod 600 it (and its -wal and -shm files)"
+                );
+            }
+            Ok(())
+        }
+        Err(error) => Err(error).with_context(|| format!("creating the SQLite database {path}")),
+    }
+}
+
+#[cfg(not(unix))]
+fn create_owner_only(_path: &str) -> anyhow::Result<()> {
+    Ok(())
 }

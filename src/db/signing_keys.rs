@@ -101,3 +101,19 @@ pub fn insert(conn: &mut DbConn, key: &NewSigningKey<'_>) -> QueryResult<()> {
         .execute(conn)
         .map(drop)
 }
+
+/// Replaces a key's stored private key, if it still is `current`; answers 0 or 1.
+pub fn replace_private_key(
+    conn: &mut DbConn,
+    kid: &str,
+    current: &[u8],
+    replacement: &[u8],
+) -> QueryResult<usize> {
+    diesel::update(
+        signing_keys::table
+            .find(kid)
+            .filter(signing_keys::private_key.eq(current)),
+    )
+    .set(signing_keys::private_key.eq(replacement))
+    .execute(conn)
+}

@@ -18,6 +18,7 @@ mod general_rules;
 mod health;
 mod hygiene;
 mod key_rotation;
+mod keys_at_rest;
 mod login;
 mod logout;
 mod me;
