@@ -72,6 +72,11 @@ async fn a_taken_port_stops_start_up_with_one_line_naming_the_variable() {
         let env = [
             ("DATABASE_URL", database.as_str()),
             ("LATCHKEY_LOG", "warn"),
+            // Keys encrypted: no start-up warning beside the one line of the failure.
+            (
+                "LATCHKEY_KEY_ENCRYPTION_KEY",
+                "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=",
+            ),
             (variable, &taken_address),
             (other, &free_address),
         ];
