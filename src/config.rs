@@ -57,6 +57,13 @@ variables!(
     LATCHKEY_HASH_QUEUE_MAX,
     LATCHKEY_DB_POOL_SIZE,
     LATCHKEY_DB_TIMEOUT,
+    LATCHKEY_SMTP_URL,
+    LATCHKEY_MAIL_FROM,
+    LATCHKEY_APP_NAME,
+    LATCHKEY_PUBLIC_URL,
+    LATCHKEY_LINK_URL,
+    LATCHKEY_CODE_TTL,
+    LATCHKEY_REQUIRE_VERIFIED_EMAIL,
 );
 
 #[derive(Debug, Clone)]
@@ -110,6 +117,27 @@ pub struct Settings {
     pub db_pool_size: u32,
     /// How long a request waits for a database connection before answering `503`.
     pub db_timeout: Duration,
+    /// How mail goes out, and what it says.
+    pub mail: MailSettings,
+    /// Where the service is reached (`LATCHKEY_PUBLIC_URL`), without a trailing slash.
+    pub public_url: String,
+    /// The link a mail carries, with `{purpose}`, `{code}` and `{email}` to fill in.
+    pub link_url: String,
+    /// How long a mailed one-time code lives.
+    pub code_ttl: Duration,
+    /// Logins to accounts whose email is not verified are refused.
+    pub require_verified_email: bool,
+}
+
+/// How mail goes out (`LATCHKEY_SMTP_URL`, `LATCHKEY_MAIL_FROM`, `LATCHKEY_APP_NAME`).
+#[derive(Debug, Clone)]
+pub struct MailSettings {
+    /// `None`: mail is written to the log instead of sent.
+    pub smtp_url: Option<SecretString>,
+    /// The sender, `Name <address>` or a bare address.
+    pub from: String,
+    /// The product's name in mails.
+    pub app_name: String,
 }
 
 /// A variable with a value Latchkey cannot use. Displays as one line naming the variable;
@@ -156,6 +184,11 @@ impl Settings {
         let env = Env(values);
         let hash_workers_default = std::thread::available_parallelism().map_or(2, usize::from);
         let hash_workers = env.number(LATCHKEY_HASH_WORKERS, hash_workers_default, 1..=1024)?;
+        let public_url = env.parse(
+            LATCHKEY_PUBLIC_URL,
+            "http://localhost:8080",
+            parse_public_url,
+        )?;
         let settings = Self {
             database_url: env.parse(DATABASE_URL, "latchkey.db", DatabaseUrl::parse)?,
             bind: env.bind()?,
@@ -206,6 +239,35 @@ impl Settings {
             )?,
             db_pool_size: env.number(LATCHKEY_DB_POOL_SIZE, 16, 1..=1000)?,
             db_timeout: env.duration(LATCHKEY_DB_TIMEOUT, "5s", 1)?,
+            mail: MailSettings {
+                smtp_url: env
+                    .raw(LATCHKEY_SMTP_URL)
+                    .map(|raw| {
+                        crate::mail::check_smtp_url(raw)
+                            .map(|()| SecretString::from(raw.trim()))
+                            .map_err(|problem| ConfigError {
+                                variable: LATCHKEY_SMTP_URL,
+                                problem,
+                            })
+                    })
+                    .transpose()?,
+                from: env.parse(LATCHKEY_MAIL_FROM, "Latchkey <latchkey@localhost>", |raw| {
+                    crate::mail::check_mailbox(raw).map(|()| raw.trim().to_owned())
+                })?,
+                app_name: env.non_empty(LATCHKEY_APP_NAME, "Latchkey")?,
+            },
+            public_url: public_url.clone(),
+            link_url: env.parse(
+                LATCHKEY_LINK_URL,
+                &format!("{public_url}/#{{purpose}}?code={{code}}&email={{email}}"),
+                parse_link_url,
+            )?,
+            code_ttl: env.duration(LATCHKEY_CODE_TTL, "30m", 60)?,
+            require_verified_email: env.parse(
+                LATCHKEY_REQUIRE_VERIFIED_EMAIL,
+                "false",
+                parse_bool,
+            )?,
         };
         Ok(settings)
     }
@@ -370,6 +432,37 @@ impl Env<'_> {
                 problem: "must be at least 32 bytes long".into(),
             }),
         }
+    }
+}
+
+/// An absolute `http` or `https` URL, kept without its trailing slash.
+fn parse_public_url(raw: &str) -> Result<String, String> {
+    let raw = raw.trim();
+    let has_host = ["http://", "https://"].iter().any(|scheme| {
+        raw.strip_prefix(scheme)
+            .is_some_and(|rest| !rest.is_empty())
+    });
+    if !has_host || raw.chars().any(char::is_whitespace) {
+        return Err(format!("expected an http:// or https:// URL, got {raw:?}"));
+    }
+    Ok(raw.trim_end_matches('/').to_owned())
+}
+
+/// A link template: an absolute URL that carries the `{code}` to fill in.
+fn parse_link_url(raw: &str) -> Result<String, String> {
+    let raw = raw.trim();
+    parse_public_url(raw)?;
+    if !raw.contains("{code}") {
+        return Err("must contain {code}".into());
+    }
+    Ok(raw.to_owned())
+}
+
+fn parse_bool(raw: &str) -> Result<bool, String> {
+    match raw.trim().to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" | "on" => Ok(true),
+        "false" | "0" | "no" | "off" | "" => Ok(false),
+        other => Err(format!("expected true or false, got {other:?}")),
     }
 }
 

@@ -9,6 +9,7 @@ pub mod db;
 pub mod domain;
 pub mod error;
 pub mod http;
+pub mod mail;
 pub mod maintenance;
 pub mod metrics;
 pub mod startup;
