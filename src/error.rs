@@ -47,6 +47,16 @@ pub enum Error {
     InvalidCredentials,
     #[error("account disabled")]
     AccountDisabled,
+    /// The right password for an account whose email is not verified, with
+    /// `LATCHKEY_REQUIRE_VERIFIED_EMAIL` on.
+    #[error("email not verified")]
+    EmailNotVerified,
+    /// A mailed code that is wrong, used, expired or out of tries (or an unknown email).
+    #[error("invalid code")]
+    InvalidCode,
+    /// A new verification code for an address that is verified already.
+    #[error("email already verified")]
+    EmailAlreadyVerified,
     /// Too many failed logins for the account or the client address.
     #[error("too many attempts")]
     TooManyAttempts { retry_after: u64 },

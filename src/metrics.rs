@@ -16,6 +16,7 @@ use prometheus::{
     Opts, Registry, TextEncoder,
 };
 
+use crate::auth::outbox::OutboxMetrics;
 use crate::auth::passwords::Passwords;
 use crate::auth::session_checks::SessionChecks;
 use crate::auth::sessions::Granted;
@@ -80,6 +81,7 @@ impl Metrics {
         db: &Db,
         passwords: &Passwords,
         session_checks: &SessionChecks,
+        outbox: &OutboxMetrics,
     ) -> prometheus::Result<Self> {
         let registry = Registry::new();
         let requests = IntCounterVec::new(
@@ -156,6 +158,7 @@ impl Metrics {
         ]
         .into_iter()
         .chain(passwords.queue_collectors())
+        .chain(outbox.collectors())
         {
             registry.register(collector)?;
         }

@@ -10,8 +10,10 @@ use actix_web::middleware::from_fn;
 use actix_web::{App, HttpServer, web};
 use anyhow::Context as _;
 
+use crate::auth::codes::{CodeKey, Codes};
 use crate::auth::key_vault::KeyVault;
 use crate::auth::keys::{self, KeySet};
+use crate::auth::outbox::{LetterSettings, Outbox, OutboxMetrics, Worker};
 use crate::auth::passwords::Passwords;
 use crate::auth::session_checks::SessionChecks;
 use crate::auth::tokens::AccessTokens;
@@ -20,6 +22,7 @@ use crate::config::{self, Settings};
 use crate::db::{Db, PoolOptions};
 use crate::domain;
 use crate::http::{self, AppState};
+use crate::mail::Mailer;
 use crate::maintenance;
 use crate::metrics::Metrics;
 
@@ -36,17 +39,17 @@ impl Application {
     /// settings picks a free port (tests do).
     pub async fn build(settings: Settings) -> anyhow::Result<Self> {
         let db = connect(&settings).await?;
+        let vault = KeyVault::new(settings.key_encryption_key.as_deref());
         let tokens = match &settings.jwt_secret {
             Some(secret) => access_tokens(&settings, KeySet::from_secret(secret)),
             None => {
-                let vault = KeyVault::new(settings.key_encryption_key.as_deref());
                 let loading = vault.clone();
                 let keys = db
                     .run(move |conn| KeySet::load_or_create(conn, &loading))
                     .await
                     .context("loading the signing keys")?;
                 warn_of_plain_keys(&db, &vault).await?;
-                let reload = keys::reload_from(db.clone(), vault);
+                let reload = keys::reload_from(db.clone(), vault.clone());
                 let tokens = access_tokens(&settings, keys).reloading_with(reload);
                 maintenance::spawn_key_reload(tokens.clone(), settings.key_reload_interval);
                 tokens
@@ -63,9 +66,17 @@ impl Application {
         })
         .await??;
         let session_checks = SessionChecks::new(db.clone()).context("registering the metrics")?;
+        let outbox_metrics = OutboxMetrics::new().context("registering the metrics")?;
         let metrics = Arc::new(
-            Metrics::new(&db, &passwords, &session_checks).context("registering the metrics")?,
+            Metrics::new(&db, &passwords, &session_checks, &outbox_metrics)
+                .context("registering the metrics")?,
         );
+        let code_key = db
+            .run(move |conn| CodeKey::load_or_create(conn, &vault))
+            .await
+            .context("loading the key of the one-time codes")?;
+        let codes = Codes::new(code_key, settings.code_ttl);
+        let outbox = start_mail(&settings, &db, &codes, outbox_metrics)?;
         maintenance::spawn(db.clone(), settings.prune_policy(), settings.prune_interval);
         let auth = Auth {
             refusals: events::Recorder::start(db.clone()),
@@ -75,10 +86,13 @@ impl Application {
             tokens,
             sessions: settings.session_policy(),
             throttle: settings.throttle_policy(),
-            signup_refusals: Default::default(),
+            quota_refusals: Default::default(),
             login_admissions: tokio::sync::Semaphore::new(login_admission_slots(
                 settings.db_pool_size,
             )),
+            codes,
+            outbox,
+            require_verified_email: settings.require_verified_email,
         };
         let state = web::Data::new(AppState {
             auth,
@@ -185,6 +199,35 @@ fn metrics_server(
     .shutdown_timeout(5)
     .run();
     Ok((address, server))
+}
+
+/// Starts this instance's mail worker, saying where mail goes.
+fn start_mail(
+    settings: &Settings,
+    db: &Db,
+    codes: &Codes,
+    metrics: OutboxMetrics,
+) -> anyhow::Result<Outbox> {
+    let mailer = Mailer::new(&settings.mail).context("LATCHKEY_SMTP_URL")?;
+    if settings.mail.smtp_url.is_some() {
+        tracing::info!("{}", mailer.describe());
+    } else {
+        tracing::warn!("{}", mailer.describe());
+    }
+    let outbox = Outbox::default();
+    Worker {
+        db: db.clone(),
+        mailer: Arc::new(mailer),
+        codes: codes.clone(),
+        letters: LetterSettings {
+            app_name: settings.mail.app_name.clone(),
+            link_url: settings.link_url.clone(),
+        },
+        outbox: outbox.clone(),
+        metrics,
+    }
+    .spawn();
+    Ok(outbox)
 }
 
 /// Says at start-up when signing keys are stored in plain text, and what to do about it.

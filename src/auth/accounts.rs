@@ -5,12 +5,14 @@ use secrecy::SecretString;
 
 use super::Auth;
 use super::client::ClientInfo;
+use super::codes::Purpose;
 use super::events;
 use super::hash_pool::Ticket;
 use super::login;
+use super::outbox;
 use super::passwords::Passwords;
 use super::sessions::{self, Caller, Ending, Granted, SessionPolicy};
-use super::throttle::{self, SignupKey};
+use super::throttle::{self, QuotaKey};
 use crate::db::sessions::Which;
 use crate::db::users::{self, Conflict, NewUser, User};
 use crate::db::{self, Db, DbConn};
@@ -57,13 +59,13 @@ impl NewAccount {
 }
 
 /// Creates the account and opens its first session (`POST /signup`), with its `signup`
-/// event, in one transaction.
+/// event and the mail that verifies its address, in one transaction.
 pub async fn sign_up(
     auth: &Auth,
     account: NewAccount,
     client: ClientInfo,
 ) -> Result<Granted, Error> {
-    let admitted = admit(auth, SignupKey::of(client.ip)).await;
+    let admitted = admit(auth, QuotaKey::signup(client.ip)).await;
     if let Err(Error::TooManyAttempts { .. }) = &admitted {
         // A client that ignores Retry-After is answered after a pause: retrying at once
         // cannot turn cheap refusals into a flood that takes the CPU from others' logins.
@@ -78,7 +80,7 @@ pub async fn sign_up(
         .passwords
         .hash(ticket, account.password_secret())
         .await?;
-    let policy = auth.sessions;
+    let (policy, codes) = (auth.sessions, auth.codes.clone());
     let granted = auth
         .db
         .run(move |conn| {
@@ -87,31 +89,34 @@ pub async fn sign_up(
                 let continued = sessions::start(conn, &user.id, &client, &policy)?;
                 let session_id = Some(&continued.session.id);
                 events::record(conn, &user.id, EventKind::Signup, &client, session_id)?;
+                let verification = Purpose::EmailVerification;
+                outbox::mail_code(conn, &codes, &user.id, verification, &user.email)?;
                 Ok::<_, Error>(Granted { user, continued })
             })
         })
         .await?;
+    auth.outbox.wake();
     tracing::info!(event = "signed_up", user_id = %granted.user.id, session_id = %granted.continued.session.id, "signed up");
     Ok(granted)
 }
 
 /// Counts the signup against its address's limit (refusals remembered, see
-/// [`throttle::SignupRefusals`]), with a place in the hashing queue taken first: a `503`
+/// [`throttle::QuotaRefusals`]), with a place in the hashing queue taken first: a `503`
 /// uses up no signup.
-async fn admit(auth: &Auth, key: SignupKey) -> Result<Ticket, Error> {
-    auth.signup_refusals.check(&key)?;
+async fn admit(auth: &Auth, key: QuotaKey) -> Result<Ticket, Error> {
+    auth.quota_refusals.check(&key)?;
     let ticket = auth.passwords.reserve()?;
-    let (throttle, counted_key) = (auth.throttle, key.clone());
+    let (max, counted_key) = (auth.throttle.signups_per_address, key.clone());
     let admitted = auth
         .db
         .run(move |conn| {
             // Committed on its own: a signup that answers `409` has counted too.
             db::write_transaction(conn, |conn| {
-                throttle::admit_signup(conn, &counted_key, &throttle)
+                throttle::admit_quotas(conn, &[(&counted_key, max)])
             })
         })
         .await;
-    auth.signup_refusals.remember(&key, &admitted);
+    auth.quota_refusals.remember(&key, &admitted);
     admitted.map(|()| ticket)
 }
 

@@ -79,6 +79,8 @@ pub enum Refusal {
     /// event per refusal would let anybody grow the table, and keep the database busy, at no
     /// cost (a refusal costs no hash).
     Throttled { window: Duration },
+    /// A wrong one-time code, for a code of this account's address.
+    WrongCode,
 }
 
 /// Records refused logins of existing accounts on their own, after the answer: the answer
@@ -189,6 +191,7 @@ fn record_refusal(conn: &mut DbConn, pending: &Pending) -> Result<(), Error> {
         Refusal::WrongPassword => {
             insert(conn, stamp, user_id, EventKind::LoginFailed, client, None)
         }
+        Refusal::WrongCode => insert(conn, stamp, user_id, EventKind::CodeFailed, client, None),
         Refusal::Throttled { window } => {
             // Another instance may be recording the same lockout: one at a time.
             security_events::lock_user(conn, user_id)?;

@@ -6,9 +6,11 @@ use secrecy::SecretString;
 
 use super::Auth;
 use super::client::ClientInfo;
+use super::codes::Purpose;
 use super::events::{self, Refusal};
 use super::sessions::{self, Granted};
 use super::throttle::{self, Admission, AttemptKeys, Reservation};
+use crate::db::one_time_codes::LiveCode;
 use crate::db::users::{self, User};
 use crate::db::{self, DbConn};
 use crate::domain::{Email, EventKind, UserId};
@@ -98,6 +100,10 @@ pub async fn attempt(
         tracing::warn!(event = "login_disabled", user_id = %user.id, "login to a disabled account");
         return Err(Error::AccountDisabled);
     }
+    if auth.require_verified_email && user.email_verified_at.is_none() {
+        tracing::info!(event = "login_unverified", user_id = %user.id, "login to an unverified account");
+        return Err(Error::EmailNotVerified);
+    }
     let rehashed = match verification.needs_rehash.then(|| auth.passwords.reserve()) {
         Some(Ok(ticket)) => Some(auth.passwords.hash(ticket, password).await?),
         // Rehashing can wait for a later login when the hashing queue is full.
@@ -151,6 +157,61 @@ pub(super) async fn confirm_password(
         Ok(reservation)
     } else {
         Err(wrong_password(auth, Some(&user.id), client))
+    }
+}
+
+/// A live code, found by [`check_code`], and its counted attempt.
+pub(super) struct CheckedCode {
+    pub code: LiveCode,
+    pub reservation: Reservation,
+}
+
+/// Checks a code typed for `email` against the live codes sent there for one of `purposes`,
+/// throttled like a login: per client address, and per address typed (whether or not an
+/// account has it, so the throttle tells nothing). Codes count in a bucket of their own, so
+/// that a login lockout (which anybody can cause) never keeps the owner from a reset. A wrong
+/// code counts a try against the codes sent there, and records `code_failed` for the account
+/// with that address, after the answer.
+pub(super) async fn check_code(
+    auth: &Auth,
+    email: &str,
+    typed: String,
+    purposes: &'static [Purpose],
+    client: &ClientInfo,
+) -> Result<CheckedCode, Error> {
+    let identifier = Identifier::parse(Some(email), None)?;
+    let email = identifier.text().to_owned();
+    let address = client.ip;
+    let (owner, admission) = admit(auth, move |conn| {
+        let owner = identifier.find(conn)?.map(|user| user.id);
+        let keys = AttemptKeys::new(None, &format!("code:{}", identifier.text()), address);
+        Ok((owner, keys))
+    })
+    .await?;
+    let reservation = admitted(auth, admission, owner.as_ref(), client)?;
+    let codes = auth.codes.clone();
+    let found = auth
+        .db
+        .run(move |conn| {
+            if email.contains('\0') {
+                // No code is sent to such an address (see `Identifier::find`).
+                return Ok(None);
+            }
+            // Committed whatever it finds: a wrong try counts.
+            db::write_transaction(conn, |conn| codes.find(conn, purposes, &email, &typed))
+        })
+        .await?;
+    match found {
+        Some(code) => Ok(CheckedCode { code, reservation }),
+        None => {
+            tracing::info!(
+                event = "code_failed",
+                user_id = owner.as_ref().map(UserId::as_str),
+                "wrong code"
+            );
+            refused(auth, owner.as_ref(), client, Refusal::WrongCode);
+            Err(Error::InvalidCode)
+        }
     }
 }
 

@@ -10,6 +10,9 @@
 //! | `POST /logout` | [`sessions::log_out`] |
 //! | every bearer-authenticated request, `GET /me` | [`sessions::authenticate`] |
 //! | `POST /me/password` | [`accounts::change_password`] |
+//! | `POST /password/forgot`, `POST /password/reset` | [`recovery::forgot`], [`recovery::reset`] |
+//! | `POST /email/verify` | [`email::verify`] |
+//! | `POST /me/email/verification`, `POST /me/email` | [`email::resend_verification`], [`email::request_change`] |
 //! | `DELETE /me` | [`accounts::delete`] |
 //! | `GET /me/events` | [`events::page`] |
 //! | `GET /sessions` | [`sessions::list`] |
@@ -23,12 +26,16 @@
 pub mod accounts;
 pub mod claims;
 pub mod client;
+pub mod codes;
+pub mod email;
 pub mod events;
 pub mod hash_pool;
 pub mod key_vault;
 pub mod keys;
 pub mod login;
+pub mod outbox;
 pub mod passwords;
+pub mod recovery;
 pub mod refresh_token;
 pub mod session_checks;
 pub mod sessions;
@@ -49,12 +56,19 @@ pub struct Auth {
     pub session_checks: session_checks::SessionChecks,
     pub sessions: sessions::SessionPolicy,
     pub throttle: throttle::ThrottlePolicy,
-    /// Signups refused per address, remembered until their `Retry-After`.
-    pub signup_refusals: throttle::SignupRefusals,
+    /// Signups and mail requests refused per key, remembered until their `Retry-After`.
+    pub quota_refusals: throttle::QuotaRefusals,
     /// Records failed and throttled logins after their answer.
     pub refusals: events::Recorder,
     /// Logins counting their attempt in the database at once. Those from one address queue
     /// on one lock in PostgreSQL, each holding a connection while it waits: capped, a login
     /// flood cannot take the whole pool and make other routes answer 503.
     pub login_admissions: Semaphore,
+    /// The codes mailed for resets and verifications.
+    pub codes: codes::Codes,
+    /// Wakes this instance's mail worker.
+    pub outbox: outbox::Outbox,
+    /// Logins to accounts whose email is not verified are refused
+    /// (`LATCHKEY_REQUIRE_VERIFIED_EMAIL`).
+    pub require_verified_email: bool,
 }

@@ -1,6 +1,7 @@
 //! Throttling, counted in the database so that every instance enforces one limit: at most N
 //! failed password checks per account and M per client address within a sliding window, and
-//! at most S signups per client address within an hour.
+//! hourly quotas: at most S signups, and S mail-sending requests, per client address, and a
+//! few mails per recipient, within an hour.
 //!
 //! An attempt is recorded *before* the password is checked (and a login's withdrawn when it
 //! succeeds), under a per-key lock, so that concurrent attempts cannot all take the same
@@ -35,8 +36,12 @@ pub const SIGNUP_WINDOW: Duration = Duration::from_secs(60 * 60);
 /// `Retry-After` said, makes one request a second per connection, not thousands.
 pub const REFUSAL_PAUSE: Duration = Duration::from_secs(1);
 
-/// The prefix of the keys that count signups.
-const SIGNUP_KEY_PREFIX: &str = "signup:";
+/// Mails a recipient may be sent, on request, within [`SIGNUP_WINDOW`]: enough for a typo and
+/// a retry, too few to flood a mailbox (or a mail server's reputation) through this service.
+pub const MAILS_PER_RECIPIENT: usize = 5;
+
+/// The prefixes of the keys that count hourly quotas (the others count failed attempts).
+const QUOTA_KEY_PREFIXES: [&str; 2] = ["signup:", "mail:"];
 
 /// The keys an attempt counts against.
 #[derive(Debug, Clone)]
@@ -138,52 +143,68 @@ pub fn admit(
     }))
 }
 
-/// The key a client address's signups count under.
+/// A key counted against an hourly quota.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct SignupKey(String);
+pub struct QuotaKey(String);
 
-impl SignupKey {
-    pub fn of(address: Option<IpAddr>) -> Self {
-        Self(format!("{SIGNUP_KEY_PREFIX}{}", address_key(address)))
+impl QuotaKey {
+    /// The signups of a client address.
+    pub fn signup(address: Option<IpAddr>) -> Self {
+        Self(format!("signup:{}", address_key(address)))
+    }
+
+    /// The mail-sending requests of a client address.
+    pub fn mail_from(address: Option<IpAddr>) -> Self {
+        Self(format!("mail:{}", address_key(address)))
+    }
+
+    /// The mails requested for a recipient (an email as stored: trimmed, lowercased), whether
+    /// or not an account has it. A digest: the addresses strangers typed are not kept.
+    pub fn mail_to(email: &str) -> Self {
+        Self(format!(
+            "mail:to:{}",
+            URL_SAFE_NO_PAD.encode(Sha256::digest(email.as_bytes()))
+        ))
     }
 }
 
-/// Counts a signup under `key`, or refuses it with `TooManyAttempts` when the address has
-/// made its limit of signups within the hour. A signup counts whatever its outcome: a taken
-/// email or username answers at once, so each answer is a guess to be rationed. Runs in a
-/// write transaction.
-pub fn admit_signup(
-    conn: &mut DbConn,
-    key: &SignupKey,
-    policy: &ThrottlePolicy,
-) -> Result<(), Error> {
+/// Counts one use of each quota key, or refuses them all with `TooManyAttempts` when one of
+/// them has made its `max` uses within the hour. A use counts whatever its outcome: a taken
+/// email answers a signup at once, so each answer is a guess to be rationed. Runs in a write
+/// transaction.
+pub fn admit_quotas(conn: &mut DbConn, quotas: &[(&QuotaKey, usize)]) -> Result<(), Error> {
     let now = db::now();
-    login_failures::lock_keys(conn, &[&key.0])?;
-    let max = policy.signups_per_address;
-    let retry_after = wait_for_slot(conn, &key.0, max, SIGNUP_WINDOW, now)?;
+    let keys: Vec<&str> = quotas.iter().map(|(key, _)| key.0.as_str()).collect();
+    login_failures::lock_keys(conn, &keys)?;
+    let mut retry_after = 0;
+    for (key, max) in quotas {
+        retry_after = retry_after.max(wait_for_slot(conn, &key.0, *max, SIGNUP_WINDOW, now)?);
+    }
     if retry_after > 0 {
         return Err(Error::TooManyAttempts { retry_after });
     }
-    login_failures::insert(conn, &uuid::Uuid::now_v7().to_string(), &key.0, now)?;
+    for key in keys {
+        login_failures::insert(conn, &uuid::Uuid::now_v7().to_string(), key, now)?;
+    }
     Ok(())
 }
 
-/// The signup keys this instance saw refused, and until when. A counted signup is never
+/// The quota keys this instance saw refused, and until when. A counted use is never
 /// withdrawn, so a refusal holds, on every instance, until its `Retry-After`: meanwhile a
 /// flood from that address is refused from memory, without a database transaction that
 /// would queue before everyone else's writes. Bounded: past its size, new refusals are
 /// simply not remembered (the database still refuses them).
 #[derive(Default)]
-pub struct SignupRefusals {
-    until: std::sync::Mutex<std::collections::HashMap<SignupKey, Instant>>,
+pub struct QuotaRefusals {
+    until: std::sync::Mutex<std::collections::HashMap<QuotaKey, Instant>>,
 }
 
 /// How many refused addresses an instance remembers at most.
 const REMEMBERED_REFUSALS: usize = 10_000;
 
-impl SignupRefusals {
+impl QuotaRefusals {
     /// `TooManyAttempts` if `key` was refused and its `Retry-After` has not passed.
-    pub fn check(&self, key: &SignupKey) -> Result<(), Error> {
+    pub fn check(&self, key: &QuotaKey) -> Result<(), Error> {
         let now = Instant::now();
         let until = self.lock().get(key).copied();
         match until {
@@ -195,7 +216,7 @@ impl SignupRefusals {
     }
 
     /// Remembers the refusal `outcome` is, if it is one.
-    pub fn remember<T>(&self, key: &SignupKey, outcome: &Result<T, Error>) {
+    pub fn remember<T>(&self, key: &QuotaKey, outcome: &Result<T, Error>) {
         let Err(Error::TooManyAttempts { retry_after }) = outcome else {
             return;
         };
@@ -209,7 +230,7 @@ impl SignupRefusals {
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<SignupKey, Instant>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<QuotaKey, Instant>> {
         self.until
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -242,23 +263,30 @@ pub fn succeeded(conn: &mut DbConn, reservation: &Reservation) -> Result<(), Err
     Ok(())
 }
 
+/// Forgets the account's failed logins: its lockout, if any, ends.
+pub fn forgive_account(conn: &mut DbConn, account_id: &UserId) -> Result<(), Error> {
+    let keys = AttemptKeys::of_account(account_id, None);
+    login_failures::delete_key(conn, &keys.account)?;
+    Ok(())
+}
+
 /// Deletes the attempts too old to count against their limit any more, as of `now`.
 pub fn forget_stale(
     conn: &mut DbConn,
     policy: &ThrottlePolicy,
     now: NaiveDateTime,
 ) -> Result<usize, Error> {
-    let signups = login_failures::prune_before(
+    let quotas = login_failures::prune_before(
         conn,
-        login_failures::Keys::StartingWith(SIGNUP_KEY_PREFIX),
+        login_failures::Keys::StartingWith(&QUOTA_KEY_PREFIXES),
         now - db::span(SIGNUP_WINDOW),
     )?;
     let failures = login_failures::prune_before(
         conn,
-        login_failures::Keys::NotStartingWith(SIGNUP_KEY_PREFIX),
+        login_failures::Keys::NotStartingWith(&QUOTA_KEY_PREFIXES),
         now - db::span(policy.window),
     )?;
-    Ok(signups + failures)
+    Ok(quotas + failures)
 }
 
 /// Whole seconds from `now` until `at`, at least 1.
@@ -306,8 +334,8 @@ mod tests {
 
     #[test]
     fn refused_signups_are_remembered_until_their_retry_after_within_a_bound() {
-        let refusals = SignupRefusals::default();
-        let key = SignupKey::of(Some("192.0.2.1".parse().unwrap()));
+        let refusals = QuotaRefusals::default();
+        let key = QuotaKey::signup(Some("192.0.2.1".parse().unwrap()));
         assert!(refusals.check(&key).is_ok());
         refusals.remember(&key, &Ok::<(), Error>(()));
         assert!(refusals.check(&key).is_ok(), "only refusals are remembered");
@@ -319,7 +347,7 @@ mod tests {
                 retry_after: 59 | 60
             })
         ));
-        let other = SignupKey::of(Some("192.0.2.2".parse().unwrap()));
+        let other = QuotaKey::signup(Some("192.0.2.2".parse().unwrap()));
         assert!(refusals.check(&other).is_ok());
         refusals.remember(
             &other,
@@ -331,7 +359,7 @@ mod tests {
         );
 
         for n in 0..REMEMBERED_REFUSALS as u32 + 10 {
-            let key = SignupKey::of(Some(std::net::Ipv4Addr::from(n).into()));
+            let key = QuotaKey::signup(Some(std::net::Ipv4Addr::from(n).into()));
             refusals.remember(&key, &refused);
         }
         assert_eq!(refusals.lock().len(), REMEMBERED_REFUSALS);

@@ -65,10 +65,10 @@ pub fn delete_key(conn: &mut DbConn, key: &str) -> QueryResult<usize> {
     diesel::delete(login_failures::table.filter(login_failures::throttle_key.eq(key))).execute(conn)
 }
 
-/// Which keys a prune applies to, by a prefix of their text.
+/// Which keys a prune applies to, by prefixes of their text.
 pub enum Keys<'a> {
-    StartingWith(&'a str),
-    NotStartingWith(&'a str),
+    StartingWith(&'a [&'a str]),
+    NotStartingWith(&'a [&'a str]),
 }
 
 /// Forgets the attempts of `keys` made at or before `cutoff`.
@@ -77,16 +77,19 @@ pub fn prune_before(
     keys: Keys<'_>,
     cutoff: NaiveDateTime,
 ) -> QueryResult<usize> {
-    let stale = login_failures::table.filter(login_failures::failed_at.le(cutoff));
     // The prefixes are fixed ASCII words: no LIKE wildcard to escape.
+    let stale = || login_failures::table.filter(login_failures::failed_at.le(cutoff));
     match keys {
-        Keys::StartingWith(prefix) => {
-            diesel::delete(stale.filter(login_failures::throttle_key.like(format!("{prefix}%"))))
-                .execute(conn)
+        Keys::StartingWith(prefixes) => prefixes.iter().try_fold(0, |pruned, prefix| {
+            let starting = login_failures::throttle_key.like(format!("{prefix}%"));
+            Ok(pruned + diesel::delete(stale().filter(starting)).execute(conn)?)
+        }),
+        Keys::NotStartingWith(prefixes) => {
+            let mut others = diesel::delete(stale()).into_boxed();
+            for prefix in prefixes {
+                others = others.filter(login_failures::throttle_key.not_like(format!("{prefix}%")));
+            }
+            others.execute(conn)
         }
-        Keys::NotStartingWith(prefix) => diesel::delete(
-            stale.filter(login_failures::throttle_key.not_like(format!("{prefix}%"))),
-        )
-        .execute(conn),
     }
 }

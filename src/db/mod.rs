@@ -23,11 +23,14 @@ macro_rules! per_backend {
 mod clock;
 mod connection;
 pub mod login_failures;
+pub mod one_time_codes;
+pub mod outbox;
 mod pool;
 pub mod refresh_tokens;
 mod run;
 pub mod schema;
 pub mod security_events;
+pub mod server_secrets;
 pub mod sessions;
 pub mod signing_keys;
 mod transaction;

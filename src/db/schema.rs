@@ -9,6 +9,7 @@ diesel::table! {
         created_at -> Timestamp,
         updated_at -> Timestamp,
         disabled_at -> Nullable<Timestamp>,
+        email_verified_at -> Nullable<Timestamp>,
     }
 }
 
@@ -77,6 +78,49 @@ diesel::table! {
 
 diesel::joinable!(security_events -> users (user_id));
 
+diesel::table! {
+    one_time_codes (id) {
+        id -> Text,
+        user_id -> Text,
+        purpose -> Text,
+        email -> Text,
+        code_hash -> Binary,
+        created_at -> Timestamp,
+        expires_at -> Timestamp,
+        attempts -> Integer,
+        used_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::joinable!(one_time_codes -> users (user_id));
+
+diesel::table! {
+    outbox (id) {
+        id -> Text,
+        kind -> Text,
+        recipient -> Text,
+        user_id -> Nullable<Text>,
+        code -> Nullable<Text>,
+        detail -> Nullable<Text>,
+        requested_ip -> Nullable<Text>,
+        requested_user_agent -> Nullable<Text>,
+        created_at -> Timestamp,
+        next_attempt_at -> Timestamp,
+        attempts -> Integer,
+        done_at -> Nullable<Timestamp>,
+        outcome -> Nullable<Text>,
+        last_error -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    server_secrets (name) {
+        name -> Text,
+        value -> Binary,
+        created_at -> Timestamp,
+    }
+}
+
 diesel::allow_tables_to_appear_in_same_query!(
     users,
     sessions,
@@ -84,4 +128,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     signing_keys,
     login_failures,
     security_events,
+    one_time_codes,
+    outbox,
+    server_secrets,
 );

@@ -23,6 +23,8 @@ pub struct User {
     pub created_at: NaiveDateTime,
     pub updated_at: NaiveDateTime,
     pub disabled_at: Option<NaiveDateTime>,
+    /// When the account proved it holds `email`; `None` until then.
+    pub email_verified_at: Option<NaiveDateTime>,
 }
 
 #[derive(Insertable)]
@@ -46,6 +48,7 @@ impl std::fmt::Debug for User {
             .field("created_at", &self.created_at)
             .field("updated_at", &self.updated_at)
             .field("disabled_at", &self.disabled_at)
+            .field("email_verified_at", &self.email_verified_at)
             .finish()
     }
 }
@@ -155,6 +158,61 @@ pub fn set_password_hash(
     .execute(conn)
 }
 
+/// Marks `email` verified if it still is the user's address and was not verified yet; answers
+/// how many rows changed (0: verified already, the address changed meanwhile, or the user is
+/// gone).
+pub fn set_email_verified(
+    conn: &mut DbConn,
+    id: &UserId,
+    email: &str,
+    now: NaiveDateTime,
+) -> QueryResult<usize> {
+    diesel::update(
+        users::table
+            .find(id)
+            .filter(users::email.eq(email))
+            .filter(users::email_verified_at.is_null()),
+    )
+    .set((
+        users::email_verified_at.eq(Some(now)),
+        users::updated_at.eq(now),
+    ))
+    .execute(conn)
+}
+
+/// Replaces the user's email with `email`, proven held at `now`. A taken address breaks the
+/// unique index (see [`conflict`]).
+pub fn set_verified_email(
+    conn: &mut DbConn,
+    id: &UserId,
+    email: &str,
+    now: NaiveDateTime,
+) -> QueryResult<usize> {
+    diesel::update(users::table.find(id))
+        .set((
+            users::email.eq(email),
+            users::email_verified_at.eq(Some(now)),
+            users::updated_at.eq(now),
+        ))
+        .execute(conn)
+}
+
+/// Replaces the password hash, whatever it was (a reset proves the address, not the old
+/// password).
+pub fn replace_password_hash(
+    conn: &mut DbConn,
+    id: &UserId,
+    password_hash: &str,
+    now: NaiveDateTime,
+) -> QueryResult<usize> {
+    diesel::update(users::table.find(id))
+        .set((
+            users::password_hash.eq(password_hash),
+            users::updated_at.eq(now),
+        ))
+        .execute(conn)
+}
+
 /// Every user, oldest first.
 pub fn list(conn: &mut DbConn) -> QueryResult<Vec<User>> {
     users::table
@@ -233,6 +291,7 @@ mod tests {
             created_at: at,
             updated_at: at,
             disabled_at: None,
+            email_verified_at: None,
         };
         let new_user = NewUser {
             id: &id,

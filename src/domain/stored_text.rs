@@ -169,6 +169,20 @@ text_enum! {
         SessionRevoked => "session_revoked",
         /// The password was changed from the session `session_id`.
         PasswordChanged => "password_changed",
+        /// A password reset was asked for (`POST /password/forgot`): recorded when its mail
+        /// is prepared.
+        PasswordResetRequested => "password_reset_requested",
+        /// The password was replaced with a mailed code; every session ended.
+        PasswordReset => "password_reset",
+        /// The account proved it holds its email address.
+        EmailVerified => "email_verified",
+        /// A change of email was asked for from the session `session_id`.
+        EmailChangeRequested => "email_change_requested",
+        /// The new address was proven, and replaced the old one.
+        EmailChanged => "email_changed",
+        /// A wrong one-time code was tried for this account's address (a password reset or
+        /// an email verification).
+        CodeFailed => "code_failed",
     }
 }
 
@@ -205,11 +219,42 @@ text_enum! {
         LogoutGlobal => "logout_global",
         EndedByUser => "ended_by_user",
         PasswordChanged => "password_changed",
+        /// The password was reset with a mailed code.
+        PasswordReset => "password_reset",
         RefreshTokenReused => "refresh_token_reused",
         AccountDisabled => "account_disabled",
         RevokedByOperator => "revoked_by_operator",
         /// The account opened more than `LATCHKEY_MAX_SESSIONS` sessions: the oldest ended.
         SessionLimit => "session_limit",
+    }
+}
+
+text_enum! {
+    /// What a mailed one-time code is for (`one_time_codes.purpose`).
+    pub enum CodePurpose {
+        /// Choosing a new password (`POST /password/reset`).
+        PasswordReset => "password_reset",
+        /// Proving the account's address (`POST /email/verify`).
+        EmailVerification => "email_verification",
+        /// Proving a new address before it replaces the account's (`POST /email/verify`).
+        EmailChange => "email_change",
+    }
+}
+
+text_enum! {
+    /// What a message in the outbox is (`outbox.kind`).
+    pub enum MailKind {
+        /// A password reset code, for whoever holds the address: the outbox finds the account
+        /// (if any) and issues the code when it prepares the message.
+        PasswordReset => "password_reset",
+        /// Notice that the password was reset.
+        PasswordChanged => "password_changed",
+        /// A code that verifies the account's address.
+        EmailVerification => "email_verification",
+        /// A code that verifies a new address, sent to it.
+        EmailChange => "email_change",
+        /// Notice, to the old address, that a change to the new one was asked for.
+        EmailChangeRequested => "email_change_requested",
     }
 }
 
@@ -224,6 +269,12 @@ mod tests {
         }
         for reason in RevokeReason::ALL {
             assert_eq!(RevokeReason::parse(reason.as_str()), Some(*reason));
+        }
+        for purpose in CodePurpose::ALL {
+            assert_eq!(CodePurpose::parse(purpose.as_str()), Some(*purpose));
+        }
+        for kind in MailKind::ALL {
+            assert_eq!(MailKind::parse(kind.as_str()), Some(*kind));
         }
         assert_eq!(EventKind::parse("Login"), None);
         assert_eq!(

@@ -5,6 +5,7 @@
 mod authn;
 pub mod client_address;
 mod cors;
+mod email;
 mod events;
 pub mod extract;
 mod health;
@@ -15,6 +16,7 @@ pub mod metrics;
 pub mod openapi;
 mod page;
 pub mod problem;
+mod recovery;
 mod refresh;
 pub mod refresh_cookie;
 pub mod request_log;
@@ -28,9 +30,11 @@ use actix_web::{Resource, Route, web};
 pub use cors::{cors, only_for_allowed_origins};
 pub use extract::MAX_BODY_BYTES;
 // The request bodies, for tests that feed them to `extract::parse_json` (tests/fuzz.rs).
+pub use email::{ChangeEmailRequest, VerifyEmailRequest};
 pub use login::LoginRequest;
 pub use logout::LogoutRequest;
 pub use me::{ChangePasswordRequest, DeleteAccountRequest};
+pub use recovery::{ForgotPasswordRequest, ResetPasswordRequest};
 pub use refresh::RefreshRequest;
 pub use signup::SignupRequest;
 
@@ -67,7 +71,15 @@ pub fn routes(config: &mut web::ServiceConfig) {
                 .route(web::delete().to(me::delete)),
         )
         .service(resource("/me/password", "POST").route(web::post().to(me::change_password)))
+        .service(resource("/me/email", "POST").route(web::post().to(email::change)))
+        .service(
+            resource("/me/email/verification", "POST")
+                .route(web::post().to(email::send_verification)),
+        )
         .service(resource("/me/events", "GET, HEAD").route(get().to(events::list)))
+        .service(resource("/password/forgot", "POST").route(web::post().to(recovery::forgot)))
+        .service(resource("/password/reset", "POST").route(web::post().to(recovery::reset)))
+        .service(resource("/email/verify", "POST").route(web::post().to(email::verify)))
         .service(resource("/sessions", "GET, HEAD").route(get().to(sessions::list)))
         .service(resource("/sessions/{id}", "DELETE").route(web::delete().to(sessions::end)))
         .service(resource("/.well-known/jwks.json", "GET, HEAD").route(get().to(well_known::jwks)))

@@ -24,8 +24,8 @@ use utoipa::{Modify, OpenApi};
 use utoipa_swagger_ui::{Config, SwaggerUi};
 
 use super::{
-    events, health, login, logout, me, page, problem, refresh, refresh_cookie, sessions, signup,
-    well_known,
+    email, events, health, login, logout, me, page, problem, recovery, refresh, refresh_cookie,
+    sessions, signup, well_known,
 };
 
 #[derive(OpenApi)]
@@ -44,9 +44,14 @@ use super::{
         me::show,
         me::change_password,
         me::delete,
+        email::change,
+        email::send_verification,
         events::list,
         sessions::list,
         sessions::end,
+        recovery::forgot,
+        recovery::reset,
+        email::verify,
         well_known::jwks,
         health::healthz,
         health::readyz,
@@ -59,6 +64,7 @@ use super::{
     tags(
         (name = "auth", description = "Accounts, logins and tokens"),
         (name = "account", description = "The caller's own account"),
+        (name = "recovery", description = "Mailed codes: a forgotten password, a verified email"),
         (name = "sessions", description = "The caller's sessions"),
         (name = "keys", description = "Public keys for verifying access tokens offline"),
         (name = "health", description = "Liveness and readiness"),

@@ -44,6 +44,9 @@ impl Error {
             Self::UsernameTaken => "username_taken",
             Self::InvalidCredentials => "invalid_credentials",
             Self::AccountDisabled => "account_disabled",
+            Self::EmailNotVerified => "email_not_verified",
+            Self::InvalidCode => "invalid_code",
+            Self::EmailAlreadyVerified => "email_already_verified",
             Self::TooManyAttempts { .. } => "too_many_attempts",
             Self::InvalidRefreshToken => "invalid_refresh_token",
             Self::RefreshTokenReused => "refresh_token_reused",
@@ -70,8 +73,13 @@ impl Error {
             Self::UsernameTaken => "An account with this username already exists.",
             Self::InvalidCredentials => "The account or password is wrong.",
             Self::AccountDisabled => "This account has been disabled.",
+            Self::EmailNotVerified => {
+                "Verify this account's email address first: see POST /email/verify."
+            }
+            Self::InvalidCode => "The code is wrong, used or expired; ask for a new one.",
+            Self::EmailAlreadyVerified => "This account's email address is verified already.",
             Self::TooManyAttempts { .. } => {
-                "Too many failed login attempts; try again after the time in Retry-After."
+                "Too many attempts; try again after the time in Retry-After."
             }
             Self::InvalidRefreshToken => "The refresh token is invalid, expired or revoked.",
             Self::RefreshTokenReused => {
@@ -99,13 +107,18 @@ impl ResponseError for Error {
             Self::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
-            Self::EmailTaken | Self::UsernameTaken => StatusCode::CONFLICT,
+            Self::EmailTaken | Self::UsernameTaken | Self::EmailAlreadyVerified => {
+                StatusCode::CONFLICT
+            }
+            Self::InvalidCode => StatusCode::BAD_REQUEST,
             Self::InvalidCredentials
             | Self::InvalidRefreshToken
             | Self::RefreshTokenReused
             | Self::MissingToken
             | Self::InvalidToken => StatusCode::UNAUTHORIZED,
-            Self::AccountDisabled | Self::CsrfRejected => StatusCode::FORBIDDEN,
+            Self::AccountDisabled | Self::EmailNotVerified | Self::CsrfRejected => {
+                StatusCode::FORBIDDEN
+            }
             Self::TooManyAttempts { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,

@@ -30,6 +30,8 @@ pub struct UserBody {
     pub email: String,
     #[schema(required = true, examples("ada"))]
     pub username: Option<String>,
+    /// Whether the account proved it holds `email` (with a mailed code).
+    pub email_verified: bool,
     #[schema(format = DateTime)]
     pub created_at: String,
 }
@@ -40,6 +42,7 @@ impl From<User> for UserBody {
             id: user.id.into(),
             email: user.email,
             username: user.username,
+            email_verified: user.email_verified_at.is_some(),
             created_at: timestamp(user.created_at),
         }
     }

@@ -72,11 +72,13 @@ async fn a_taken_port_stops_start_up_with_one_line_naming_the_variable() {
         let env = [
             ("DATABASE_URL", database.as_str()),
             ("LATCHKEY_LOG", "warn"),
-            // Keys encrypted: no start-up warning beside the one line of the failure.
+            // Keys encrypted and mail sent: no start-up warning beside the one line of the
+            // failure.
             (
                 "LATCHKEY_KEY_ENCRYPTION_KEY",
                 "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=",
             ),
+            ("LATCHKEY_SMTP_URL", "smtp://127.0.0.1:25"),
             (variable, &taken_address),
             (other, &free_address),
         ];

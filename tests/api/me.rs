@@ -57,17 +57,19 @@ async fn me_returns_the_user(backend: Backend) {
     assert_eq!(response.headers()["cache-control"], "no-store");
     let user: Value = response.json().await.unwrap();
     assert_eq!(user, signup["user"]);
-    let keys: Vec<&str> = user
+    let mut keys: Vec<&str> = user
         .as_object()
         .unwrap()
         .keys()
         .map(String::as_str)
         .collect();
+    keys.sort_unstable();
     assert_eq!(
-        keys.len(),
-        4,
-        "only id, email, username, created_at: {keys:?}"
+        keys,
+        ["created_at", "email", "email_verified", "id", "username"],
+        "nothing else"
     );
+    assert_eq!(user["email_verified"], false, "no code came back yet");
 }
 
 async fn changing_the_password_ends_the_other_sessions(backend: Backend) {

@@ -1,0 +1,36 @@
+//! The `server_secrets` table: secrets the service makes for itself once and every instance
+//! shares.
+
+use chrono::NaiveDateTime;
+use diesel::prelude::*;
+
+use super::DbConn;
+use super::schema::server_secrets;
+
+/// Stores `value` under `name` unless a value is there already (another instance's, made at
+/// the same time): the first one stays.
+pub fn insert_if_absent(
+    conn: &mut DbConn,
+    name: &str,
+    value: &[u8],
+    now: NaiveDateTime,
+) -> QueryResult<()> {
+    let row = (
+        server_secrets::name.eq(name),
+        server_secrets::value.eq(value),
+        server_secrets::created_at.eq(now),
+    );
+    per_backend!(conn, |conn| diesel::insert_into(server_secrets::table)
+        .values(row)
+        .on_conflict_do_nothing()
+        .execute(conn)
+        .map(drop))
+}
+
+pub fn find(conn: &mut DbConn, name: &str) -> QueryResult<Option<Vec<u8>>> {
+    server_secrets::table
+        .find(name)
+        .select(server_secrets::value)
+        .get_result(conn)
+        .optional()
+}
