@@ -1,6 +1,7 @@
 //! Housekeeping that keeps the tables from growing without bound: ended sessions (with
 //! their refresh-token generations), throttled attempts too old to count and security events
-//! older than `LATCHKEY_EVENT_RETENTION`. Every instance
+//! older than `LATCHKEY_EVENT_RETENTION`, expired one-time codes and mail sent (or given up)
+//! a while ago. Every instance
 //! runs it; the deletes are idempotent. And the periodic reload of the signing keys, which
 //! picks up a rotation made by another process.
 
@@ -11,11 +12,15 @@ use chrono::NaiveDateTime;
 use crate::auth::sessions::SessionPolicy;
 use crate::auth::throttle::{self, ThrottlePolicy};
 use crate::auth::tokens::AccessTokens;
-use crate::db::{self, Db, DbConn, security_events, sessions};
+use crate::db::{self, Db, DbConn, one_time_codes, outbox, security_events, sessions};
 use crate::error::Error;
 
 /// How long an ended session stays in the table, for an operator's inspection.
 pub const ENDED_SESSION_RETENTION: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// How long a message that is done (sent, dropped or given up) stays in the outbox, for an
+/// operator's inspection; its code is erased at once.
+pub const DONE_MAIL_RETENTION: Duration = Duration::from_secs(7 * 24 * 60 * 60);
 
 #[derive(Debug, Clone, Copy)]
 pub struct PrunePolicy {
@@ -31,6 +36,8 @@ pub struct Pruned {
     pub sessions: usize,
     pub login_failures: usize,
     pub security_events: usize,
+    pub one_time_codes: usize,
+    pub outbox: usize,
 }
 
 /// Deletes what no rule needs any more, as of `now`.
@@ -44,6 +51,9 @@ pub fn prune(conn: &mut DbConn, policy: &PrunePolicy, now: NaiveDateTime) -> Res
             conn,
             now - db::span(policy.event_retention),
         )?,
+        // An expired code answers like a wrong one: nothing needs it.
+        one_time_codes: one_time_codes::prune_expired(conn, now)?,
+        outbox: outbox::prune_done(conn, now - db::span(DONE_MAIL_RETENTION))?,
     })
 }
 
@@ -61,6 +71,8 @@ pub fn spawn(db: Db, policy: PrunePolicy, every: Duration) {
                         sessions = pruned.sessions,
                         login_failures = pruned.login_failures,
                         security_events = pruned.security_events,
+                        one_time_codes = pruned.one_time_codes,
+                        outbox = pruned.outbox,
                         "pruned"
                     );
                 }

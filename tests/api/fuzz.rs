@@ -35,8 +35,9 @@ use latchkey::http::MAX_BODY_BYTES;
 use latchkey::http::client_address::client_address;
 use latchkey::http::extract::{Json, OptionalJson, parse_json};
 use latchkey::http::{
-    ChangePasswordRequest, DeleteAccountRequest, LoginRequest, LogoutRequest, RefreshRequest,
-    SignupRequest,
+    ChangeEmailRequest, ChangePasswordRequest, DeleteAccountRequest, ForgotPasswordRequest,
+    LoginRequest, LogoutRequest, RefreshRequest, ResetPasswordRequest, SignupRequest,
+    VerifyEmailRequest,
 };
 use proptest::prelude::*;
 use proptest::sample::{Index, select};
@@ -151,6 +152,10 @@ fn parse_as_every_request(body: &[u8]) -> Vec<String> {
         detail_of(parse_json::<LogoutRequest>(body)),
         detail_of(parse_json::<ChangePasswordRequest>(body)),
         detail_of(parse_json::<DeleteAccountRequest>(body)),
+        detail_of(parse_json::<ForgotPasswordRequest>(body)),
+        detail_of(parse_json::<ResetPasswordRequest>(body)),
+        detail_of(parse_json::<VerifyEmailRequest>(body)),
+        detail_of(parse_json::<ChangeEmailRequest>(body)),
     ]
     .into_iter()
     .flatten()
@@ -165,7 +170,11 @@ fn parses_as(kind: usize, body: &[u8]) -> bool {
         2 => parse_json::<RefreshRequest>(body).is_ok(),
         3 => parse_json::<LogoutRequest>(body).is_ok(),
         4 => parse_json::<ChangePasswordRequest>(body).is_ok(),
-        _ => parse_json::<DeleteAccountRequest>(body).is_ok(),
+        5 => parse_json::<DeleteAccountRequest>(body).is_ok(),
+        6 => parse_json::<ForgotPasswordRequest>(body).is_ok(),
+        7 => parse_json::<ResetPasswordRequest>(body).is_ok(),
+        8 => parse_json::<VerifyEmailRequest>(body).is_ok(),
+        _ => parse_json::<ChangeEmailRequest>(body).is_ok(),
     }
 }
 
@@ -274,6 +283,14 @@ fn valid_body() -> impl Strategy<Value = (usize, Value)> {
             (4, json!({"current_password": current, "new_password": new}))
         }),
         t().prop_map(|password| (5, json!({"password": password}))),
+        t().prop_map(|email| (6, json!({"email": email}))),
+        (t(), t(), t()).prop_map(|(email, code, new)| {
+            (7, json!({"email": email, "code": code, "new_password": new}))
+        }),
+        (t(), t()).prop_map(|(email, code)| (8, json!({"email": email, "code": code}))),
+        (t(), t()).prop_map(|(new_email, password)| {
+            (9, json!({"new_email": new_email, "password": password}))
+        }),
     ]
 }
 

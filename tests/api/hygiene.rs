@@ -1,5 +1,6 @@
-//! Tables do not grow without bound: ended sessions (with their refresh tokens) and login
-//! attempts too old to count are pruned, by a background task on every instance.
+//! Tables do not grow without bound: ended sessions (with their refresh tokens), login
+//! attempts too old to count, expired codes and old mail are pruned, by a background task on
+//! every instance.
 
 use std::time::Duration;
 
@@ -13,7 +14,35 @@ backend_tests!(
     pruning_deletes_ended_sessions_and_keeps_live_ones,
     the_background_task_forgets_stale_login_attempts,
     counted_signups_outlive_the_login_window_for_their_hour,
+    expired_codes_and_old_mail_are_pruned,
 );
+
+async fn expired_codes_and_old_mail_are_pruned(backend: Backend) {
+    // Without SMTP, the mail is "sent" into the log at once.
+    let app = TestApp::spawn(backend).await;
+    app.signup_user().await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while app.rows("outbox WHERE outcome = 'sent'") < 1 {
+        assert!(std::time::Instant::now() < deadline, "the mail never went");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(app.rows("one_time_codes"), 1);
+    let policy = default_settings().prune_policy();
+    let prune = |at| {
+        app.db
+            .run_now(move |conn| maintenance::prune(conn, &policy, at))
+            .unwrap()
+    };
+    let now = latchkey::db::now();
+    let pruned = prune(now);
+    assert_eq!((pruned.one_time_codes, pruned.outbox), (0, 0));
+    // The code lives 30 minutes; the message is kept a week.
+    let pruned = prune(now + chrono::TimeDelta::hours(1));
+    assert_eq!((pruned.one_time_codes, pruned.outbox), (1, 0));
+    let pruned = prune(now + chrono::TimeDelta::days(8));
+    assert_eq!(pruned.outbox, 1);
+    assert_eq!(app.rows("outbox"), 0);
+}
 
 async fn pruning_deletes_ended_sessions_and_keeps_live_ones(backend: Backend) {
     let app = TestApp::spawn(backend).await;

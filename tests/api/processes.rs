@@ -8,6 +8,8 @@ use std::time::{Duration, Instant};
 use reqwest::{Method, Response, StatusCode};
 use serde_json::{Value, json};
 
+use crate::recovery::mail_about;
+use crate::support::mail_sink::MailSink;
 use crate::support::{
     Backend, PASSWORD, TestDatabase, Tokens, assert_problem, free_ports, unique_email,
 };
@@ -368,10 +370,14 @@ async fn no_secret_ever_reaches_the_logs() {
     for format in ["pretty", "json"] {
         let dir = tempfile::tempdir().unwrap();
         let url = format!("sqlite://{}", dir.path().join("logs.db").display());
+        // Mail goes out over SMTP: only without a server does the log carry messages.
+        let sink = MailSink::start();
+        let smtp_url = sink.url();
         let env = [
             ("LATCHKEY_LOG", "debug"),
             ("LATCHKEY_LOG_FORMAT", format),
             ("LATCHKEY_JWT_SECRET", secret),
+            ("LATCHKEY_SMTP_URL", smtp_url.as_str()),
         ];
         let server = ServerProcess::start(&url, &env).await;
         let email = unique_email();
@@ -475,6 +481,22 @@ async fn no_secret_ever_reaches_the_logs() {
         }
 
         seen.push(email.clone());
+
+        // A reset by mail, for another account: its code and link travel over SMTP only.
+        let other = unique_email();
+        server.tokens("/signup", credentials(&other, PASSWORD)).await;
+        let forgot = server
+            .post("/password/forgot", json!({"email": other}))
+            .await;
+        assert_eq!(forgot.status(), StatusCode::ACCEPTED);
+        let mail = mail_about(&sink, &other, "reset", 1).await;
+        let reset = json!({"email": other, "code": mail.code(), "new_password": new_password});
+        let reset = server.post("/password/reset", reset).await;
+        assert_eq!(reset.status(), StatusCode::NO_CONTENT);
+        let verification = mail_about(&sink, &other, "confirm", 1).await;
+        seen.extend([other.clone(), mail.code(), verification.code(), mail.link()]);
+        // The notice, sent once the request has answered, before the logs are read.
+        mail_about(&sink, &other, "changed", 1).await;
 
         let logs = server.logs();
         assert!(logs.lines().count() > 10, "the flow was logged:\n{logs}");
