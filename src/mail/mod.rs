@@ -1,19 +1,32 @@
-//! Mail: what the service's messages say (rendered from templates compiled in) and how they
-//! go out (SMTP through `lettre`, or the log when no SMTP server is configured). Which
+//! Mail: what the service's messages say (`templates`, compiled in) and how they go out
+//! (`smtp`: SMTP through `lettre`, or the log when no SMTP server is configured). Which
 //! message goes when is the outbox's business (`auth::outbox`); this module only renders
 //! and delivers one.
 
+mod templates;
+
 use crate::config::MailSettings;
+
+pub use templates::CODE_LABEL;
 
 /// What a message is about, with what it carries; rendered when it is sent.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Letter {
-    /// A code (and its link) to choose a new password.
-    PasswordReset { code: String, link: String },
+    /// A code (and its link) to choose a new password, valid for `valid_for_minutes`.
+    PasswordReset {
+        code: String,
+        link: String,
+        valid_for_minutes: u64,
+    },
     /// Notice that the account's password was changed by a reset.
     PasswordChanged,
-    /// A code (and its link) that proves the address is the account holder's.
-    EmailVerification { code: String, link: String },
+    /// A code (and its link) that proves the address is the account holder's, valid for
+    /// `valid_for_minutes`.
+    EmailVerification {
+        code: String,
+        link: String,
+        valid_for_minutes: u64,
+    },
     /// Notice, to the old address, that a change to `new_email` was asked for.
     EmailChangeRequested { new_email: String },
     /// A message sent by `latchkey mail test`.
@@ -28,32 +41,12 @@ pub struct Rendered {
     pub html: String,
 }
 
-/// Renders `letter` for a product called `app_name`.
+/// Renders `letter` for a product called `app_name`: a subject, and a plain-text and an
+/// HTML part that say the same. In the text part a code stands on a line of its own as
+/// `Your code: XXXXXXXX` ([`CODE_LABEL`]), and a link alone on the line after
+/// `Or open this link:`.
 pub fn render(letter: &Letter, app_name: &str) -> Rendered {
-    let (subject, text) = match letter {
-        Letter::PasswordReset { code, link } => (
-            format!("Your {app_name} password reset code"),
-            format!("Code: {code}\n{link}\n"),
-        ),
-        Letter::PasswordChanged => (
-            format!("Your {app_name} password was changed"),
-            "Your password was changed.\n".to_owned(),
-        ),
-        Letter::EmailVerification { code, link } => (
-            format!("Verify your email for {app_name}"),
-            format!("Code: {code}\n{link}\n"),
-        ),
-        Letter::EmailChangeRequested { new_email } => (
-            format!("Your {app_name} email is changing"),
-            format!("A change of email to {new_email} was asked for.\n"),
-        ),
-        Letter::Test => (format!("{app_name} test message"), "Test.\n".to_owned()),
-    };
-    Rendered {
-        subject,
-        html: text.clone(),
-        text,
-    }
+    templates::render(letter, app_name)
 }
 
 /// Why a message was not delivered.
