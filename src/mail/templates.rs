@@ -40,35 +40,24 @@ pub fn render(letter: &Letter, app_name: &str) -> Rendered {
 }
 
 fn draft(letter: &Letter, app: &str) -> Draft {
-    use Block::{Code, Link, Paragraph};
-    let link = |url: &str| Link {
-        lead: "Or open this link:".to_owned(),
-        url: url.to_owned(),
-    };
+    use Block::Paragraph;
     match letter {
         Letter::PasswordReset {
             code,
-            link: url,
+            link,
             valid_for_minutes,
         } => Draft {
             subject: format!("Reset your {app} password"),
-            blocks: vec![
-                Paragraph(format!(
-                    "Someone asked to reset the password of the {app} account with this \
-                     email address. To choose a new password, enter this code:"
-                )),
-                Code(code.clone()),
-                link(url),
-                Paragraph(format!(
-                    "The code and the link are valid for {} and work once.",
-                    lifetime(*valid_for_minutes)
-                )),
-                Paragraph(
-                    "If you did not ask for this, ignore this mail: your password stays as \
-                     it is."
-                        .to_owned(),
+            blocks: with_code(
+                format!(
+                    "Someone asked to reset the password of the {app} account with this email \
+                     address. To choose a new password, enter this code:"
                 ),
-            ],
+                code,
+                link,
+                *valid_for_minutes,
+                "your password stays as it is.",
+            ),
         },
         Letter::PasswordChanged => Draft {
             subject: format!("Your {app} password was changed"),
@@ -87,27 +76,20 @@ fn draft(letter: &Letter, app: &str) -> Draft {
         },
         Letter::EmailVerification {
             code,
-            link: url,
+            link,
             valid_for_minutes,
         } => Draft {
             subject: format!("Confirm your email address for {app}"),
-            blocks: vec![
-                Paragraph(format!(
+            blocks: with_code(
+                format!(
                     "To confirm that this email address belongs to your {app} account, enter \
                      this code:"
-                )),
-                Code(code.clone()),
-                link(url),
-                Paragraph(format!(
-                    "The code and the link are valid for {} and work once.",
-                    lifetime(*valid_for_minutes)
-                )),
-                Paragraph(
-                    "If you did not ask for this, ignore this mail: without the code, nothing \
-                     changes."
-                        .to_owned(),
                 ),
-            ],
+                code,
+                link,
+                *valid_for_minutes,
+                "without the code, nothing changes.",
+            ),
         },
         Letter::EmailChangeRequested { new_email } => Draft {
             subject: format!("Your {app} email address is about to change"),
@@ -140,6 +122,32 @@ fn draft(letter: &Letter, app: &str) -> Draft {
             ],
         },
     }
+}
+
+/// A code-carrying letter: what the code is for, the code, its link, how long they live,
+/// and what ignoring the mail means.
+fn with_code(
+    purpose: String,
+    code: &str,
+    link: &str,
+    valid_for_minutes: u64,
+    if_ignored: &str,
+) -> Vec<Block> {
+    vec![
+        Block::Paragraph(purpose),
+        Block::Code(code.to_owned()),
+        Block::Link {
+            lead: "Or open this link:".to_owned(),
+            url: link.to_owned(),
+        },
+        Block::Paragraph(format!(
+            "The code and the link are valid for {} and work once.",
+            lifetime(valid_for_minutes)
+        )),
+        Block::Paragraph(format!(
+            "If you did not ask for this, ignore this mail: {if_ignored}"
+        )),
+    ]
 }
 
 /// `30 minutes`, `1 minute`, `2 hours`.
