@@ -54,6 +54,11 @@ impl Endpoint {
     /// Reads an `LATCHKEY_SMTP_URL`. Every problem is told without repeating the URL: it may
     /// hold a password.
     pub fn parse(raw: &str) -> Result<Self, String> {
+        Self::with_builder(raw).map(|(endpoint, _)| endpoint)
+    }
+
+    /// The endpoint, and lettre's transport builder for it.
+    fn with_builder(raw: &str) -> Result<(Self, AsyncSmtpTransportBuilder), String> {
         let raw = raw.trim();
         if raw.is_empty() {
             return Err("must not be empty".into());
@@ -111,7 +116,7 @@ impl Endpoint {
         };
         // What lettre itself makes of it (percent escapes in the credentials, a host a TLS
         // certificate can name): its errors are not repeated, lest they quote the URL.
-        Transport::from_url(raw).map_err(|_| {
+        let builder = Transport::from_url(raw).map_err(|_| {
             "is not usable by the SMTP client: check the escapes in the user name and password, \
              and the host name"
                 .to_owned()
@@ -121,12 +126,13 @@ impl Endpoint {
             Security::StartTlsOpportunistic | Security::StartTlsRequired => smtp::SUBMISSION_PORT,
             Security::Tls => smtp::SUBMISSIONS_PORT,
         });
-        Ok(Self {
+        let endpoint = Self {
             security,
             host,
             port,
             authenticated,
-        })
+        };
+        Ok((endpoint, builder))
     }
 }
 
@@ -159,19 +165,16 @@ pub struct Smtp {
 impl Smtp {
     /// Must run inside a tokio runtime: the pool starts its clean-up task there.
     pub fn new(url: &str) -> anyhow::Result<Self> {
-        let endpoint = Endpoint::parse(url)
+        let (endpoint, builder) = Endpoint::with_builder(url)
             .map_err(|problem| anyhow::anyhow!("LATCHKEY_SMTP_URL {problem}"))?;
         if tokio::runtime::Handle::try_current().is_err() {
             anyhow::bail!("the SMTP mailer must be created inside a tokio runtime");
         }
-        let builder = Transport::from_url(url.trim())
-            .map_err(|_| anyhow::anyhow!("LATCHKEY_SMTP_URL is not usable by the SMTP client"))?
-            .timeout(Some(CONNECT_TIMEOUT))
-            .pool_config(
-                PoolConfig::new()
-                    .max_size(POOL_SIZE)
-                    .idle_timeout(POOL_IDLE),
-            );
+        let builder = builder.timeout(Some(CONNECT_TIMEOUT)).pool_config(
+            PoolConfig::new()
+                .max_size(POOL_SIZE)
+                .idle_timeout(POOL_IDLE),
+        );
         Ok(Self {
             endpoint,
             transport: ArcSwap::from_pointee(builder.clone().build()),
