@@ -1,8 +1,10 @@
 //! The command line: `serve` (the default), `migrate`, `openapi`, `healthcheck`, `user`
-//! (create, list, disable, enable), `sessions revoke` and `keys` (list, rotate).
+//! (create, list, disable, enable), `sessions revoke`, `keys` (list, rotate, encrypt) and
+//! `mail test`.
 
 mod healthcheck;
 mod keys;
+mod mail;
 mod operator;
 mod output;
 
@@ -53,6 +55,9 @@ enum Command {
     /// Manage the Ed25519 signing keys kept in the database.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Check the mail settings; touches no database.
+    #[command(subcommand)]
+    Mail(MailCommand),
 }
 
 #[derive(Debug, Default, Args)]
@@ -122,6 +127,17 @@ enum KeysCommand {
     Encrypt,
 }
 
+#[derive(Debug, Subcommand)]
+enum MailCommand {
+    /// Send one test message now through the SMTP server of LATCHKEY_SMTP_URL, and print
+    /// the server's answer; exit 1 if it is not delivered, or without LATCHKEY_SMTP_URL.
+    Test {
+        /// The recipient, like ada@example.com.
+        #[arg(long)]
+        to: String,
+    },
+}
+
 /// What went wrong, for `main` to print as one line and turn into the exit code.
 #[derive(Debug, thiserror::Error)]
 pub enum CliError {
@@ -185,6 +201,7 @@ impl Cli {
             Some(Command::Keys(KeysCommand::List { json })) => keys::list(settings, json).await,
             Some(Command::Keys(KeysCommand::Rotate)) => keys::rotate(settings).await,
             Some(Command::Keys(KeysCommand::Encrypt)) => keys::encrypt(settings).await,
+            Some(Command::Mail(MailCommand::Test { to })) => mail::test(settings, &to).await,
         }
     }
 }

@@ -21,6 +21,7 @@ mod key_rotation;
 mod keys_at_rest;
 mod login;
 mod logout;
+mod mail;
 mod me;
 mod metrics;
 mod openapi;

@@ -7,6 +7,7 @@
 //! skipped with a notice; with `CI=true` they fail instead.
 
 pub mod cli;
+pub mod mail_sink;
 
 use std::collections::HashMap;
 use std::io::Write as _;
