@@ -356,18 +356,31 @@ impl Worker {
                 )
             })
         };
+        let valid_for_minutes = self.codes.ttl().as_secs() / 60;
         Some(match message.kind {
             MailKind::PasswordReset => {
                 let (code, link) = with_code(Purpose::PasswordReset)?;
-                Letter::PasswordReset { code, link }
+                Letter::PasswordReset {
+                    code,
+                    link,
+                    valid_for_minutes,
+                }
             }
             MailKind::EmailVerification => {
                 let (code, link) = with_code(Purpose::EmailVerification)?;
-                Letter::EmailVerification { code, link }
+                Letter::EmailVerification {
+                    code,
+                    link,
+                    valid_for_minutes,
+                }
             }
             MailKind::EmailChange => {
                 let (code, link) = with_code(Purpose::EmailChange)?;
-                Letter::EmailVerification { code, link }
+                Letter::EmailVerification {
+                    code,
+                    link,
+                    valid_for_minutes,
+                }
             }
             MailKind::PasswordChanged => Letter::PasswordChanged,
             MailKind::EmailChangeRequested => Letter::EmailChangeRequested {

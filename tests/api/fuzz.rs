@@ -74,6 +74,8 @@ const FIELDS: &[&str] = &[
     "scope",
     "current_password",
     "new_password",
+    "code",
+    "new_email",
 ];
 const SCOPES: &[&str] = &["local", "others", "global"];
 
@@ -285,7 +287,10 @@ fn valid_body() -> impl Strategy<Value = (usize, Value)> {
         t().prop_map(|password| (5, json!({"password": password}))),
         t().prop_map(|email| (6, json!({"email": email}))),
         (t(), t(), t()).prop_map(|(email, code, new)| {
-            (7, json!({"email": email, "code": code, "new_password": new}))
+            (
+                7,
+                json!({"email": email, "code": code, "new_password": new}),
+            )
         }),
         (t(), t()).prop_map(|(email, code)| (8, json!({"email": email, "code": code}))),
         (t(), t()).prop_map(|(new_email, password)| {

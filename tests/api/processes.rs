@@ -484,7 +484,9 @@ async fn no_secret_ever_reaches_the_logs() {
 
         // A reset by mail, for another account: its code and link travel over SMTP only.
         let other = unique_email();
-        server.tokens("/signup", credentials(&other, PASSWORD)).await;
+        server
+            .tokens("/signup", credentials(&other, PASSWORD))
+            .await;
         let forgot = server
             .post("/password/forgot", json!({"email": other}))
             .await;

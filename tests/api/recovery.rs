@@ -132,7 +132,10 @@ async fn a_forgotten_password_is_reset_with_the_mailed_code(backend: Backend) {
     assert_eq!(response.status(), StatusCode::NO_CONTENT);
 
     // Every session ended: access tokens at once, refresh tokens too.
-    for access_token in [first["access_token"].as_str().unwrap(), &second.access_token] {
+    for access_token in [
+        first["access_token"].as_str().unwrap(),
+        &second.access_token,
+    ] {
         assert_invalid_token(app.me(access_token).await).await;
     }
     let refreshed = app.refresh(&second.refresh_token).await;
@@ -152,7 +155,12 @@ async fn a_forgotten_password_is_reset_with_the_mailed_code(backend: Backend) {
     let notice = mail_about(&sink, &email, "changed", 1).await;
     assert!(!notice.text.contains(&code));
     let events = app
-        .send(Method::GET, "/me/events", tokens["access_token"].as_str(), None)
+        .send(
+            Method::GET,
+            "/me/events",
+            tokens["access_token"].as_str(),
+            None,
+        )
         .await
         .json::<Value>()
         .await
@@ -163,7 +171,11 @@ async fn a_forgotten_password_is_reset_with_the_mailed_code(backend: Backend) {
         .iter()
         .map(|event| event["type"].as_str().unwrap())
         .collect();
-    for expected in ["password_reset_requested", "password_reset", "session_revoked"] {
+    for expected in [
+        "password_reset_requested",
+        "password_reset",
+        "session_revoked",
+    ] {
         assert!(types.contains(&expected), "{expected} in {types:?}");
     }
     // The code was used once, and no sent message keeps its code.
@@ -204,7 +216,11 @@ async fn unknown_emails_get_the_same_answer_and_no_mail(backend: Backend) {
     let known_headers = known_answer.headers().clone();
     let unknown_headers = unknown_answer.headers().clone();
     for header in ["content-type", "content-length", "cache-control"] {
-        assert_eq!(known_headers.get(header), unknown_headers.get(header), "{header}");
+        assert_eq!(
+            known_headers.get(header),
+            unknown_headers.get(header),
+            "{header}"
+        );
     }
     assert_eq!(
         known_answer.bytes().await.unwrap(),
@@ -214,7 +230,10 @@ async fn unknown_emails_get_the_same_answer_and_no_mail(backend: Backend) {
     // The unknown address's message was handled before or with the known one's (ids in
     // time order); give the worker a moment more all the same.
     tokio::time::sleep(Duration::from_millis(500)).await;
-    assert!(sink.messages_to(&unknown).is_empty(), "no mail to an unknown address");
+    assert!(
+        sink.messages_to(&unknown).is_empty(),
+        "no mail to an unknown address"
+    );
 
     // Time: the same work either way, so the medians of alternating requests differ by no
     // more than the noise of a shared machine.
@@ -282,7 +301,10 @@ async fn wrong_used_and_expired_codes_are_refused(backend: Backend) {
     );
     let expired = reset(&app, &email, &code, "yet another passphrase").await;
     assert_problem(expired, StatusCode::BAD_REQUEST, "invalid_code").await;
-    assert_eq!(login(&app, &email, NEW_PASSWORD).await.status(), StatusCode::OK);
+    assert_eq!(
+        login(&app, &email, NEW_PASSWORD).await.status(),
+        StatusCode::OK
+    );
 }
 
 async fn five_wrong_tries_end_a_code(backend: Backend) {
@@ -376,7 +398,12 @@ async fn the_new_password_follows_the_signup_rules(backend: Backend) {
     let code = reset_code(&app, &sink, &email, 1).await;
     for bad in ["short", "password123", email.as_str()] {
         let refused = reset(&app, &email, &code, bad).await;
-        let problem = assert_problem(refused, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed").await;
+        let problem = assert_problem(
+            refused,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "validation_failed",
+        )
+        .await;
         assert_eq!(problem["errors"][0]["field"], "new_password", "{bad}");
     }
     // The code survived the refusals.
@@ -404,7 +431,10 @@ async fn a_reset_clears_the_login_lockout(backend: Backend) {
         StatusCode::NO_CONTENT
     );
     // ...and the reset ends it.
-    assert_eq!(login(&app, &email, NEW_PASSWORD).await.status(), StatusCode::OK);
+    assert_eq!(
+        login(&app, &email, NEW_PASSWORD).await.status(),
+        StatusCode::OK
+    );
 }
 
 async fn mail_requests_are_throttled_per_email_and_per_address(backend: Backend) {
@@ -419,14 +449,24 @@ async fn mail_requests_are_throttled_per_email_and_per_address(backend: Backend)
             assert_eq!(forgot(&app, email).await.status(), StatusCode::ACCEPTED);
         }
         let refused = forgot(&app, email).await;
-        assert!(refused.headers()["retry-after"].to_str().unwrap().parse::<u64>().unwrap() > 0);
+        assert!(
+            refused.headers()["retry-after"]
+                .to_str()
+                .unwrap()
+                .parse::<u64>()
+                .unwrap()
+                > 0
+        );
         assert_problem(refused, StatusCode::TOO_MANY_REQUESTS, "too_many_attempts").await;
     }
     // Per client address: LATCHKEY_SIGNUP_IP_MAX an hour.
     let sink = MailSink::start();
     let app = mail_app(backend, &sink, &[("LATCHKEY_SIGNUP_IP_MAX", "3")]).await;
     for _ in 0..3 {
-        assert_eq!(forgot(&app, &unique_email()).await.status(), StatusCode::ACCEPTED);
+        assert_eq!(
+            forgot(&app, &unique_email()).await.status(),
+            StatusCode::ACCEPTED
+        );
     }
     let refused = forgot(&app, &unique_email()).await;
     assert_problem(refused, StatusCode::TOO_MANY_REQUESTS, "too_many_attempts").await;
@@ -444,7 +484,12 @@ async fn code_checks_are_throttled_alike_for_known_and_unknown_emails(backend: B
             assert_problem(wrong, StatusCode::BAD_REQUEST, "invalid_code").await;
         }
         let throttled = reset(&app, email, "AAAAAAAA", NEW_PASSWORD).await;
-        assert_problem(throttled, StatusCode::TOO_MANY_REQUESTS, "too_many_attempts").await;
+        assert_problem(
+            throttled,
+            StatusCode::TOO_MANY_REQUESTS,
+            "too_many_attempts",
+        )
+        .await;
     }
     // The owner's login is not locked by someone guessing codes.
     assert_eq!(login(&app, &known, PASSWORD).await.status(), StatusCode::OK);
@@ -474,7 +519,9 @@ async fn mail_queued_while_smtp_is_down_goes_out_when_it_comes_up(backend: Backe
     let mail = mail_about(&sink, &email, "reset", 1).await;
     mail_about(&sink, &email, "confirm", 1).await;
     assert_eq!(
-        reset(&app, &email, &mail.code(), NEW_PASSWORD).await.status(),
+        reset(&app, &email, &mail.code(), NEW_PASSWORD)
+            .await
+            .status(),
         StatusCode::NO_CONTENT
     );
 }
@@ -482,7 +529,10 @@ async fn mail_queued_while_smtp_is_down_goes_out_when_it_comes_up(backend: Backe
 async fn two_instances_send_each_message_once(backend: Backend) {
     let sink = MailSink::start();
     let url = sink.url();
-    let env = [("LATCHKEY_SMTP_URL", url.as_str()), ("LATCHKEY_SIGNUP_IP_MAX", "1000")];
+    let env = [
+        ("LATCHKEY_SMTP_URL", url.as_str()),
+        ("LATCHKEY_SIGNUP_IP_MAX", "1000"),
+    ];
     let database = std::sync::Arc::new(TestDatabase::create(backend));
     let first = TestApp::spawn_on(database.clone(), &env).await;
     let second = TestApp::spawn_on(database, &env).await;
@@ -506,7 +556,11 @@ async fn two_instances_send_each_message_once(backend: Backend) {
     // Time for a duplicate to show, were there one.
     tokio::time::sleep(Duration::from_secs(2)).await;
     for email in &emails {
-        assert_eq!(sink.messages_to(email).len(), 2, "{email}: one verification, one reset");
+        assert_eq!(
+            sink.messages_to(email).len(),
+            2,
+            "{email}: one verification, one reset"
+        );
     }
     assert_eq!(first.rows("outbox WHERE outcome = 'sent'"), 24);
 }
@@ -524,7 +578,10 @@ async fn the_link_names_the_form_and_opening_it_consumes_nothing(backend: Backen
     let code = reset_code(&app, &sink, &email, 1).await;
     let mail = mail_about(&sink, &email, "reset", 1).await;
     let link = mail.link();
-    let encoded = email.replace('\'', "%27").replace('+', "%2B").replace('@', "%40");
+    let encoded = email
+        .replace('\'', "%27")
+        .replace('+', "%2B")
+        .replace('@', "%40");
     assert_eq!(
         link,
         format!("https://auth.example.com/#reset?code={code}&email={encoded}")

@@ -60,12 +60,21 @@ async fn signup_mails_a_code_that_verifies_the_email(backend: Backend) {
     assert_eq!(user["email_verified"], true);
     let me: Value = app.me(token(&tokens)).await.json().await.unwrap();
     assert_eq!(me["email_verified"], true);
-    assert!(event_types(&app, token(&tokens)).await.contains(&"email_verified".to_owned()));
+    assert!(
+        event_types(&app, token(&tokens))
+            .await
+            .contains(&"email_verified".to_owned())
+    );
 
     let again = verify(&app, &email, &mail.code()).await;
     assert_problem(again, StatusCode::BAD_REQUEST, "invalid_code").await;
     let resend = app
-        .send(Method::POST, "/me/email/verification", Some(token(&tokens)), None)
+        .send(
+            Method::POST,
+            "/me/email/verification",
+            Some(token(&tokens)),
+            None,
+        )
         .await;
     assert_problem(resend, StatusCode::CONFLICT, "email_already_verified").await;
 }
@@ -77,10 +86,18 @@ async fn a_new_verification_code_replaces_the_older(backend: Backend) {
     let tokens = sign_up(&app, &email).await;
     let older = mail_about(&sink, &email, "confirm", 1).await.code();
     let response = app
-        .send(Method::POST, "/me/email/verification", Some(token(&tokens)), None)
+        .send(
+            Method::POST,
+            "/me/email/verification",
+            Some(token(&tokens)),
+            None,
+        )
         .await;
     assert_eq!(response.status(), StatusCode::ACCEPTED);
-    assert_eq!(response.json::<Value>().await.unwrap(), json!({"status": "sent"}));
+    assert_eq!(
+        response.json::<Value>().await.unwrap(),
+        json!({"status": "sent"})
+    );
     let newer = mail_about(&sink, &email, "confirm", 2).await.code();
     let stale = verify(&app, &email, &older).await;
     assert_problem(stale, StatusCode::BAD_REQUEST, "invalid_code").await;
@@ -113,7 +130,9 @@ async fn an_unverified_email_can_be_required_at_login(backend: Backend) {
     .await;
     let email = unique_email();
     sign_up(&app, &email).await;
-    let right = app.login(&json!({"email": email, "password": PASSWORD})).await;
+    let right = app
+        .login(&json!({"email": email, "password": PASSWORD}))
+        .await;
     assert_problem(right, StatusCode::FORBIDDEN, "email_not_verified").await;
     // A wrong password still says only that.
     let wrong = app
@@ -123,11 +142,18 @@ async fn an_unverified_email_can_be_required_at_login(backend: Backend) {
 
     let code = mail_about(&sink, &email, "confirm", 1).await.code();
     assert_eq!(verify(&app, &email, &code).await.status(), StatusCode::OK);
-    let response = app.login(&json!({"email": email, "password": PASSWORD})).await;
+    let response = app
+        .login(&json!({"email": email, "password": PASSWORD}))
+        .await;
     assert_eq!(response.status(), StatusCode::OK);
 }
 
-async fn change_email(app: &TestApp, access_token: &str, new_email: &str, password: &str) -> reqwest::Response {
+async fn change_email(
+    app: &TestApp,
+    access_token: &str,
+    new_email: &str,
+    password: &str,
+) -> reqwest::Response {
     let body = json!({"new_email": new_email, "password": password});
     app.send(Method::POST, "/me/email", Some(access_token), Some(&body))
         .await
@@ -143,9 +169,16 @@ async fn the_email_changes_once_the_new_address_is_proven(backend: Backend) {
     let response = change_email(&app, token(&tokens), &new.to_uppercase(), PASSWORD).await;
     assert_eq!(response.status(), StatusCode::ACCEPTED);
     let notice = mail_about(&sink, &old, "about to change", 1).await;
-    assert!(notice.text.contains(&new), "the old address is told where to: {}", notice.text);
+    assert!(
+        notice.text.contains(&new),
+        "the old address is told where to: {}",
+        notice.text
+    );
     let mail = mail_about(&sink, &new, "confirm", 1).await;
-    assert!(!notice.text.contains(&mail.code()), "the old address gets no code");
+    assert!(
+        !notice.text.contains(&mail.code()),
+        "the old address gets no code"
+    );
     // Nothing changed yet.
     let me: Value = app.me(token(&tokens)).await.json().await.unwrap();
     assert_eq!(me["email"], old.as_str());
@@ -155,13 +188,20 @@ async fn the_email_changes_once_the_new_address_is_proven(backend: Backend) {
     let user: Value = response.json().await.unwrap();
     assert_eq!(user["email"], new.as_str());
     assert_eq!(user["email_verified"], true);
-    let by_new = app.login(&json!({"email": new, "password": PASSWORD})).await;
+    let by_new = app
+        .login(&json!({"email": new, "password": PASSWORD}))
+        .await;
     assert_eq!(by_new.status(), StatusCode::OK);
-    let by_old = app.login(&json!({"email": old, "password": PASSWORD})).await;
+    let by_old = app
+        .login(&json!({"email": old, "password": PASSWORD}))
+        .await;
     assert_problem(by_old, StatusCode::UNAUTHORIZED, "invalid_credentials").await;
     let types = event_types(&app, token(&tokens)).await;
     for expected in ["email_change_requested", "email_changed"] {
-        assert!(types.contains(&expected.to_owned()), "{expected} in {types:?}");
+        assert!(
+            types.contains(&expected.to_owned()),
+            "{expected} in {types:?}"
+        );
     }
     // A reset code asked for the old address is no key to the account any more.
     let forgot = app.post("/password/forgot", &json!({"email": old})).await;
@@ -176,18 +216,32 @@ async fn an_email_change_needs_the_password_and_a_free_address(backend: Backend)
     let taken = unique_email();
     sign_up(&app, &taken).await;
 
-    let wrong = change_email(&app, token(&tokens), &unique_email(), "not the password at all").await;
+    let wrong = change_email(
+        &app,
+        token(&tokens),
+        &unique_email(),
+        "not the password at all",
+    )
+    .await;
     assert_problem(wrong, StatusCode::UNAUTHORIZED, "invalid_credentials").await;
     let same = change_email(&app, token(&tokens), &email, PASSWORD).await;
     let problem = assert_problem(same, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed").await;
     assert_eq!(problem["errors"][0]["field"], "new_email");
     let invalid = change_email(&app, token(&tokens), "not an address", PASSWORD).await;
-    let problem = assert_problem(invalid, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed").await;
+    let problem = assert_problem(
+        invalid,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "validation_failed",
+    )
+    .await;
     assert_eq!(problem["errors"][0]["field"], "new_email");
     let conflict = change_email(&app, token(&tokens), &taken, PASSWORD).await;
     assert_problem(conflict, StatusCode::CONFLICT, "email_taken").await;
     let anonymous = app
-        .post("/me/email", &json!({"new_email": unique_email(), "password": PASSWORD}))
+        .post(
+            "/me/email",
+            &json!({"new_email": unique_email(), "password": PASSWORD}),
+        )
         .await;
     assert_problem(anonymous, StatusCode::UNAUTHORIZED, "missing_token").await;
 }
