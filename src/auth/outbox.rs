@@ -228,9 +228,11 @@ pub struct Worker {
 }
 
 impl Worker {
-    /// Runs for as long as the server runs.
+    /// Runs for as long as the server runs. On the tokio runtime itself, not actix's local
+    /// task set: the runtime drops its tasks inside its own context as it shuts down, so the
+    /// SMTP pool, which spawns its clean-up when dropped, can still do so.
     pub fn spawn(self) {
-        actix_web::rt::spawn(self.run());
+        tokio::spawn(self.run());
     }
 
     async fn run(self) {
