@@ -418,6 +418,7 @@ async fn help_lists_the_subcommands() {
         "user",
         "sessions",
         "keys",
+        "mail",
     ] {
         assert!(
             stdout
@@ -430,6 +431,7 @@ async fn help_lists_the_subcommands() {
         ("user", &["create", "list", "disable", "enable"][..]),
         ("sessions", &["revoke"][..]),
         ("keys", &["list", "rotate"][..]),
+        ("mail", &["test"][..]),
     ] {
         let output = run(latchkey(dir.path(), &[]), &[command, "--help"], "").await;
         assert!(output.status.success(), "{}", stderr_of(&output));

@@ -104,6 +104,11 @@ async fn serves_prometheus_text_without_the_database(backend: Backend) {
         "latchkey_db_connections",
         "latchkey_db_connections_max",
         "latchkey_db_permit_wait_seconds",
+        "latchkey_mail_sent_total",
+        "latchkey_mail_failed_attempts_total",
+        "latchkey_mail_given_up_total",
+        "latchkey_mail_queued",
+        "latchkey_mail_oldest_waiting_seconds",
     ] {
         assert!(text.contains(&format!("# TYPE {name} ")), "{name}:\n{text}");
     }

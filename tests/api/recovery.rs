@@ -511,19 +511,50 @@ async fn mail_queued_while_smtp_is_down_goes_out_when_it_comes_up(backend: Backe
         "the request does not wait on SMTP: {:?}",
         started.elapsed()
     );
-    // Let the first deliveries fail.
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // Let the first deliveries fail: the metrics show the outage.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
     assert!(app.rows("outbox WHERE done_at IS NULL AND last_error IS NOT NULL") >= 1);
+    assert!(metric(&app, "latchkey_mail_failed_attempts_total").await >= 2.0);
+    assert_eq!(metric(&app, "latchkey_mail_queued").await, 2.0);
+    assert!(metric(&app, "latchkey_mail_oldest_waiting_seconds").await >= 1.0);
 
     let sink = MailSink::start_on(port);
     let mail = mail_about(&sink, &email, "reset", 1).await;
     mail_about(&sink, &email, "confirm", 1).await;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while metric(&app, "latchkey_mail_queued").await > 0.0 {
+        assert!(Instant::now() < deadline, "the queue gauge never emptied");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(metric(&app, "latchkey_mail_sent_total").await, 2.0);
+    assert_eq!(
+        metric(&app, "latchkey_mail_oldest_waiting_seconds").await,
+        0.0
+    );
     assert_eq!(
         reset(&app, &email, &mail.code(), NEW_PASSWORD)
             .await
             .status(),
         StatusCode::NO_CONTENT
     );
+}
+
+/// The value of an unlabelled metric of the application.
+async fn metric(app: &TestApp, name: &str) -> f64 {
+    let text = app
+        .client
+        .get(app.metrics_url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' '))
+        .unwrap_or_else(|| panic!("no {name} in:\n{text}"))
+        .parse()
+        .unwrap()
 }
 
 async fn two_instances_send_each_message_once(backend: Backend) {
