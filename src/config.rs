@@ -41,6 +41,7 @@ variables!(
     LATCHKEY_LOGIN_IP_MAX_FAILURES,
     LATCHKEY_LOGIN_WINDOW,
     LATCHKEY_SIGNUP_IP_MAX,
+    LATCHKEY_MAIL_RECIPIENT_MAX,
     LATCHKEY_TRUSTED_PROXIES,
     LATCHKEY_PRUNE_INTERVAL,
     LATCHKEY_EVENT_RETENTION,
@@ -89,6 +90,8 @@ pub struct Settings {
     pub login_window: Duration,
     /// Signups a client address may make within an hour.
     pub signup_ip_max: usize,
+    /// Mails one recipient may be sent on request within an hour.
+    pub mail_recipient_max: usize,
     /// Proxies whose `X-Forwarded-For` names the client; empty: the socket peer is the client.
     pub trusted_proxies: Vec<ipnet::IpNet>,
     /// How often ended sessions, stale login attempts and old security events are deleted.
@@ -209,6 +212,7 @@ impl Settings {
             )?,
             login_window: env.duration(LATCHKEY_LOGIN_WINDOW, "15m", 1)?,
             signup_ip_max: env.number(LATCHKEY_SIGNUP_IP_MAX, 20, 1..=1_000_000)?,
+            mail_recipient_max: env.number(LATCHKEY_MAIL_RECIPIENT_MAX, 5, 1..=1_000_000)?,
             trusted_proxies: env.parse(LATCHKEY_TRUSTED_PROXIES, "", parse_networks)?,
             prune_interval: env.duration(LATCHKEY_PRUNE_INTERVAL, "10m", 1)?,
             event_retention: env.duration(LATCHKEY_EVENT_RETENTION, "90d", 1)?,
@@ -289,6 +293,7 @@ impl Settings {
             address_max_failures: self.login_ip_max_failures,
             window: self.login_window,
             signups_per_address: self.signup_ip_max,
+            mails_per_recipient: self.mail_recipient_max,
         }
     }
 

@@ -14,7 +14,7 @@ use super::events;
 use super::login::{self, CheckedCode};
 use super::outbox::{self, Outgoing};
 use super::sessions::{self, Ending};
-use super::throttle::{self, MAILS_PER_RECIPIENT, QuotaKey};
+use super::throttle::{self, QuotaKey};
 use crate::db::sessions::Which;
 use crate::db::{self, users};
 use crate::domain::{Email, EventKind, MailKind, NewPassword, RevokeReason};
@@ -52,7 +52,7 @@ pub async fn forgot(auth: &Auth, email: &str, client: ClientInfo) -> Result<(), 
 }
 
 /// The quotas a request that mails `recipient` counts against: the client address's
-/// (`LATCHKEY_SIGNUP_IP_MAX` an hour) and the recipient's.
+/// (`LATCHKEY_SIGNUP_IP_MAX` an hour) and the recipient's (`LATCHKEY_MAIL_RECIPIENT_MAX`).
 pub(super) fn mail_quotas(
     auth: &Auth,
     client: &ClientInfo,
@@ -63,7 +63,10 @@ pub(super) fn mail_quotas(
             QuotaKey::mail_from(client.ip),
             auth.throttle.signups_per_address,
         ),
-        (QuotaKey::mail_to(recipient), MAILS_PER_RECIPIENT),
+        (
+            QuotaKey::mail_to(recipient),
+            auth.throttle.mails_per_recipient,
+        ),
     ]
 }
 

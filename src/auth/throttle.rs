@@ -25,8 +25,13 @@ pub struct ThrottlePolicy {
     pub address_max_failures: usize,
     /// The window of both failure limits.
     pub window: Duration,
-    /// Signups a client address may make within [`SIGNUP_WINDOW`].
+    /// Signups a client address may make within [`SIGNUP_WINDOW`] (and mail-sending
+    /// requests, counted apart).
     pub signups_per_address: usize,
+    /// Mails a recipient may be sent, on request, within [`SIGNUP_WINDOW`]: enough for a typo
+    /// and a retry, too few to flood a mailbox (or a mail server's reputation) through this
+    /// service.
+    pub mails_per_recipient: usize,
 }
 
 /// The window of the signup limit (API.md: "per hour").
@@ -35,10 +40,6 @@ pub const SIGNUP_WINDOW: Duration = Duration::from_secs(60 * 60);
 /// How long a refused signup waits before its answer: a client retrying at once, whatever
 /// `Retry-After` said, makes one request a second per connection, not thousands.
 pub const REFUSAL_PAUSE: Duration = Duration::from_secs(1);
-
-/// Mails a recipient may be sent, on request, within [`SIGNUP_WINDOW`]: enough for a typo and
-/// a retry, too few to flood a mailbox (or a mail server's reputation) through this service.
-pub const MAILS_PER_RECIPIENT: usize = 5;
 
 /// The prefixes of the keys that count hourly quotas (the others count failed attempts).
 const QUOTA_KEY_PREFIXES: [&str; 2] = ["signup:", "mail:"];

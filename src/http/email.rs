@@ -51,7 +51,7 @@ pub async fn verify(
     responses(
         (status = 202, description = "A new code is on its way; it replaces the older.", body = MailAcceptedBody),
         (status = 409, description = "`email_already_verified`: there is nothing to prove.", body = Problem, content_type = "application/problem+json"),
-        (status = 429, description = "`too_many_attempts`: this client address has asked for `LATCHKEY_SIGNUP_IP_MAX` mails (default 20), or this email for 5, within the hour.", body = Problem, content_type = "application/problem+json",
+        (status = 429, description = "`too_many_attempts`: this client address has asked for `LATCHKEY_SIGNUP_IP_MAX` mails (default 20), or this email for `LATCHKEY_MAIL_RECIPIENT_MAX` (default 5), within the hour.", body = Problem, content_type = "application/problem+json",
             headers(("Retry-After" = u64, description = "Seconds until a request is allowed again."))),
     ),
     security(("bearer" = [])))]

@@ -40,7 +40,7 @@ pub fn mail_accepted(status: &'static str) -> HttpResponse {
     responses(
         (status = 202, description = "If an account has this address, a code (and a link carrying it) is on its way; the answer, and its time, are the same when none has.", body = MailAcceptedBody),
         (status = 422, description = "`validation_failed`: `email` is not an email address.", body = Problem, content_type = "application/problem+json"),
-        (status = 429, description = "`too_many_attempts`: this client address has asked for `LATCHKEY_SIGNUP_IP_MAX` mails (default 20), or this email for 5, within the hour (the same for registered and unknown emails).", body = Problem, content_type = "application/problem+json",
+        (status = 429, description = "`too_many_attempts`: this client address has asked for `LATCHKEY_SIGNUP_IP_MAX` mails (default 20), or this email for `LATCHKEY_MAIL_RECIPIENT_MAX` (default 5), within the hour (the same for registered and unknown emails).", body = Problem, content_type = "application/problem+json",
             headers(("Retry-After" = u64, description = "Seconds until a request is allowed again."))),
     ))]
 #[tracing::instrument(name = "forgot_password", skip_all)]
