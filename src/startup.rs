@@ -244,7 +244,7 @@ async fn warn_of_plain_keys(db: &Db, vault: &KeyVault) -> anyhow::Result<()> {
     if plain > 0 {
         tracing::warn!(
             plain,
-            "signing keys stored before LATCHKEY_KEY_ENCRYPTION_KEY was set are still plain: \
+            "keys stored before LATCHKEY_KEY_ENCRYPTION_KEY was set are still plain: \
              run `latchkey keys encrypt`"
         );
     }

@@ -68,6 +68,24 @@ impl CodeKey {
         Ok(Self(Zeroizing::new(key)))
     }
 
+    /// Seals the stored key if it is plain (`latchkey keys encrypt`, once a vault key is
+    /// set); answers whether it did.
+    pub fn seal_stored(conn: &mut DbConn, vault: &KeyVault) -> Result<bool, Error> {
+        match server_secrets::find(conn, KEY_NAME)? {
+            Some(stored) if !KeyVault::is_sealed(&stored) => {
+                let sealed = vault.seal(KEY_NAME, &stored)?;
+                Ok(server_secrets::replace(conn, KEY_NAME, &stored, &sealed)? == 1)
+            }
+            _ => Ok(false),
+        }
+    }
+
+    /// Whether the key is stored plain.
+    pub fn is_stored_plain(conn: &mut DbConn) -> Result<bool, Error> {
+        Ok(server_secrets::find(conn, KEY_NAME)?
+            .is_some_and(|stored| !KeyVault::is_sealed(&stored)))
+    }
+
     fn hash(&self, purpose: Purpose, email: &str, code: &str) -> Vec<u8> {
         let mut mac = Hmac::<Sha256>::new_from_slice(self.0.as_ref())
             .unwrap_or_else(|_| unreachable!("HMAC takes a key of any length"));

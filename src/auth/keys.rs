@@ -19,6 +19,7 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use super::claims::LEEWAY;
+use super::codes::CodeKey;
 use super::key_vault::KeyVault;
 use crate::db::{self, Db, DbConn, signing_keys};
 use crate::error::Error;
@@ -260,31 +261,46 @@ fn create_key(conn: &mut DbConn, generation: i32, vault: &KeyVault) -> Result<()
     }
 }
 
-/// Seals every private key stored plain (`latchkey keys encrypt`); answers how many. Each
-/// is replaced only if still the plain key read, so that concurrent runs seal it once.
-pub fn encrypt_stored(conn: &mut DbConn, vault: &KeyVault) -> Result<usize, Error> {
+/// What `latchkey keys encrypt` sealed.
+pub struct Encrypted {
+    pub signing_keys: usize,
+    /// The key of the one-time code hashes (see `codes::CodeKey`).
+    pub code_key: bool,
+}
+
+/// Seals, in place, the private keys and the code key stored plain (before
+/// `LATCHKEY_KEY_ENCRYPTION_KEY` was set). Each is replaced only if still the plain key
+/// read, so that concurrent runs seal it once.
+pub fn encrypt_stored(conn: &mut DbConn, vault: &KeyVault) -> Result<Encrypted, Error> {
     if !vault.seals() {
         return Err(Error::internal(anyhow::anyhow!(
             "LATCHKEY_KEY_ENCRYPTION_KEY is not set: there is no key to encrypt with"
         )));
     }
-    let mut sealed = 0;
+    let mut signing_keys = 0;
     for key in signing_keys::list(conn)? {
         if key.private_key.is_empty() || KeyVault::is_sealed(&key.private_key) {
             continue;
         }
         let stored = vault.seal(&key.kid, &key.private_key)?;
-        sealed += signing_keys::replace_private_key(conn, &key.kid, &key.private_key, &stored)?;
+        signing_keys +=
+            signing_keys::replace_private_key(conn, &key.kid, &key.private_key, &stored)?;
     }
-    Ok(sealed)
+    let code_key = CodeKey::seal_stored(conn, vault)?;
+    Ok(Encrypted {
+        signing_keys,
+        code_key,
+    })
 }
 
-/// How many private keys are stored plain (retired keys have none left).
+/// How many secret keys are stored plain: private keys (retired keys have none left), and
+/// the code key.
 pub fn count_plain(conn: &mut DbConn) -> Result<usize, Error> {
-    Ok(signing_keys::list(conn)?
+    let signing = signing_keys::list(conn)?
         .iter()
         .filter(|key| !key.private_key.is_empty() && !KeyVault::is_sealed(&key.private_key))
-        .count())
+        .count();
+    Ok(signing + usize::from(CodeKey::is_stored_plain(conn)?))
 }
 
 fn is_unique_violation(error: &diesel::result::Error) -> bool {

@@ -129,7 +129,8 @@ pub async fn rotate(settings: Settings) -> Result<(), CliError> {
     Ok(())
 }
 
-/// Encrypts the private keys stored in plain text under `LATCHKEY_KEY_ENCRYPTION_KEY`.
+/// Encrypts the private keys (and the code key) stored in plain text under
+/// `LATCHKEY_KEY_ENCRYPTION_KEY`.
 pub async fn encrypt(settings: Settings) -> Result<(), CliError> {
     if settings.key_encryption_key.is_none() {
         return Err(CliError::Rejected(
@@ -144,9 +145,13 @@ pub async fn encrypt(settings: Settings) -> Result<(), CliError> {
         .run(move |conn| keys::encrypt_stored(conn, &vault))
         .await
         .map_err(rejected)?;
+    let count = encrypted.signing_keys;
     println!(
-        "encrypted {encrypted} signing key{}",
-        if encrypted == 1 { "" } else { "s" }
+        "encrypted {count} signing key{}",
+        if count == 1 { "" } else { "s" }
     );
+    if encrypted.code_key {
+        println!("encrypted the key of the one-time codes");
+    }
     Ok(())
 }

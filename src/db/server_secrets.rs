@@ -34,3 +34,14 @@ pub fn find(conn: &mut DbConn, name: &str) -> QueryResult<Option<Vec<u8>>> {
         .get_result(conn)
         .optional()
 }
+
+/// Replaces the value stored under `name` if it still is `old`; answers how many rows changed.
+pub fn replace(conn: &mut DbConn, name: &str, old: &[u8], new: &[u8]) -> QueryResult<usize> {
+    diesel::update(
+        server_secrets::table
+            .find(name)
+            .filter(server_secrets::value.eq(old)),
+    )
+    .set(server_secrets::value.eq(new))
+    .execute(conn)
+}

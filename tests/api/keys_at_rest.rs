@@ -6,7 +6,9 @@ use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use reqwest::StatusCode;
 use serde_json::Value;
 
+use crate::recovery::{mail_about, mail_app};
 use crate::support::cli::{assert_one_line_failure, assert_success, run_on};
+use crate::support::mail_sink::MailSink;
 use crate::support::{Backend, TestApp, Tokens, claims_of};
 
 backend_tests!(
@@ -34,6 +36,19 @@ fn stored_signing_key(app: &TestApp) -> (String, Vec<u8>) {
     (key.kid, key.private_key)
 }
 
+/// The key of the one-time code hashes, as stored.
+fn stored_code_key(app: &TestApp) -> Vec<u8> {
+    app.db
+        .run_now(|conn| {
+            Ok(latchkey::db::server_secrets::find(
+                conn,
+                "one_time_code_key",
+            )?)
+        })
+        .unwrap()
+        .expect("a code key")
+}
+
 /// What someone holding a copy of the database tries: sign, with the stored private key, an
 /// access token for another user's live session. `None` when the key does not even load.
 fn forge(victim: &Tokens, kid: &str, private_key: &[u8]) -> Option<String> {
@@ -59,6 +74,9 @@ async fn a_copy_of_the_database_signs_nothing_once_keys_are_encrypted(backend: B
     assert_eq!(app.me(&victim.access_token).await.status(), StatusCode::OK);
     let (kid, private_key) = stored_signing_key(&app);
     assert!(private_key.starts_with(b"latchkey-sealed-v1:"));
+    // So is the key of the mailed codes' hashes: the table of codes alone is no list of
+    // hashes to try 2^40 codes against.
+    assert!(stored_code_key(&app).starts_with(b"latchkey-sealed-v1:"));
     assert!(private_key.len() > 48, "a sealed PKCS#8 key");
     if let Some(forged) = forge(&victim, &kid, &private_key) {
         assert_eq!(app.me(&forged).await.status(), StatusCode::UNAUTHORIZED);
@@ -66,12 +84,19 @@ async fn a_copy_of_the_database_signs_nothing_once_keys_are_encrypted(backend: B
 }
 
 async fn keys_encrypt_seals_plain_keys_in_place_once(backend: Backend) {
-    let before = TestApp::spawn(backend).await;
+    let sink = MailSink::start();
+    let before = mail_app(backend, &sink, &[]).await;
     let user = before.signup_user().await;
+    let code = mail_about(&sink, &user.email, "confirm", 1).await.code();
     let (kid, plain_key) = stored_signing_key(&before);
 
+    assert!(!stored_code_key(&before).starts_with(b"latchkey-sealed-v1:"));
     let first = run_on(&before.database, &[ENCRYPTED], &["keys", "encrypt"]).await;
-    assert_eq!(assert_success(&first), "encrypted 1 signing key\n");
+    assert_eq!(
+        assert_success(&first),
+        "encrypted 1 signing key\nencrypted the key of the one-time codes\n"
+    );
+    assert!(stored_code_key(&before).starts_with(b"latchkey-sealed-v1:"));
     let (same_kid, sealed) = stored_signing_key(&before);
     assert_eq!(same_kid, kid);
     assert!(sealed.starts_with(b"latchkey-sealed-v1:"));
@@ -82,6 +107,14 @@ async fn keys_encrypt_seals_plain_keys_in_place_once(backend: Backend) {
     // The same key, now opened with the encryption key: earlier tokens verify, new ones too.
     let after = TestApp::spawn_on(before.database.clone(), &[ENCRYPTED]).await;
     assert_eq!(after.me(&user.access_token).await.status(), StatusCode::OK);
+    // And the same code key: a code mailed before still verifies.
+    let verified = after
+        .post(
+            "/email/verify",
+            &serde_json::json!({"email": user.email, "code": code}),
+        )
+        .await;
+    assert_eq!(verified.status(), StatusCode::OK);
     let newcomer = after.signup_user().await;
     assert_eq!(
         before.me(&newcomer.access_token).await.status(),
