@@ -2,7 +2,11 @@
 # Generated clients against a live server: generates a Python client (openapi-python-client)
 # and TypeScript types (openapi-typescript, used through openapi-fetch) from openapi.yaml,
 # type-checks the TypeScript smoke, then runs both smokes (signup -> me -> refresh ->
-# sessions -> logout -> me 401, and a 422) against target/debug/latchkey on each backend.
+# sessions -> logout -> me 401, a 422, the cookie transport; then the mailed codes: verify
+# the signup's email, forgot -> reset password -> log in anew, change the email and verify
+# the new one) against target/debug/latchkey on each backend. No SMTP server: the server runs
+# with LATCHKEY_LOG=info, so that it logs each message, and the smokes read the codes from
+# its log ($LATCHKEY_SERVER_LOG).
 # Run from anywhere after `cargo build` (CI: after `cargo test`). PostgreSQL must be up for
 # the postgres backend (.ci/run starts it). Generated code lands in git-ignored folders.
 #
@@ -86,7 +90,9 @@ for backend in $backends; do
   log "smokes on $backend"
   started=$SECONDS
   failed_before=$total_failed
-  start_latchkey "$backend"
+  # info: without LATCHKEY_SMTP_URL each mail (with its code) is written to the log there.
+  start_latchkey "$backend" LATCHKEY_LOG=info
+  export LATCHKEY_SERVER_LOG="$LATCHKEY_WORKDIR/server.log"
   run_smoke python python3 clients/python/smoke.py "$LATCHKEY_URL"
   run_smoke typescript bash -c 'cd clients/typescript && exec node_modules/.bin/tsx smoke.ts "$1"' _ "$LATCHKEY_URL"
   if [ "$total_failed" -gt "$failed_before" ]; then

@@ -1,9 +1,22 @@
 #!/usr/bin/env python3
 """Drive a live Latchkey through the client that openapi-python-client generates from
 openapi.yaml: signup -> me -> refresh -> sessions -> logout -> me (401), plus one 422 and
-the refresh token in a cookie (signup, then refresh with only the cookie).
+the refresh token in a cookie (signup, then refresh with only the cookie); then the mailed
+codes:
+  - email verification: the signup's user is unverified; the code the signup mailed
+    (wrong code 400 invalid_code, right code 200 verified); a new code is refused (409);
+  - recovery: login; forgot password (202 sent_if_registered, the same for an unknown
+    email); reset with a wrong code (400), a weak password (422 new_password), then the
+    mailed code (204); the old token is refused (401), the old password too, the new one
+    logs in;
+  - email change: change the email (202 sent), verify the code mailed to the new address
+    (200, the account has the new email).
 
 Usage: smoke.py [BASE_URL]   (default: $LATCHKEY_URL)
+
+The codes are read from the server's log ($LATCHKEY_SERVER_LOG): without LATCHKEY_SMTP_URL,
+a server run with LATCHKEY_LOG=info logs each message it would send, with its recipient and
+text (where a code stands on a line `Your code: XXXXXXXX`). .ci/clients.sh runs it so.
 
 The generated package `latchkey_client` is imported from $LATCHKEY_PY_CLIENT_DIR, or from
 clients/python/generated/ beside this file; .ci/clients.sh generates it there with
@@ -13,7 +26,9 @@ clients/python/generated/ beside this file; .ci/clients.sh generates it there wi
 from __future__ import annotations
 
 import datetime
+import json
 import os
+import re
 import sys
 import time
 import uuid
@@ -25,18 +40,25 @@ import httpx
 sys.path.insert(0, os.environ.get("LATCHKEY_PY_CLIENT_DIR", str(Path(__file__).resolve().parent / "generated")))
 
 from latchkey_client import AuthenticatedClient, Client  # noqa: E402
-from latchkey_client.api.account import get_me  # noqa: E402
-from latchkey_client.api.auth import logout, refresh, signup  # noqa: E402
+from latchkey_client.api.account import change_email, get_me, send_email_verification  # noqa: E402
+from latchkey_client.api.auth import login, logout, refresh, signup  # noqa: E402
 from latchkey_client.api.docs import get_open_api  # noqa: E402
+from latchkey_client.api.recovery import forgot_password, reset_password, verify_email  # noqa: E402
 from latchkey_client.api.sessions import list_sessions  # noqa: E402
 from latchkey_client.models import (  # noqa: E402
+    ChangeEmailRequest,
+    ForgotPasswordRequest,
+    LoginRequest,
+    MailAccepted,
     Problem,
     RefreshRequest,
     RefreshTokenTransport,
+    ResetPasswordRequest,
     Session,
     SignupRequest,
     TokenResponse,
     User,
+    VerifyEmailRequest,
 )
 from latchkey_client.types import Response  # noqa: E402
 
@@ -63,6 +85,71 @@ def is_aware(ts: object) -> bool:
     return isinstance(ts, datetime.datetime) and ts.utcoffset() is not None
 
 
+def is_problem(resp: Response[Any], status: int, code: str, what: str) -> Problem | None:
+    """Checks that `resp` is a `status` Problem with `code`; answers the Problem."""
+    check(resp.status_code == status, f"{what} answers {status}", body_of(resp))
+    problem = resp.parsed
+    if not check(isinstance(problem, Problem), f"the {what} body parses as Problem", problem):
+        return None
+    assert isinstance(problem, Problem)
+    check(problem.code == code, f"the {what} problem code is {code}", problem.code)
+    return problem
+
+
+# --- mailed codes, read from the server's log -------------------------------------------
+# Without LATCHKEY_SMTP_URL the server logs each message at info: one event that names the
+# recipient (`to=ada@example.com`, or `"to":"ada@example.com"` in the JSON format) and holds
+# the text, where a code stands on a line of its own. The pretty format may colour the
+# field names; an event's multi-line text runs on until the next event's timestamp.
+ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+EVENT_START = re.compile(r"^(?=\d{4}-\d{2}-\d{2}T\d{2}:\d{2}|\{)", re.MULTILINE)
+CODE_LINE = re.compile(r"(?:^|\\n|\n)\s*Your code: ([0-9A-HJKMNP-TV-Z]{8})(?![0-9A-Za-z])")
+
+
+def mailed_codes(log_path: str, recipient: str) -> list[str]:
+    """The codes mailed to `recipient` so far, oldest first."""
+    try:
+        text = ANSI.sub("", Path(log_path).read_text(encoding="utf-8", errors="replace"))
+    except FileNotFoundError:
+        return []
+    to = re.compile(r"(?:\bto=|\"to\":\s*\")" + re.escape(recipient) + r"(?=[\s\"]|$)", re.IGNORECASE)
+    codes = []
+    for event in EVENT_START.split(text):
+        if event.startswith("{"):
+            try:
+                fields = json.loads(event)
+            except ValueError:
+                fields = None
+            if isinstance(fields, dict):
+                if str(fields.get("to", "")).lower() == recipient.lower():
+                    codes += CODE_LINE.findall(str(fields.get("text", "")))
+                continue
+        if to.search(event):
+            codes += CODE_LINE.findall(event)
+    return codes
+
+
+def wait_for_code(log_path: str | None, recipient: str, seen: int, what: str) -> str | None:
+    """Waits up to 10 s for a code mailed to `recipient` after the first `seen` ones."""
+    if not check(bool(log_path), f"{what}: the server log is known", "set LATCHKEY_SERVER_LOG"):
+        return None
+    assert log_path is not None
+    deadline = time.monotonic() + 10
+    while True:
+        codes = mailed_codes(log_path, recipient)
+        if len(codes) > seen or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    if not check(len(codes) > seen, f"{what}: a new code for {recipient} is in the log", codes):
+        return None
+    return codes[-1]
+
+
+def wrong_code(code: str) -> str:
+    """A code of the right form that is not `code`."""
+    return "00000000" if code != "00000000" else "11111111"
+
+
 def main() -> int:
     base_url = (sys.argv[1] if len(sys.argv) > 1 else os.environ.get("LATCHKEY_URL", "")).rstrip("/")
     if not base_url:
@@ -77,6 +164,7 @@ def main() -> int:
     email = f"py-smoke-{tag}@example.com"
     username = f"py_{tag}"
     password = f"py smoke {uuid.uuid4().hex}"
+    server_log = os.environ.get("LATCHKEY_SERVER_LOG") or None
 
     # --- signup ---------------------------------------------------------------------
     resp = signup.sync_detailed(
@@ -102,6 +190,7 @@ def main() -> int:
     check(tokens.user.username == username, "signup user.username is the username", tokens.user.username)
     check(isinstance(tokens.user.id, uuid.UUID), "signup user.id is a UUID", tokens.user.id)
     check(is_aware(tokens.user.created_at), "signup user.created_at is a timestamp with offset", tokens.user.created_at)
+    check(tokens.user.email_verified is False, "signup user.email_verified is false", tokens.user.email_verified)
     check(
         resp.headers.get("cache-control") == "no-store",
         "signup has Cache-Control: no-store",
@@ -121,6 +210,30 @@ def main() -> int:
         check(me.email == email, "GET /me email matches", me.email)
         check(me.id == user_id, "GET /me id matches the signup's user", me.id)
         check(me.username == username, "GET /me username matches", me.username)
+        check(me.email_verified is False, "GET /me email_verified is false", me.email_verified)
+
+    # --- verify the email with the code the signup mailed ------------------------------
+    signup_code = wait_for_code(server_log, email, 0, "signup mailed a verification code")
+    if signup_code is not None:
+        resp_vw = verify_email.sync_detailed(
+            client=anon, body=VerifyEmailRequest(email=email, code=wrong_code(signup_code))
+        )
+        is_problem(resp_vw, 400, "invalid_code", "POST /email/verify with a wrong code")
+        resp_v = verify_email.sync_detailed(client=anon, body=VerifyEmailRequest(email=email, code=signup_code))
+        check(resp_v.status_code == 200, "POST /email/verify with the mailed code answers 200", body_of(resp_v))
+        check(
+            resp_v.headers.get("cache-control") == "no-store",
+            "POST /email/verify has Cache-Control: no-store",
+            resp_v.headers.get("cache-control"),
+        )
+        verified = resp_v.parsed
+        if check(isinstance(verified, User), "POST /email/verify body parses as User", verified):
+            assert isinstance(verified, User)
+            check(verified.email_verified is True, "POST /email/verify: email_verified is true", verified.email_verified)
+            check(verified.id == user_id, "POST /email/verify is for the signup's user", verified.id)
+            check(verified.email == email, "POST /email/verify keeps the email", verified.email)
+        resp_sv = send_email_verification.sync_detailed(client=authed)
+        is_problem(resp_sv, 409, "email_already_verified", "POST /me/email/verification once verified")
 
     # --- refresh --------------------------------------------------------------------
     resp_rf = refresh.sync_detailed(client=anon, body=RefreshRequest(refresh_token=refresh_token))
@@ -242,6 +355,102 @@ def main() -> int:
         next_cookie,
     )
 
+    # --- recovery: forgot -> reset with the mailed code -> the new password ------------
+    resp_li = login.sync_detailed(client=anon, body=LoginRequest(email=email, password=password))
+    check(resp_li.status_code == 200, "login with the password answers 200", body_of(resp_li))
+    before_reset = resp_li.parsed
+    if not check(isinstance(before_reset, TokenResponse), "login body parses as TokenResponse", before_reset):
+        return finish(started)
+    assert isinstance(before_reset, TokenResponse)
+    check(before_reset.user.id == user_id, "login is for the signup's user", before_reset.user.id)
+    old_session = AuthenticatedClient(
+        base_url=base_url, token=before_reset.access_token, timeout=timeout, raise_on_unexpected_status=True
+    )
+
+    codes_before = len(mailed_codes(server_log, email)) if server_log else 0
+    resp_fp = forgot_password.sync_detailed(client=anon, body=ForgotPasswordRequest(email=email))
+    check(resp_fp.status_code == 202, "POST /password/forgot answers 202", body_of(resp_fp))
+    accepted = resp_fp.parsed
+    if check(isinstance(accepted, MailAccepted), "POST /password/forgot body parses as MailAccepted", accepted):
+        assert isinstance(accepted, MailAccepted)
+        check(accepted.status == "sent_if_registered", "POST /password/forgot status is sent_if_registered", accepted.status)
+    resp_fu = forgot_password.sync_detailed(
+        client=anon, body=ForgotPasswordRequest(email=f"py-smoke-nobody-{tag}@example.com")
+    )
+    check(resp_fu.status_code == 202, "POST /password/forgot for an unknown email answers 202", body_of(resp_fu))
+    check(
+        isinstance(resp_fu.parsed, MailAccepted)
+        and isinstance(accepted, MailAccepted)
+        and resp_fu.parsed.to_dict() == accepted.to_dict(),
+        "POST /password/forgot for an unknown email has the same body",
+        resp_fu.parsed,
+    )
+
+    new_password = f"py smoke new {uuid.uuid4().hex}"
+    reset_code = wait_for_code(server_log, email, codes_before, "forgot password mailed a reset code")
+    if reset_code is None:
+        return finish(started)
+    resp_rw = reset_password.sync_detailed(
+        client=anon,
+        body=ResetPasswordRequest(email=email, code=wrong_code(reset_code), new_password=new_password),
+    )
+    is_problem(resp_rw, 400, "invalid_code", "POST /password/reset with a wrong code")
+    resp_rs = reset_password.sync_detailed(
+        client=anon, body=ResetPasswordRequest(email=email, code=reset_code, new_password="short")
+    )
+    short = is_problem(resp_rs, 422, "validation_failed", "POST /password/reset with a short password")
+    if short is not None:
+        errors = short.errors if isinstance(short.errors, list) else []
+        check(
+            any(e.field == "new_password" for e in errors),
+            "the 422 errors name the new_password field",
+            [(e.field, e.code) for e in errors],
+        )
+    resp_r = reset_password.sync_detailed(
+        client=anon, body=ResetPasswordRequest(email=email, code=reset_code, new_password=new_password)
+    )
+    check(resp_r.status_code == 204, "POST /password/reset with the mailed code answers 204", body_of(resp_r))
+
+    resp_old = get_me.sync_detailed(client=old_session)
+    is_problem(resp_old, 401, "invalid_token", "GET /me with the token from before the reset")
+    resp_lo_old = login.sync_detailed(client=anon, body=LoginRequest(email=email, password=password))
+    is_problem(resp_lo_old, 401, "invalid_credentials", "login with the old password")
+    resp_ln = login.sync_detailed(client=anon, body=LoginRequest(email=email, password=new_password))
+    check(resp_ln.status_code == 200, "login with the new password answers 200", body_of(resp_ln))
+    after_reset = resp_ln.parsed
+    if not check(isinstance(after_reset, TokenResponse), "login body parses as TokenResponse", after_reset):
+        return finish(started)
+    assert isinstance(after_reset, TokenResponse)
+    check(after_reset.user.id == user_id, "login with the new password is for the same user", after_reset.user.id)
+    new_session = AuthenticatedClient(
+        base_url=base_url, token=after_reset.access_token, timeout=timeout, raise_on_unexpected_status=True
+    )
+
+    # --- change the email: a code to the new address, verified --------------------------
+    new_email = f"py-smoke-moved-{tag}@example.com"
+    resp_ce = change_email.sync_detailed(
+        client=new_session, body=ChangeEmailRequest(new_email=new_email, password=new_password)
+    )
+    check(resp_ce.status_code == 202, "POST /me/email answers 202", body_of(resp_ce))
+    change = resp_ce.parsed
+    if check(isinstance(change, MailAccepted), "POST /me/email body parses as MailAccepted", change):
+        assert isinstance(change, MailAccepted)
+        check(change.status == "sent", "POST /me/email status is sent", change.status)
+    change_code = wait_for_code(server_log, new_email, 0, "the email change mailed a code to the new address")
+    if change_code is not None:
+        resp_vc = verify_email.sync_detailed(client=anon, body=VerifyEmailRequest(email=new_email, code=change_code))
+        check(resp_vc.status_code == 200, "POST /email/verify for the new email answers 200", body_of(resp_vc))
+        moved = resp_vc.parsed
+        if check(isinstance(moved, User), "POST /email/verify for the new email parses as User", moved):
+            assert isinstance(moved, User)
+            check(moved.email == new_email, "the account now has the new email", moved.email)
+            check(moved.email_verified is True, "the new email is verified", moved.email_verified)
+            check(moved.id == user_id, "the new email is the same account's", moved.id)
+
+    return finish(started)
+
+
+def finish(started: float) -> int:
     elapsed = time.monotonic() - started
     print(f"python client smoke took {elapsed:.1f}s")
     print(f"python: {passed} passed, {len(failures)} failed")
