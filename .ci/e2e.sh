@@ -2,8 +2,14 @@
 # The page (GET /) in a real browser: e2e/page.test.js drives Debian's Chromium (headless)
 # with playwright-core and node's test runner against target/debug/latchkey, on SQLite and
 # then on PostgreSQL: sign up, reload, two tabs refreshing at once, a refresh after a 401,
-# ending another device's session, logout, and a page on another origin trying the cookie.
-# Screenshots of the main states land in target/e2e/<backend>/.
+# ending another device's session, logout, a page on another origin trying the cookie, and
+# the mailed codes: a forgotten password, verifying and changing the address, the mails'
+# links. Screenshots of the main states land in target/e2e/<backend>/.
+#
+# Mail is real SMTP: the test file runs a sink (smtp-server, from e2e/node_modules) on
+# SMTP_PORT, which this script picks and gives to the server as LATCHKEY_SMTP_URL. The
+# server sends from a background worker with retries, so it may start before the sink. Its
+# LATCHKEY_PUBLIC_URL is its own address, so the mails' links lead to the server under test.
 #
 # Run from anywhere after `cargo build` (CI: after `cargo test`). PostgreSQL must be up for
 # the postgres backend (.ci/run starts it).
@@ -55,12 +61,20 @@ for backend in $backends; do
   started=$SECONDS
   shots="$PWD/target/e2e/$backend"
   rm -rf "$shots"
-  start_latchkey "$backend" LATCHKEY_ACCESS_TTL="$ACCESS_TTL"
+  port=$(free_port)
+  smtp_port=$(free_port)
+  while [ "$smtp_port" = "$port" ]; do smtp_port=$(free_port); done
+  # Every test signs up from 127.0.0.1: more than the default 20 signups (and mails asked
+  # for) an hour allow.
+  LATCHKEY_PORT=$port start_latchkey "$backend" LATCHKEY_ACCESS_TTL="$ACCESS_TTL" \
+    LATCHKEY_SMTP_URL="smtp://127.0.0.1:$smtp_port" LATCHKEY_PUBLIC_URL="http://127.0.0.1:$port" \
+    LATCHKEY_SIGNUP_IP_MAX=1000
   out=$(mktemp)
   rc=0
   (
     cd e2e
     LATCHKEY_URL="$LATCHKEY_URL" ACCESS_TTL="$ACCESS_TTL" E2E_SCREENSHOTS="$shots" \
+      SMTP_PORT="$smtp_port" \
       timeout --kill-after=10 "$E2E_TIMEOUT" \
       node --test --test-concurrency=1 --test-reporter=spec page.test.js
   ) 2>&1 | tee "$out" || rc=$?

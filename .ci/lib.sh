@@ -1,7 +1,9 @@
 # Shared by the CI scripts that drive a live server. Source it, then:
 #   start_latchkey sqlite|postgres [ENV=VALUE ...]   # sets LATCHKEY_URL and LATCHKEY_PID
 #   stop_latchkey                                    # stops it and drops its database
-# The binary is target/debug/latchkey unless LATCHKEY_BIN says otherwise.
+# The binary is target/debug/latchkey unless LATCHKEY_BIN says otherwise. It listens on a
+# free port, or on LATCHKEY_PORT when the caller sets it (to know the URL beforehand, say for
+# LATCHKEY_PUBLIC_URL: `port=$(free_port); LATCHKEY_PORT=$port start_latchkey ...`).
 
 LATCHKEY_BIN=${LATCHKEY_BIN:-target/debug/latchkey}
 LATCHKEY_PG_BASE=${LATCHKEY_TEST_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432}
@@ -26,7 +28,7 @@ start_latchkey() {
     *) echo "start_latchkey: unknown backend $backend" >&2; return 2 ;;
   esac
   local port
-  port=$(free_port)
+  port=${LATCHKEY_PORT:-$(free_port)}
   LATCHKEY_URL="http://127.0.0.1:$port"
   # The metrics listener on a port of the system's choosing: nothing here scrapes it, and
   # the default 127.0.0.1:9090 may be taken by another server on this host.

@@ -6,6 +6,10 @@
 //
 // Each test uses fresh browser contexts (a context is one browser profile: its own cookie
 // jar) and fresh accounts. Screenshots of the main states go to E2E_SCREENSHOTS.
+//
+// The server's mail comes here over real SMTP: this file runs a sink on SMTP_PORT (the
+// server's LATCHKEY_SMTP_URL), and the tests read the codes and links from the mails' text,
+// where the code stands on a line `Your code: XXXXXXXX` and the link is the only URL.
 
 import assert from "node:assert/strict";
 import { mkdir } from "node:fs/promises";
@@ -14,7 +18,9 @@ import path from "node:path";
 import { after, before, test } from "node:test";
 import { setTimeout as sleep } from "node:timers/promises";
 
+import { simpleParser } from "mailparser";
 import { chromium } from "playwright-core";
+import { SMTPServer } from "smtp-server";
 
 const BASE = process.env.LATCHKEY_URL ?? "http://127.0.0.1:8080";
 const ACCESS_TTL = Number(process.env.ACCESS_TTL ?? 2);
@@ -22,15 +28,103 @@ const ACCESS_TTL = Number(process.env.ACCESS_TTL ?? 2);
 const LEEWAY = 5;
 const SHOTS = process.env.E2E_SCREENSHOTS ?? path.resolve(import.meta.dirname, "../target/e2e");
 const CHROMIUM = process.env.CHROMIUM ?? "/usr/bin/chromium";
+const SMTP_PORT = Number(process.env.SMTP_PORT ?? 2525);
 const PASSWORD = "correct horse battery staple";
+const NEW_PASSWORD = "a fresh passphrase for e2e";
 const COOKIE = "__Host-latchkey_refresh";
 /** The longest any single wait may take; a test as a whole gets TEST_TIMEOUT. */
 const STEP_TIMEOUT = 10_000;
+/** How long a mail may take: the server's worker sends at once, and retries after 2 s, 4 s… */
+const MAIL_TIMEOUT = 20_000;
 const TEST_TIMEOUT = 60_000;
 
 let browser;
 
+// --- the SMTP sink -----------------------------------------------------------------------
+
+/** Every message received: its envelope recipients, subject and text part. */
+const mails = [];
+/** Called on each message, by the tests waiting for one. */
+const mailListeners = new Set();
+
+const sink = new SMTPServer({
+  // Plain SMTP on the loopback, as LATCHKEY_SMTP_URL=smtp://… asks: no TLS, no login.
+  disabledCommands: ["STARTTLS", "AUTH"],
+  authOptional: true,
+  logger: false,
+  onData(stream, session, callback) {
+    simpleParser(stream).then(
+      (parsed) => {
+        mails.push({
+          to: session.envelope.rcptTo.map((recipient) => recipient.address.toLowerCase()),
+          subject: parsed.subject ?? "",
+          text: parsed.text ?? "",
+        });
+        for (const listener of mailListeners) listener();
+        callback();
+      },
+      (error) => callback(error),
+    );
+  },
+});
+
+/**
+ * The `nth` (1-based) message to `address` with this subject, once it has arrived.
+ */
+async function mailTo(address, subject, nth = 1) {
+  const find = () =>
+    mails.filter((mail) => mail.to.includes(address.toLowerCase()) && mail.subject === subject)[
+      nth - 1
+    ];
+  let listener;
+  try {
+    const found = await new Promise((resolve, reject) => {
+      const timer = setTimeout(
+        () => reject(new Error(`no mail #${nth} "${subject}" to ${address} within ${MAIL_TIMEOUT} ms`)),
+        MAIL_TIMEOUT,
+      );
+      listener = () => {
+        const mail = find();
+        if (mail) {
+          clearTimeout(timer);
+          resolve(mail);
+        }
+      };
+      mailListeners.add(listener);
+      listener();
+    });
+    return found;
+  } finally {
+    mailListeners.delete(listener);
+  }
+}
+
+/** The code on its line `Your code: XXXXXXXX`. */
+function codeIn(mail) {
+  const match = /^Your code: (\S+)$/m.exec(mail.text);
+  assert.ok(match, `no code in:\n${mail.text}`);
+  return match[1];
+}
+
+/** The mail's link: its only URL. */
+function linkIn(mail) {
+  const urls = mail.text.match(/https?:\/\/\S+/g) ?? [];
+  assert.equal(urls.length, 1, `one link in:\n${mail.text}`);
+  return urls[0];
+}
+
+const SUBJECTS = {
+  reset: "Reset your Latchkey password",
+  changed: "Your Latchkey password was changed",
+  verify: "Confirm your email address for Latchkey",
+  changing: "Your Latchkey email address is about to change",
+};
+
 before(async () => {
+  await new Promise((resolve, reject) => {
+    sink.once("error", reject);
+    sink.listen(SMTP_PORT, "127.0.0.1", resolve);
+  });
   await mkdir(SHOTS, { recursive: true });
   browser = await chromium.launch({
     executablePath: CHROMIUM,
@@ -43,6 +137,7 @@ before(async () => {
 
 after(async () => {
   await browser?.close();
+  await new Promise((resolve) => sink.close(resolve));
 });
 
 // --- helpers -----------------------------------------------------------------------------
@@ -99,6 +194,13 @@ async function settled(page) {
   await page.waitForSelector("#signed-in:not([hidden]), #signed-out:not([hidden])");
 }
 
+/** Like settled, while a task (a mail's link) keeps both views out of sight. */
+async function settledBehindTask(page) {
+  await page.waitForSelector("#signed-in:not([hidden]), #signed-out:not([hidden])", {
+    state: "attached",
+  });
+}
+
 async function signUp(page, email, { username } = {}) {
   await page.getByLabel("Email", { exact: true }).fill(email);
   if (username) await page.getByLabel("Username (optional)").fill(username);
@@ -130,6 +232,33 @@ async function expectLoggedOut(page) {
 
 async function refreshCookie(context) {
   return (await context.cookies(BASE)).find((cookie) => cookie.name === COOKIE);
+}
+
+/** A request to the API from this test, not from the page. */
+async function apiPost(path, body) {
+  return fetch(`${BASE}${path}`, {
+    method: "POST",
+    headers: { "Content-Type": "application/json", Accept: "application/json" },
+    body: JSON.stringify(body),
+  });
+}
+
+/** The page's own requests that use up a mailed code. */
+function codeUses(page) {
+  const uses = [];
+  page.on("request", (request) => {
+    const { pathname } = new URL(request.url());
+    if (["/password/reset", "/email/verify"].includes(pathname)) uses.push(pathname);
+  });
+  return uses;
+}
+
+async function focused(page) {
+  return page.evaluate(() => document.activeElement?.id);
+}
+
+async function statusText(page) {
+  return page.locator("#status").textContent();
 }
 
 async function shoot(page, name) {
@@ -548,4 +677,271 @@ scenario("the API reference at /docs renders under its own security policy", asy
   assert.match(await page.locator(".swagger-ui .info .title").textContent(), /Latchkey/);
   assert.ok((await page.locator(".opblock").count()) > 10, "the operations are listed");
   await shoot(page, "docs");
+});
+
+// --- mailed codes: a forgotten password, verifying and changing the address --------------
+
+scenario("a forgotten password is reset in the page with the mailed code", async (newContext) => {
+  const page = await open(await newContext());
+  const email = uniqueEmail();
+  await signUp(page, email);
+  await page.locator("#logout").click();
+  await expectLoggedOut(page);
+
+  await page.getByRole("button", { name: "Forgot your password?" }).click();
+  await page.waitForSelector("#forgot-form:not([hidden])");
+  assert.equal(await page.locator("#signed-out").isHidden(), true, "the task stands alone");
+  assert.equal(await focused(page), "forgot-email");
+  await shoot(page, "forgot-password");
+  await page.locator("#forgot-email").fill(email);
+  await page.getByRole("button", { name: "Send a code" }).click();
+  await page.waitForSelector("#reset-form:not([hidden])");
+  assert.match(
+    await page.locator("#reset-note").textContent(),
+    /^If an account has this address, we sent a code/,
+  );
+  assert.equal(await page.locator("#reset-email").inputValue(), email);
+  assert.equal(await focused(page), "reset-code");
+  const code = codeIn(await mailTo(email, SUBJECTS.reset));
+
+  // A wrong code, then the right one (typed loosely) with a password too short: each error
+  // sits next to its field, and the code is still good after the 422.
+  const submit = page.getByRole("button", { name: "Set the new password" });
+  await page.locator("#reset-code").fill(code === "ZZZZZZZZ" ? "YYYYYYYY" : "ZZZZZZZZ");
+  await page.locator("#reset-password").fill(NEW_PASSWORD);
+  await submit.click();
+  await page.waitForSelector("#reset-code-error:not(:empty)");
+  assert.match(await page.locator("#reset-code-error").textContent(), /wrong, used or expired/);
+  assert.equal(await focused(page), "reset-code");
+  await page.locator("#reset-code").fill(`${code.slice(0, 4)}-${code.slice(4)}`.toLowerCase());
+  await page.locator("#reset-password").fill("short");
+  await submit.click();
+  await page.waitForSelector("#reset-password-error:not(:empty)");
+  assert.match(await page.locator("#reset-password-error").textContent(), /^New password .*at least 8/);
+  assert.equal(await page.locator("#reset-code-error").textContent(), "");
+  await shoot(page, "reset-errors");
+
+  await page.locator("#reset-password").fill(NEW_PASSWORD);
+  await submit.click();
+  await page.waitForSelector("#task", { state: "hidden" });
+  await expectLoggedOut(page);
+  assert.match(await statusText(page), /password is changed, and every session .* has ended/);
+  assert.equal(await page.locator("#login-identifier").inputValue(), email, "the email is filled in");
+  assert.equal(await focused(page), "login-password");
+  await shoot(page, "password-reset");
+  await mailTo(email, SUBJECTS.changed);
+
+  await page.locator("#login-password").fill(NEW_PASSWORD);
+  await page.getByRole("button", { name: "Log in" }).click();
+  await expectLoggedIn(page, email);
+  assert.equal(await page.locator("#me-verified").textContent(), "verified", "the reset proved the address");
+});
+
+scenario("the banner asks for the code mailed at signup, and goes once it is entered", async (newContext) => {
+  const page = await open(await newContext());
+  const email = uniqueEmail();
+  await signUp(page, email);
+  const banner = page.locator("#verify-banner");
+  await banner.waitFor();
+  assert.match(await banner.textContent(), new RegExp(`Verify your email: enter the code we sent to ${email.replaceAll(".", "\\.")}`));
+  assert.equal(await page.locator("#me-verified").textContent(), "not verified");
+  await shoot(page, "verify-banner");
+  const first = codeIn(await mailTo(email, SUBJECTS.verify));
+
+  // A new code replaces the first.
+  await page.getByRole("button", { name: "Send a new code" }).click();
+  await page.waitForSelector("#verify-note:not(:empty)");
+  assert.match(await page.locator("#verify-note").textContent(), /We sent a new code/);
+  assert.equal(await focused(page), "verify-code");
+  const second = codeIn(await mailTo(email, SUBJECTS.verify, 2));
+  assert.notEqual(first, second);
+  await page.locator("#verify-code").fill(first);
+  await page.getByRole("button", { name: "Verify", exact: true }).click();
+  await page.waitForSelector("#verify-code-error:not(:empty)");
+  assert.match(await page.locator("#verify-code-error").textContent(), /wrong, used or expired/);
+
+  await page.locator("#verify-code").fill(second);
+  await page.getByRole("button", { name: "Verify", exact: true }).click();
+  await banner.waitFor({ state: "hidden" });
+  assert.equal(await page.locator("#me-verified").textContent(), "verified");
+  assert.match(await statusText(page), /is verified/);
+  await shoot(page, "verified");
+  await page.reload();
+  await expectLoggedIn(page, email);
+  assert.equal(await banner.isHidden(), true);
+  assert.equal(await page.locator("#me-verified").textContent(), "verified");
+});
+
+scenario("a reset link opens the form filled in, and only submitting it uses the code", async (newContext) => {
+  const context = await newContext();
+  const email = uniqueEmail();
+  const signup = await open(context);
+  await signUp(signup, email);
+  await signup.locator("#logout").click();
+  await expectLoggedOut(signup);
+  await signup.close();
+  assert.equal((await apiPost("/password/forgot", { email })).status, 202);
+  const mail = await mailTo(email, SUBJECTS.reset);
+  const code = codeIn(mail);
+  const link = linkIn(mail);
+  assert.ok(link.startsWith(`${BASE}/#reset?`), link);
+
+  // Opened from the mail, in a new tab: the form, filled in; the link leaves the address bar.
+  const page = watch(await context.newPage());
+  const uses = codeUses(page);
+  await page.goto(link);
+  await page.waitForSelector("#reset-form:not([hidden])");
+  assert.equal(await page.locator("#reset-email").inputValue(), email);
+  assert.equal(await page.locator("#reset-code").inputValue(), code);
+  assert.equal(await focused(page), "reset-password");
+  assert.equal(new URL(page.url()).hash, "", "the link is out of the address bar");
+  await settledBehindTask(page);
+  await shoot(page, "reset-link");
+  // Opened again in the same tab (only the fragment changes), then a reload: nothing.
+  await page.goto(link);
+  await page.waitForSelector("#reset-form:not([hidden])");
+  assert.equal(await page.locator("#reset-code").inputValue(), code);
+  await page.reload();
+  await settled(page);
+  await expectLoggedOut(page);
+  assert.equal(await page.locator("#task").isHidden(), true, "a reload opens nothing");
+  assert.deepEqual(uses, [], "opening the link sent nothing");
+  // The code is still good: the service checks it before the password, and a 422 keeps it.
+  assert.equal(
+    (await apiPost("/password/reset", { email, code, new_password: "x" })).status,
+    422,
+  );
+
+  await page.goto(link);
+  await page.locator("#reset-password").fill(NEW_PASSWORD);
+  await page.getByRole("button", { name: "Set the new password" }).click();
+  await page.waitForSelector("#task", { state: "hidden" });
+  assert.deepEqual(uses, ["/password/reset"]);
+  assert.match(await statusText(page), /password is changed/);
+  await page.locator("#login-password").fill(NEW_PASSWORD);
+  await page.getByRole("button", { name: "Log in" }).click();
+  await expectLoggedIn(page, email);
+});
+
+scenario("a verify link asks to confirm, and confirms logged out", async (newContext) => {
+  const account = await open(await newContext());
+  const email = uniqueEmail();
+  await signUp(account, email);
+  const mail = await mailTo(email, SUBJECTS.verify);
+  const code = codeIn(mail);
+  const link = linkIn(mail);
+  assert.ok(link.startsWith(`${BASE}/#verify?`), link);
+
+  // Another browser, logged out.
+  const context = await newContext();
+  const page = watch(await context.newPage());
+  const uses = codeUses(page);
+  await page.goto(link);
+  await page.waitForSelector("#confirm:not([hidden])");
+  assert.equal(await page.locator("#confirm-email").textContent(), email);
+  assert.equal(await page.locator("#confirm-code").inputValue(), code);
+  assert.equal(new URL(page.url()).hash, "");
+  await settledBehindTask(page);
+  await shoot(page, "verify-link");
+  await page.getByRole("button", { name: "Cancel" }).click();
+  await expectLoggedOut(page);
+  await page.goto(link);
+  await page.waitForSelector("#confirm:not([hidden])");
+  await page.reload();
+  await settled(page);
+  assert.equal(await page.locator("#task").isHidden(), true, "a reload opens nothing");
+  assert.deepEqual(uses, [], "opening the link sent nothing");
+
+  await page.goto(link);
+  await page.getByRole("button", { name: "Confirm", exact: true }).click();
+  await page.waitForSelector("#task", { state: "hidden" });
+  assert.deepEqual(uses, ["/email/verify"]);
+  await expectLoggedOut(page);
+  assert.match(await statusText(page), /is verified\. Log in to continue/);
+  assert.equal(await page.locator("#login-identifier").inputValue(), email);
+  assert.equal(await focused(page), "login-password");
+
+  // The account's own page sees it on its next look.
+  await account.getByRole("button", { name: "Reload" }).click();
+  await account.locator("#verify-banner").waitFor({ state: "hidden" });
+  assert.equal(await account.locator("#me-verified").textContent(), "verified");
+});
+
+scenario("changing the email: a notice to the old address, a code to the new", async (newContext) => {
+  const page = await open(await newContext());
+  const email = uniqueEmail();
+  await signUp(page, email);
+  const other = uniqueEmail();
+  assert.equal((await apiPost("/signup", { email: other, password: PASSWORD })).status, 201);
+
+  const sendCode = page.getByRole("button", { name: "Send a code to the new address" });
+  // A wrong password is not an ended session: the page stays logged in and says so.
+  await page.locator("#change-email").fill(uniqueEmail());
+  await page.locator("#change-password").fill("not the password at all");
+  await sendCode.click();
+  await page.waitForSelector("#change-password-error:not(:empty)");
+  assert.match(await page.locator("#change-password-error").textContent(), /password is wrong/);
+  assert.equal(await focused(page), "change-password");
+  assert.equal(await page.locator("#signed-in").isVisible(), true);
+  // Another account's address, then the account's own.
+  await page.locator("#change-email").fill(other);
+  await page.locator("#change-password").fill(PASSWORD);
+  await sendCode.click();
+  await page.waitForSelector("#change-email-error:not(:empty)");
+  assert.match(await page.locator("#change-email-error").textContent(), /Another account has this address/);
+  await page.locator("#change-email").fill(email);
+  await page.locator("#change-password").fill(PASSWORD);
+  await sendCode.click();
+  await page.waitForFunction(() => /differ/.test(document.querySelector("#change-email-error").textContent));
+  assert.equal(await focused(page), "change-email");
+  await shoot(page, "change-email-errors");
+
+  const newEmail = uniqueEmail();
+  await page.locator("#change-email").fill(newEmail);
+  await page.locator("#change-password").fill(PASSWORD);
+  await sendCode.click();
+  await page.waitForSelector("#change-confirm-form:not([hidden])");
+  assert.equal(
+    await page.locator("#change-note").textContent(),
+    `We sent a code to ${newEmail}; your address changes when you confirm it.`,
+  );
+  assert.equal(await focused(page), "change-code");
+  await shoot(page, "change-email-code-sent");
+  const notice = await mailTo(email, SUBJECTS.changing);
+  assert.ok(notice.text.includes(newEmail), notice.text);
+  assert.doesNotMatch(notice.text, /Your code:/, "the old address gets no code");
+  const code = codeIn(await mailTo(newEmail, SUBJECTS.verify));
+  assert.equal(await page.locator("#me-email").textContent(), email, "not changed yet");
+
+  await page.locator("#change-code").fill(code);
+  await page.getByRole("button", { name: "Confirm the new address" }).click();
+  await expectLoggedIn(page, newEmail);
+  assert.equal(await page.locator("#me-verified").textContent(), "verified");
+  assert.equal(await page.locator("#verify-banner").isHidden(), true);
+  assert.match(await statusText(page), /now/);
+  assert.equal(await page.locator("#change-form").isVisible(), true, "back to the first step");
+  await shoot(page, "email-changed");
+
+  // Once more, confirmed through the mail's link in this logged-in page: the account view
+  // shows the new address.
+  const newer = uniqueEmail();
+  await page.locator("#change-email").fill(newer);
+  await page.locator("#change-password").fill(PASSWORD);
+  await sendCode.click();
+  await page.waitForSelector("#change-confirm-form:not([hidden])");
+  await page.goto(linkIn(await mailTo(newer, SUBJECTS.verify)));
+  await page.waitForSelector("#confirm:not([hidden])");
+  assert.equal(await page.locator("#confirm-email").textContent(), newer);
+  await page.getByRole("button", { name: "Confirm", exact: true }).click();
+  await expectLoggedIn(page, newer);
+  assert.equal(await page.locator("#change-form").isVisible(), true, "the change is done");
+  assert.equal(await focused(page), "account-heading");
+
+  // The old address no longer logs in; the new one does.
+  const fresh = await open(await newContext());
+  await logIn(fresh, email);
+  await fresh.waitForSelector("#login-error:not(:empty)");
+  await fresh.locator("#login-identifier").fill(newer);
+  await fresh.getByRole("button", { name: "Log in" }).click();
+  await expectLoggedIn(fresh, newer);
 });

@@ -1,5 +1,6 @@
 // Latchkey's page: sign up, log in, see the account and its sessions, end a session, log
-// out — through the API on this origin, the way a single-page app should use it:
+// out, verify or change the email address, and reset a forgotten password with a mailed
+// code — through the API on this origin, the way a single-page app should use it:
 //
 // - The access token is kept in this module's memory only, never in localStorage or
 //   sessionStorage, so no other script and no later visitor can read it from storage.
@@ -8,6 +9,9 @@
 //   load, `POST /refresh` with that cookie restores the session, so a reload keeps you in.
 // - The access token is refreshed shortly before it expires, and after a 401; callers that
 //   need a refresh at the same time share the one in flight.
+// - The mails' links (`#reset?code=…&email=…`, `#verify?code=…&email=…`) only open a form
+//   with the code filled in: nothing is sent until the person submits it, since sending
+//   uses the code up. The link is then taken out of the address bar.
 // - Errors are RFC 9457 problem documents; they are shown as plain sentences, and a 422's
 //   field errors next to their fields.
 //
@@ -82,6 +86,9 @@ async function api(path, options = {}) {
   const used = access.token;
   let response = await send(path, { ...options, token: used });
   if (response.status === 401) {
+    // A wrong password (changing the email asks for it) is an answer, not an ended session.
+    const problem = await problemOf(response);
+    if (problem.code === "invalid_credentials") throw problem;
     if (access?.token === used) await refresh();
     if (!access) throw new Problem(401, { code: "signed_out" });
     response = await send(path, { ...options, token: access.token });
@@ -156,10 +163,12 @@ const MESSAGES = {
   network_error: "The service could not be reached. Check your connection and try again.",
   invalid_credentials: "That email or username and password do not match an account.",
   account_disabled: "This account has been disabled.",
+  email_not_verified: "Confirm your email address first, with the code we mailed you.",
+  invalid_code: "The code is wrong, used or expired. Check it, or ask for a new one.",
+  email_already_verified: "Your email address is verified already.",
   email_taken: "An account with this email address already exists. Log in instead?",
   username_taken: "This username is taken. Choose another one.",
-  too_many_attempts: (problem) =>
-    `Too many failed attempts. Try again ${waitFor(problem.retryAfter)}.`,
+  too_many_attempts: (problem) => `Too many attempts. Try again ${waitFor(problem.retryAfter)}.`,
   invalid_refresh_token: "Your session has ended. Log in again.",
   refresh_token_reused:
     "Your session was ended because an old sign-in token was used again. Log in again.",
@@ -172,13 +181,27 @@ const MESSAGES = {
   validation_failed: "Some fields need another look.",
 };
 
+/** Asking for mail too often is not a failed attempt. */
+const MAIL_MESSAGES = {
+  too_many_attempts: (problem) =>
+    `Too many codes were asked for. Try again ${waitFor(problem.retryAfter)}.`,
+};
+
 /** Field errors that arrive as a problem's code rather than in `errors`. */
-const FIELD_CODES = { email_taken: "email", username_taken: "username" };
+const FIELD_CODES = { email_taken: "email", username_taken: "username", invalid_code: "code" };
 
-const FIELD_LABELS = { email: "Email", username: "Username", password: "Password" };
+const FIELD_LABELS = {
+  email: "Email",
+  username: "Username",
+  password: "Password",
+  new_password: "New password",
+  new_email: "New email address",
+  code: "Code",
+};
 
-function sentence(problem) {
-  const message = MESSAGES[problem.code];
+/** A problem in plain words; `messages` has a form's own words for some codes. */
+function sentence(problem, messages = {}) {
+  const message = messages[problem.code] ?? MESSAGES[problem.code];
   if (typeof message === "function") return message(problem);
   return message ?? problem.message ?? "Something went wrong. Try again.";
 }
@@ -210,8 +233,10 @@ function fieldError(input, message) {
 /**
  * Shows a problem on a form: each field error next to its field (`inputs` maps the API's
  * field names to inputs), and a summary above; focus goes to the first field to fix.
+ * `fields` maps problem codes to the field they are about, `messages` has the form's own
+ * words for some codes.
  */
-function showProblem(form, problem, inputs) {
+function showProblem(form, problem, inputs, { fields = FIELD_CODES, messages = {} } = {}) {
   const summary = form.querySelector(".form-error");
   const marked = [];
   for (const error of problem.errors) {
@@ -221,17 +246,17 @@ function showProblem(form, problem, inputs) {
     fieldError(input, `${label} ${error.message}.`);
     marked.push(input);
   }
-  const field = FIELD_CODES[problem.code];
+  const field = fields[problem.code];
   if (field && inputs[field]) {
-    fieldError(inputs[field], sentence(problem));
+    fieldError(inputs[field], sentence(problem, messages));
     marked.push(inputs[field]);
   }
-  summary.textContent = sentence(problem);
+  summary.textContent = sentence(problem, messages);
   (marked[0] ?? form.querySelector("input")).focus();
 }
 
-/** Runs a form's action with its button disabled and its errors shown. */
-function onSubmit(form, inputs, action) {
+/** Runs a form's action with its button disabled and its errors shown (see showProblem). */
+function onSubmit(form, inputs, action, options) {
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
     const button = form.querySelector("button[type=submit]");
@@ -242,7 +267,7 @@ function onSubmit(form, inputs, action) {
       await action();
     } catch (problem) {
       if (!(problem instanceof Problem)) throw problem;
-      showProblem(form, problem, inputs);
+      showProblem(form, problem, inputs, options);
     } finally {
       button.disabled = false;
     }
@@ -268,10 +293,20 @@ onSubmit(
     const body = identifier.includes("@")
       ? { email: identifier, password: login.password.value }
       : { username: identifier, password: login.password.value };
-    const tokens = await call("/login", {
-      method: "POST",
-      body: { ...body, refresh_token_transport: "cookie" },
-    });
+    let tokens;
+    try {
+      tokens = await call("/login", {
+        method: "POST",
+        body: { ...body, refresh_token_transport: "cookie" },
+      });
+    } catch (problem) {
+      // The right password, but the service wants the address proven first.
+      if (problem.code === "email_not_verified" && body.email) {
+        openConfirm(body.email, "", sentence(problem));
+        return;
+      }
+      throw problem;
+    }
     login.form.reset();
     await signedIn(tokens, "You are logged in.");
   },
@@ -300,6 +335,175 @@ onSubmit(
     await signedIn(tokens, "Your account is ready and you are logged in.");
   },
 );
+
+// --- a task of its own: a new password with a mailed code, or confirming an address ------
+
+const task = {
+  panel: $("#task"),
+  recovery: $("#recovery"),
+  confirm: $("#confirm"),
+  /** Where focus was when the task opened, to return it on Cancel. */
+  from: null,
+};
+
+/** Shows one task's card in place of the views (style.css hides them meanwhile). */
+function openTask(card) {
+  task.from ??= document.activeElement;
+  task.panel.hidden = false;
+  task.recovery.hidden = card !== task.recovery;
+  task.confirm.hidden = card !== task.confirm;
+}
+
+function closeTask() {
+  task.panel.hidden = true;
+  task.recovery.hidden = true;
+  task.confirm.hidden = true;
+  for (const form of task.panel.querySelectorAll("form")) {
+    form.reset();
+    clearErrors(form);
+  }
+  const from = task.from;
+  task.from = null;
+  return from;
+}
+
+for (const button of task.panel.querySelectorAll(".task-cancel")) {
+  button.addEventListener("click", () => closeTask()?.focus());
+}
+
+const recovery = {
+  forgotForm: $("#forgot-form"),
+  forgotEmail: $("#forgot-email"),
+  resetForm: $("#reset-form"),
+  note: $("#reset-note"),
+  email: $("#reset-email"),
+  code: $("#reset-code"),
+  password: $("#reset-password"),
+};
+
+/** Step one, asking for a code; with `email` typed already when known. */
+function openForgot(email = "") {
+  openTask(task.recovery);
+  recovery.forgotForm.hidden = false;
+  recovery.resetForm.hidden = true;
+  recovery.forgotEmail.value = email;
+  recovery.forgotEmail.focus();
+}
+
+/** Step two, the code and a new password; from step one, or from a mail's link. */
+function openReset(email, code, note) {
+  openTask(task.recovery);
+  recovery.forgotForm.hidden = true;
+  recovery.resetForm.hidden = false;
+  clearErrors(recovery.resetForm);
+  recovery.email.value = email;
+  recovery.code.value = code;
+  recovery.password.value = "";
+  recovery.note.textContent = note;
+  (code ? recovery.password : recovery.code).focus();
+}
+
+$("#forgot").addEventListener("click", () => {
+  const typed = login.identifier.value.trim();
+  openForgot(typed.includes("@") ? typed : "");
+});
+
+onSubmit(
+  recovery.forgotForm,
+  { email: recovery.forgotEmail },
+  async () => {
+    const email = recovery.forgotEmail.value.trim();
+    await call("/password/forgot", { method: "POST", body: { email } });
+    openReset(
+      email,
+      "",
+      `If an account has this address, we sent a code to ${email}. Enter it with a new password.`,
+    );
+  },
+  { messages: MAIL_MESSAGES },
+);
+
+onSubmit(
+  recovery.resetForm,
+  { email: recovery.email, code: recovery.code, new_password: recovery.password },
+  async () => {
+    const email = recovery.email.value.trim();
+    await call("/password/reset", {
+      method: "POST",
+      body: { email, code: recovery.code.value, new_password: recovery.password.value },
+    });
+    closeTask();
+    const message =
+      "Your password is changed, and every session of the account has ended. Log in with the new password.";
+    // This browser's session, if any, has ended with the others.
+    if (access) signOutLocally(message);
+    else setStatus(message);
+    login.identifier.value = email;
+    login.password.value = "";
+    login.password.focus();
+  },
+);
+
+const confirmation = {
+  form: $("#confirm-form"),
+  email: $("#confirm-email"),
+  code: $("#confirm-code"),
+};
+
+/** The step that proves an address with its code: from a mail's link, or a refused login. */
+function openConfirm(email, code, message = "") {
+  openTask(task.confirm);
+  clearErrors(confirmation.form);
+  confirmation.email.textContent = email;
+  confirmation.code.value = code;
+  $("#confirm-error").textContent = message;
+  (code ? confirmation.form.querySelector("button[type=submit]") : confirmation.code).focus();
+}
+
+onSubmit(
+  confirmation.form,
+  { code: confirmation.code },
+  async () => {
+    const email = confirmation.email.textContent;
+    const user = await call("/email/verify", {
+      method: "POST",
+      body: { email, code: confirmation.code.value },
+    });
+    closeTask();
+    if (access) {
+      await loadMe();
+      setStatus(`Your email address ${user.email} is verified.`);
+      $("#account-heading").focus();
+    } else {
+      setStatus(`Your email address ${user.email} is verified. Log in to continue.`);
+      login.identifier.value = user.email;
+      login.password.focus();
+    }
+  },
+  { messages: { email_taken: "Another account has this address now." } },
+);
+
+/**
+ * A mail's link, `#reset?code=…&email=…` or `#verify?code=…&email=…`: opens its form with
+ * the code filled in, and sends nothing. The link then leaves the address bar (and the
+ * history), so a reload does not open it again. Anything malformed is ignored.
+ */
+function openLink() {
+  const match = /^#(reset|verify)\?(.*)$/s.exec(location.hash);
+  if (!match) return;
+  history.replaceState(null, "", location.pathname + location.search);
+  const params = new URLSearchParams(match[2]);
+  const code = (params.get("code") ?? "").trim();
+  const email = (params.get("email") ?? "").trim();
+  if (!/^[0-9A-Za-z -]{1,64}$/.test(code) || !/^[^\s@]+@[^\s@]+$/.test(email)) return;
+  if (match[1] === "reset") {
+    openReset(email, code, `Choose a new password for ${email}. The code from the mail is filled in.`);
+  } else {
+    openConfirm(email, code);
+  }
+}
+
+window.addEventListener("hashchange", openLink);
 
 // --- the signed-in view ------------------------------------------------------------------
 
@@ -383,17 +587,146 @@ async function showAccount() {
 
 async function loadMe() {
   try {
-    const me = await api("/me");
-    $("#me-email").textContent = me.email;
-    $("#me-username").textContent = me.username ?? "—";
-    $("#me-created").replaceChildren(
-      timeElement(me.created_at, dateTime.format(new Date(me.created_at))),
-    );
+    renderMe(await api("/me"));
     $("#account-error").textContent = "";
   } catch (problem) {
     if (access) $("#account-error").textContent = sentence(problem);
   }
 }
+
+/** The account card, and the banner that asks for the code while the address is unproven. */
+function renderMe(me) {
+  // A new address (confirmed here, through a link, or in another tab): the change is done.
+  const shown = $("#me-email").textContent;
+  if (shown && shown !== me.email) resetChange();
+  $("#me-email").textContent = me.email;
+  $("#me-username").textContent = me.username ?? "—";
+  $("#me-created").replaceChildren(
+    timeElement(me.created_at, dateTime.format(new Date(me.created_at))),
+  );
+  $("#me-verified").textContent = me.email_verified ? "verified" : "not verified";
+  $("#verify-email").textContent = me.email;
+  if (me.email_verified && !verify.banner.hidden) {
+    verify.form.reset();
+    clearErrors(verify.form);
+    verify.note.textContent = "";
+  }
+  verify.banner.hidden = me.email_verified;
+}
+
+// --- the email address: verifying it, changing it ---------------------------------------
+
+const verify = {
+  banner: $("#verify-banner"),
+  form: $("#verify-form"),
+  code: $("#verify-code"),
+  note: $("#verify-note"),
+  resend: $("#resend"),
+};
+
+onSubmit(verify.form, { code: verify.code }, async () => {
+  verify.note.textContent = "";
+  const user = await call("/email/verify", {
+    method: "POST",
+    body: { email: $("#verify-email").textContent, code: verify.code.value },
+  });
+  renderMe(user);
+  setStatus(`Your email address ${user.email} is verified.`);
+  $("#account-heading").focus();
+});
+
+verify.resend.addEventListener("click", async () => {
+  const button = verify.resend;
+  button.disabled = true;
+  clearErrors(verify.form);
+  verify.note.textContent = "";
+  try {
+    await api("/me/email/verification", { method: "POST" });
+    verify.note.textContent = `We sent a new code to ${$("#verify-email").textContent}; it replaces the one before.`;
+    verify.code.value = "";
+    verify.code.focus();
+  } catch (problem) {
+    if (!access) return;
+    if (problem.code === "email_already_verified") {
+      await loadMe();
+      setStatus(sentence(problem));
+      $("#account-heading").focus();
+    } else {
+      $("#verify-error").textContent = sentence(problem, MAIL_MESSAGES);
+    }
+  } finally {
+    button.disabled = false;
+  }
+});
+
+const change = {
+  form: $("#change-form"),
+  email: $("#change-email"),
+  password: $("#change-password"),
+  confirmForm: $("#change-confirm-form"),
+  note: $("#change-note"),
+  code: $("#change-code"),
+  /** The address a code was sent to, waiting for it. */
+  pending: "",
+};
+
+/** Back to the first step, with nothing typed. */
+function resetChange() {
+  for (const form of [change.form, change.confirmForm]) {
+    form.reset();
+    clearErrors(form);
+  }
+  change.pending = "";
+  change.note.textContent = "";
+  change.form.hidden = false;
+  change.confirmForm.hidden = true;
+}
+
+onSubmit(
+  change.form,
+  { new_email: change.email, password: change.password },
+  async () => {
+    const newEmail = change.email.value.trim();
+    await api("/me/email", {
+      method: "POST",
+      body: { new_email: newEmail, password: change.password.value },
+    });
+    change.form.reset();
+    change.pending = newEmail;
+    change.form.hidden = true;
+    change.confirmForm.hidden = false;
+    change.note.textContent = `We sent a code to ${newEmail}; your address changes when you confirm it.`;
+    change.code.focus();
+  },
+  {
+    fields: { email_taken: "new_email", invalid_credentials: "password" },
+    messages: {
+      email_taken: "Another account has this address.",
+      invalid_credentials: "The password is wrong.",
+    },
+  },
+);
+
+onSubmit(
+  change.confirmForm,
+  { code: change.code },
+  async () => {
+    const user = await call("/email/verify", {
+      method: "POST",
+      body: { email: change.pending, code: change.code.value },
+    });
+    resetChange();
+    renderMe(user);
+    setStatus(`Your email address is now ${user.email}.`);
+    $("#account-heading").focus();
+  },
+  { messages: { email_taken: "Another account took this address meanwhile." } },
+);
+
+$("#change-cancel").addEventListener("click", () => {
+  resetChange();
+  change.email.focus();
+});
 
 async function loadSessions() {
   const error = $("#sessions-error");
@@ -483,9 +816,14 @@ function signOutLocally(message, { error = false } = {}) {
   views.signedIn.hidden = true;
   views.signedOut.hidden = false;
   sessionsList.replaceChildren();
-  for (const id of ["#me-email", "#me-username", "#me-created", "#account-error"]) {
+  for (const id of ["#me-email", "#me-username", "#me-created", "#me-verified", "#account-error"]) {
     $(id).replaceChildren();
   }
+  verify.banner.hidden = true;
+  verify.form.reset();
+  clearErrors(verify.form);
+  verify.note.textContent = "";
+  resetChange();
   setStatus(message, { error });
 }
 
@@ -527,4 +865,5 @@ async function restore() {
   await showAccount();
 }
 
+openLink();
 restore();

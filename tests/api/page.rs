@@ -252,3 +252,53 @@ async fn the_script_keeps_tokens_out_of_storage_and_reach() {
         "the script reads or sends a refresh token"
     );
 }
+
+/// Every input has a label and is described by the slot its error appears in (the script
+/// puts field errors into `#{id}-error`), and the page carries the steps of the mailed codes:
+/// asking for a reset, setting the new password, confirming an address, the banner that asks
+/// for the code, and the change of address. What they do is `.ci/e2e.sh`'s part.
+#[actix_web::test]
+async fn every_input_is_labelled_and_the_steps_of_the_mailed_codes_are_there() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let html = get(&app, "/").await.text().await.unwrap();
+    let ids: Vec<&str> = html
+        .split("<input ")
+        .skip(1)
+        .filter_map(|tag| tag.split("id=\"").nth(1)?.split('"').next())
+        .collect();
+    assert!(ids.len() >= 12, "{ids:?}");
+    for id in &ids {
+        assert!(
+            html.contains(&format!("<label for=\"{id}\"")),
+            "#{id} has no label"
+        );
+        assert!(
+            html.contains(&format!("<p class=\"field-error\" id=\"{id}-error\"></p>")),
+            "#{id} has no error slot"
+        );
+        let tag = html
+            .split(&format!("id=\"{id}\""))
+            .nth(1)
+            .and_then(|rest| rest.split('>').next())
+            .unwrap_or_default();
+        assert!(
+            tag.contains(&format!("{id}-error")),
+            "#{id} is not described by its error"
+        );
+    }
+    for form in [
+        "forgot-form",
+        "reset-form",
+        "confirm-form",
+        "verify-form",
+        "change-form",
+        "change-confirm-form",
+    ] {
+        assert!(html.contains(&format!("<form id=\"{form}\"")), "no #{form}");
+    }
+    assert!(
+        html.contains("id=\"verify-banner\""),
+        "no verification banner"
+    );
+    assert!(html.contains("Forgot your password?"));
+}
