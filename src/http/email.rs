@@ -70,7 +70,9 @@ pub struct ChangeEmailRequest {
     /// The address to change to; the signup rules for emails apply.
     #[schema(format = Email, examples("ada@example.org"))]
     new_email: String,
-    #[schema(value_type = String)]
+    /// The account's password, asked again: a stolen access token alone cannot move the
+    /// account to an address its thief reads.
+    #[schema(value_type = String, examples("correct horse battery staple"))]
     password: SecretString,
 }
 
