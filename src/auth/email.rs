@@ -10,7 +10,7 @@ use super::codes::Purpose;
 use super::events;
 use super::login::{self, CheckedCode};
 use super::outbox::{self, Outgoing};
-use super::recovery::{mail_quotas, pause_if_refused};
+use super::recovery::{mail_quotas, within_mail_quotas};
 use super::sessions::{self, Caller};
 use super::throttle;
 use crate::db::users::{self, Conflict, User};
@@ -78,26 +78,18 @@ pub async fn resend_verification(auth: &Auth, user: User, client: ClientInfo) ->
     if user.email_verified_at.is_some() {
         return Err(Error::EmailAlreadyVerified);
     }
-    let quotas = mail_quotas(auth, &client, &user.email);
     let codes = auth.codes.clone();
-    let queued = auth
-        .db
-        .run(move |conn| {
-            db::write_transaction(conn, |conn| {
-                let counted: Vec<_> = quotas.iter().map(|(key, max)| (key, *max)).collect();
-                throttle::admit_quotas(conn, &counted)?;
-                outbox::mail_code(
-                    conn,
-                    &codes,
-                    &user.id,
-                    Purpose::EmailVerification,
-                    &user.email,
-                )
-            })
-        })
-        .await;
-    pause_if_refused(&queued).await;
-    queued?;
+    let quotas = mail_quotas(auth, &client, &user.email);
+    within_mail_quotas(auth, quotas, move |conn| {
+        outbox::mail_code(
+            conn,
+            &codes,
+            &user.id,
+            Purpose::EmailVerification,
+            &user.email,
+        )
+    })
+    .await?;
     auth.outbox.wake();
     Ok(())
 }
@@ -128,17 +120,7 @@ pub async fn request_change(
     }
     // Counted on their own, before the password: a refused request costs no hash.
     let quotas = mail_quotas(auth, &client, new_email.as_str());
-    let admitted = auth
-        .db
-        .run(move |conn| {
-            db::write_transaction(conn, |conn| {
-                let counted: Vec<_> = quotas.iter().map(|(key, max)| (key, *max)).collect();
-                throttle::admit_quotas(conn, &counted)
-            })
-        })
-        .await;
-    pause_if_refused(&admitted).await;
-    admitted?;
+    within_mail_quotas(auth, quotas, |_| Ok(())).await?;
     let reservation = login::confirm_password(auth, &user, password, &client).await?;
     let (codes, policy) = (auth.codes.clone(), auth.sessions);
     auth.db

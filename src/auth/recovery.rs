@@ -16,7 +16,7 @@ use super::outbox::{self, Outgoing};
 use super::sessions::{self, Ending};
 use super::throttle::{self, QuotaKey};
 use crate::db::sessions::Which;
-use crate::db::{self, users};
+use crate::db::{self, DbConn, users};
 use crate::domain::{Email, EventKind, MailKind, NewPassword, RevokeReason};
 use crate::error::Error;
 
@@ -25,28 +25,20 @@ use crate::error::Error;
 pub async fn forgot(auth: &Auth, email: &str, client: ClientInfo) -> Result<(), Error> {
     let email = Email::parse(email).map_err(|error| Error::Validation(vec![error]))?;
     let quotas = mail_quotas(auth, &client, email.as_str());
-    let queued = auth
-        .db
-        .run(move |conn| {
-            db::write_transaction(conn, |conn| {
-                let counted: Vec<_> = quotas.iter().map(|(key, max)| (key, *max)).collect();
-                throttle::admit_quotas(conn, &counted)?;
-                outbox::enqueue(
-                    conn,
-                    &Outgoing {
-                        kind: MailKind::PasswordReset,
-                        recipient: email.as_str(),
-                        user_id: None,
-                        code: None,
-                        detail: None,
-                        requested_by: Some(&client),
-                    },
-                )
-            })
-        })
-        .await;
-    pause_if_refused(&queued).await;
-    queued?;
+    within_mail_quotas(auth, quotas, move |conn| {
+        outbox::enqueue(
+            conn,
+            &Outgoing {
+                kind: MailKind::PasswordReset,
+                recipient: email.as_str(),
+                user_id: None,
+                code: None,
+                detail: None,
+                requested_by: Some(&client),
+            },
+        )
+    })
+    .await?;
     auth.outbox.wake();
     Ok(())
 }
@@ -70,11 +62,32 @@ pub(super) fn mail_quotas(
     ]
 }
 
-/// A client refused for its quota is answered after a pause (see `throttle::REFUSAL_PAUSE`).
-pub(super) async fn pause_if_refused<T>(outcome: &Result<T, Error>) {
+/// Counts a request against its [`mail_quotas`] and runs `then` in the same write
+/// transaction if they admit it. A refusal is answered after a pause (see
+/// `throttle::REFUSAL_PAUSE`).
+pub(super) async fn within_mail_quotas<T, F>(
+    auth: &Auth,
+    quotas: [(QuotaKey, usize); 2],
+    then: F,
+) -> Result<T, Error>
+where
+    T: Send + 'static,
+    F: FnOnce(&mut DbConn) -> Result<T, Error> + Send + 'static,
+{
+    let outcome = auth
+        .db
+        .run(move |conn| {
+            db::write_transaction(conn, |conn| {
+                let counted = quotas.each_ref().map(|(key, max)| (key, *max));
+                throttle::admit_quotas(conn, &counted)?;
+                then(conn)
+            })
+        })
+        .await;
     if let Err(Error::TooManyAttempts { .. }) = outcome {
         tokio::time::sleep(throttle::REFUSAL_PAUSE).await;
     }
+    outcome
 }
 
 /// Sets a new password with a reset code (`POST /password/reset`): every session of the

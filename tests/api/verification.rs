@@ -68,14 +68,7 @@ async fn signup_mails_a_code_that_verifies_the_email(backend: Backend) {
 
     let again = verify(&app, &email, &mail.code()).await;
     assert_problem(again, StatusCode::BAD_REQUEST, "invalid_code").await;
-    let resend = app
-        .send(
-            Method::POST,
-            "/me/email/verification",
-            Some(token(&tokens)),
-            None,
-        )
-        .await;
+    let resend = ask_for_a_new_code(&app, token(&tokens)).await;
     assert_problem(resend, StatusCode::CONFLICT, "email_already_verified").await;
 }
 
@@ -85,14 +78,7 @@ async fn a_new_verification_code_replaces_the_older(backend: Backend) {
     let email = unique_email();
     let tokens = sign_up(&app, &email).await;
     let older = mail_about(&sink, &email, "confirm", 1).await.code();
-    let response = app
-        .send(
-            Method::POST,
-            "/me/email/verification",
-            Some(token(&tokens)),
-            None,
-        )
-        .await;
+    let response = ask_for_a_new_code(&app, token(&tokens)).await;
     assert_eq!(response.status(), StatusCode::ACCEPTED);
     assert_eq!(
         response.json::<Value>().await.unwrap(),
@@ -146,6 +132,16 @@ async fn an_unverified_email_can_be_required_at_login(backend: Backend) {
         .login(&json!({"email": email, "password": PASSWORD}))
         .await;
     assert_eq!(response.status(), StatusCode::OK);
+}
+
+async fn ask_for_a_new_code(app: &TestApp, access_token: &str) -> reqwest::Response {
+    app.send(
+        Method::POST,
+        "/me/email/verification",
+        Some(access_token),
+        None,
+    )
+    .await
 }
 
 async fn change_email(
