@@ -236,9 +236,9 @@ fn start_mail(
 async fn warn_of_plain_keys(db: &Db, vault: &KeyVault) -> anyhow::Result<()> {
     if !vault.seals() {
         tracing::warn!(
-            "LATCHKEY_KEY_ENCRYPTION_KEY is not set: the Ed25519 signing key is stored in plain \
-             text, and a copy of the database can sign tokens; set it (openssl rand -base64 32) \
-             and run `latchkey keys encrypt`"
+            "LATCHKEY_KEY_ENCRYPTION_KEY is not set: the Ed25519 signing key (and the accounts' \
+             TOTP secrets) are stored in plain text, and a copy of the database can sign tokens; \
+             set it (openssl rand -base64 32) and run `latchkey keys encrypt`"
         );
         return Ok(());
     }

@@ -21,6 +21,7 @@ use sha2::{Digest, Sha256};
 use super::claims::LEEWAY;
 use super::codes::CodeKey;
 use super::key_vault::KeyVault;
+use super::mfa;
 use crate::db::{self, Db, DbConn, signing_keys};
 use crate::error::Error;
 
@@ -266,6 +267,8 @@ pub struct Encrypted {
     pub signing_keys: usize,
     /// The key of the one-time code hashes (see `codes::CodeKey`).
     pub code_key: bool,
+    /// Accounts' TOTP secrets (see `mfa`).
+    pub totp_secrets: usize,
 }
 
 /// Seals, in place, the private keys and the code key stored plain (before
@@ -287,20 +290,23 @@ pub fn encrypt_stored(conn: &mut DbConn, vault: &KeyVault) -> Result<Encrypted, 
             signing_keys::replace_private_key(conn, &key.kid, &key.private_key, &stored)?;
     }
     let code_key = CodeKey::seal_stored(conn, vault)?;
+    let totp_secrets = mfa::seal_stored_secrets(conn, vault)?;
     Ok(Encrypted {
         signing_keys,
         code_key,
+        totp_secrets,
     })
 }
 
-/// How many secret keys are stored plain: private keys (retired keys have none left), and
-/// the code key.
+/// How many secret keys are stored plain: private keys (retired keys have none left), the
+/// code key, and TOTP secrets.
 pub fn count_plain(conn: &mut DbConn) -> Result<usize, Error> {
     let signing = signing_keys::list(conn)?
         .iter()
         .filter(|key| !key.private_key.is_empty() && !KeyVault::is_sealed(&key.private_key))
         .count();
-    Ok(signing + usize::from(CodeKey::is_stored_plain(conn)?))
+    let code_key = usize::from(CodeKey::is_stored_plain(conn)?);
+    Ok(signing + code_key + mfa::count_plain_secrets(conn)?)
 }
 
 fn is_unique_violation(error: &diesel::result::Error) -> bool {

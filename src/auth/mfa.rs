@@ -70,6 +70,28 @@ impl Factors {
     }
 }
 
+/// Seals, in place, the TOTP secrets stored plain (`latchkey keys encrypt`); answers how
+/// many. Each is replaced only if still the plain secret read.
+pub fn seal_stored_secrets(conn: &mut DbConn, vault: &KeyVault) -> Result<usize, Error> {
+    let mut sealed = 0;
+    for factor in totp_factors::list(conn)? {
+        if KeyVault::is_sealed(&factor.secret) {
+            continue;
+        }
+        let stored = vault.seal(&secret_context(&factor.user_id), &factor.secret)?;
+        sealed += totp_factors::replace_secret(conn, &factor.user_id, &factor.secret, &stored)?;
+    }
+    Ok(sealed)
+}
+
+/// How many TOTP secrets are stored plain.
+pub fn count_plain_secrets(conn: &mut DbConn) -> Result<usize, Error> {
+    Ok(totp_factors::list(conn)?
+        .iter()
+        .filter(|factor| !KeyVault::is_sealed(&factor.secret))
+        .count())
+}
+
 /// What a sealed secret is bound to: its account, so that it cannot be moved to another.
 fn secret_context(user_id: &UserId) -> String {
     format!("totp:{user_id}")

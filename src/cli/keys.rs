@@ -145,13 +145,15 @@ pub async fn encrypt(settings: Settings) -> Result<(), CliError> {
         .run(move |conn| keys::encrypt_stored(conn, &vault))
         .await
         .map_err(rejected)?;
+    let plural = |count: usize| if count == 1 { "" } else { "s" };
     let count = encrypted.signing_keys;
-    println!(
-        "encrypted {count} signing key{}",
-        if count == 1 { "" } else { "s" }
-    );
+    println!("encrypted {count} signing key{}", plural(count));
     if encrypted.code_key {
         println!("encrypted the key of the one-time codes");
+    }
+    if encrypted.totp_secrets > 0 {
+        let count = encrypted.totp_secrets;
+        println!("encrypted {count} TOTP secret{}", plural(count));
     }
     Ok(())
 }

@@ -9,6 +9,7 @@ use hmac::{Hmac, Mac};
 use reqwest::{Method, Response, StatusCode};
 use serde_json::{Value, json};
 
+use crate::support::cli::{assert_success, run_on};
 use crate::support::mail_sink::MailSink;
 use crate::support::{Backend, PASSWORD, TestApp, Tokens, assert_problem, claims_of};
 
@@ -24,10 +25,13 @@ backend_tests!(
     disabling_needs_the_password_and_a_code,
     a_password_reset_does_not_bypass_the_second_factor,
     secrets_and_recovery_codes_are_not_stored_in_the_clear,
+    keys_encrypt_seals_secrets_stored_plain,
     malformed_second_factor_requests_are_refused_clearly,
 );
 
 const STEP: u64 = 30;
+/// `openssl rand -base64 32`.
+const ENCRYPTION_KEY: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
 
 /// RFC 4648 base32 (no padding) to bytes.
 fn base32_decode(text: &str) -> Vec<u8> {
@@ -576,8 +580,8 @@ async fn a_password_reset_does_not_bypass_the_second_factor(backend: Backend) {
 }
 
 async fn secrets_and_recovery_codes_are_not_stored_in_the_clear(backend: Backend) {
-    let key = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
-    let app = TestApp::spawn_with(backend, &[("LATCHKEY_KEY_ENCRYPTION_KEY", key)]).await;
+    let key = ("LATCHKEY_KEY_ENCRYPTION_KEY", ENCRYPTION_KEY);
+    let app = TestApp::spawn_with(backend, &[key]).await;
     let user = enrolled_user(&app).await;
     let (secrets, hashes) = app
         .db
@@ -606,6 +610,44 @@ async fn secrets_and_recovery_codes_are_not_stored_in_the_clear(backend: Backend
     let token = mfa_token(&app, &user.tokens.email, PASSWORD).await;
     assert_eq!(
         with_code(&app, &token, &user.next_code()).await.status(),
+        StatusCode::OK
+    );
+}
+
+/// The TOTP secrets as stored.
+fn stored_secrets(app: &TestApp) -> Vec<Vec<u8>> {
+    app.db
+        .run_now(|conn| {
+            use diesel::prelude::*;
+            use latchkey::db::schema::totp_factors;
+            Ok(totp_factors::table
+                .select(totp_factors::secret)
+                .load(conn)?)
+        })
+        .unwrap()
+}
+
+async fn keys_encrypt_seals_secrets_stored_plain(backend: Backend) {
+    let before = TestApp::spawn(backend).await;
+    let user = enrolled_user(&before).await;
+    assert_eq!(
+        stored_secrets(&before),
+        [user.secret.clone()],
+        "plain without a key"
+    );
+    let key = ("LATCHKEY_KEY_ENCRYPTION_KEY", ENCRYPTION_KEY);
+    let output = run_on(&before.database, &[key], &["keys", "encrypt"]).await;
+    assert!(
+        assert_success(&output).ends_with("encrypted 1 TOTP secret\n"),
+        "{output:?}"
+    );
+    let sealed = stored_secrets(&before);
+    assert!(sealed[0].starts_with(b"latchkey-sealed-v1:"));
+    // Opened with the key, the secret makes the same codes.
+    let after = TestApp::spawn_on(before.database.clone(), &[key]).await;
+    let token = mfa_token(&after, &user.tokens.email, PASSWORD).await;
+    assert_eq!(
+        with_code(&after, &token, &user.next_code()).await.status(),
         StatusCode::OK
     );
 }
