@@ -630,9 +630,10 @@ fn stored_secrets(app: &TestApp) -> Vec<Vec<u8>> {
 async fn keys_encrypt_seals_secrets_stored_plain(backend: Backend) {
     let before = TestApp::spawn(backend).await;
     let user = enrolled_user(&before).await;
+    let plain = stored_secrets(&before);
     assert_eq!(
-        stored_secrets(&before),
-        [user.secret.clone()],
+        plain,
+        std::slice::from_ref(&user.secret),
         "plain without a key"
     );
     let key = ("LATCHKEY_KEY_ENCRYPTION_KEY", ENCRYPTION_KEY);
