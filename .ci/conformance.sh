@@ -64,7 +64,10 @@ for backend in sqlite postgres; do
   # POST /me/email asks for the password: its user has the password of the schema's example,
   # so that the example reaches the 202 before the fuzzer's guesses lock the account.
   LATCHKEY_EMAIL_TOKEN=$(signup "conformance-email@example.com" "correct horse battery staple")
-  export LATCHKEY_TOKEN LATCHKEY_LOGOUT_TOKEN LATCHKEY_SESSIONS_TOKEN LATCHKEY_EMAIL_TOKEN
+  # So does the user that sets up TOTP (POST /me/mfa/totp asks for the password too).
+  LATCHKEY_MFA_TOKEN=$(signup "conformance-mfa@example.com" "correct horse battery staple")
+  export LATCHKEY_TOKEN LATCHKEY_LOGOUT_TOKEN LATCHKEY_SESSIONS_TOKEN LATCHKEY_EMAIL_TOKEN \
+    LATCHKEY_MFA_TOKEN
 
   started=$SECONDS
   status=0

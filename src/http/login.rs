@@ -33,11 +33,6 @@ pub struct LoginRequest {
 /// schema cannot say: a request with both or neither is schema-invalid, as the `422` says.
 impl utoipa::PartialSchema for LoginRequest {
     fn schema() -> RefOr<Schema> {
-        let text = |example: &str| {
-            ObjectBuilder::new()
-                .schema_type(Type::String)
-                .examples([example])
-        };
         let text_or_null = |example: &str| {
             ObjectBuilder::new()
                 .schema_type(SchemaType::from_iter([Type::String, Type::Null]))
@@ -47,35 +42,56 @@ impl utoipa::PartialSchema for LoginRequest {
             .property("email", text_or_null("ada@example.com"))
             .property("username", text_or_null("ada"))
             .property("password", text("correct horse battery staple"))
-            .property(
-                "refresh_token_transport",
-                RefBuilder::new()
-                    .ref_location_from_schema_name("RefreshTokenTransport")
-                    // No `default`: openapi-typescript would make the field required.
-                    .description(Some(
-                        "`body` when left out; `cookie` for browser apps: the refresh token is \
-                         set as an `HttpOnly` cookie instead of being returned in the body.",
-                    )),
-            )
+            .property("refresh_token_transport", transport_property())
             .required("password");
-        let given = |field: &str| {
-            ObjectBuilder::new()
-                .property(field, ObjectBuilder::new().schema_type(Type::String))
-                .required(field)
-        };
-        AllOfBuilder::new()
-            .description(Some(
-                "Exactly one of `email` and `username` (a `null` counts as absent), and the \
-                 password.",
-            ))
-            .item(fields)
-            .item(
-                OneOfBuilder::new()
-                    .item(given("email"))
-                    .item(given("username")),
-            )
-            .into()
+        exactly_one_of(
+            fields,
+            ["email", "username"],
+            "Exactly one of `email` and `username` (a `null` counts as absent), and the \
+             password.",
+        )
     }
+}
+
+/// A string property with an example.
+pub(super) fn text(example: &str) -> ObjectBuilder {
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .examples([example])
+}
+
+/// The optional `refresh_token_transport` of the requests that answer a token response.
+pub(super) fn transport_property() -> RefBuilder {
+    RefBuilder::new()
+        .ref_location_from_schema_name("RefreshTokenTransport")
+        // No `default`: openapi-typescript would make the field required.
+        .description(Some(
+            "`body` when left out; `cookie` for browser apps: the refresh token is set as an \
+             `HttpOnly` cookie instead of being returned in the body.",
+        ))
+}
+
+/// `fields`, of which exactly one of `pair` is given: the `oneOf` that a derived schema cannot
+/// say, so that a request with both or neither is schema-invalid, as its `422` says.
+pub(super) fn exactly_one_of(
+    fields: ObjectBuilder,
+    pair: [&str; 2],
+    description: &str,
+) -> RefOr<Schema> {
+    let given = |field: &str| {
+        ObjectBuilder::new()
+            .property(field, ObjectBuilder::new().schema_type(Type::String))
+            .required(field)
+    };
+    AllOfBuilder::new()
+        .description(Some(description))
+        .item(fields)
+        .item(
+            OneOfBuilder::new()
+                .item(given(pair[0]))
+                .item(given(pair[1])),
+        )
+        .into()
 }
 
 impl utoipa::ToSchema for LoginRequest {}

@@ -5,11 +5,14 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, web};
 use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
+use utoipa::openapi::RefOr;
+use utoipa::openapi::schema::{ObjectBuilder, Schema, Type};
 use zeroize::Zeroizing;
 
 use super::AppState;
 use super::authn::AuthenticatedUser;
 use super::extract::Json;
+use super::login::{exactly_one_of, text, transport_property};
 use super::problem::Problem;
 use super::refresh_cookie::Transport;
 use super::responses::{TokenBody, private_json, token_response};
@@ -136,22 +139,44 @@ pub async fn disable(
 }
 
 /// The `mfa_token` of a `403` `mfa_required`, and exactly one of `code` and `recovery_code`.
-#[derive(Deserialize, utoipa::ToSchema)]
+#[derive(Deserialize)]
 pub struct LoginMfaRequest {
-    /// From the `mfa_required` problem of `POST /login`.
-    #[schema(value_type = String)]
     mfa_token: SecretString,
-    /// The app's current 6-digit code.
-    #[schema(examples("123456"))]
     code: Option<String>,
-    /// One of the recovery codes, in place of `code`.
-    #[schema(examples("7KQ2M-9XDA4"))]
     recovery_code: Option<String>,
-    /// As at `POST /login`.
     #[serde(default)]
-    #[schema(value_type = Option<Transport>)]
     refresh_token_transport: Transport,
 }
+
+impl utoipa::PartialSchema for LoginMfaRequest {
+    fn schema() -> RefOr<Schema> {
+        let fields = ObjectBuilder::new()
+            .property(
+                "mfa_token",
+                ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .description(Some("From the `mfa_required` problem of `POST /login`.")),
+            )
+            .property(
+                "code",
+                text("123456").description(Some("The app's current 6-digit code.")),
+            )
+            .property(
+                "recovery_code",
+                text("7KQ2M-9XDA4")
+                    .description(Some("One of the recovery codes, in place of `code`.")),
+            )
+            .property("refresh_token_transport", transport_property())
+            .required("mfa_token");
+        exactly_one_of(
+            fields,
+            ["code", "recovery_code"],
+            "The `mfa_token`, and exactly one of `code` and `recovery_code`.",
+        )
+    }
+}
+
+impl utoipa::ToSchema for LoginMfaRequest {}
 
 /// Finish a login to an account with a second factor: a new session.
 #[utoipa::path(post, path = "/login/mfa", tag = "auth", operation_id = "loginWithMfa",
