@@ -100,6 +100,12 @@ enum UserCommand {
         #[arg(long)]
         email: String,
     },
+    /// Remove an account's second factor (TOTP and recovery codes), for an owner who lost
+    /// both: its logins need the password alone again. Check who is asking first.
+    ResetMfa {
+        #[arg(long)]
+        email: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -194,6 +200,9 @@ impl Cli {
             }
             Some(Command::User(UserCommand::Enable { email })) => {
                 operator::enable_user(settings, email).await
+            }
+            Some(Command::User(UserCommand::ResetMfa { email })) => {
+                operator::reset_mfa(settings, email).await
             }
             Some(Command::Sessions(SessionsCommand::Revoke { email })) => {
                 operator::revoke_sessions(settings, email).await

@@ -295,6 +295,27 @@ async fn change_factor(
     changed
 }
 
+/// Removes the second factor of the account with this email, as an operator does for an owner
+/// who lost both the app and the recovery codes (`latchkey user reset-mfa`): answers the
+/// account's email and whether it had a (confirmed) factor. Records
+/// `mfa_disabled`, without an address or user agent; the sessions stay as they are.
+pub async fn reset_by_operator(db: &db::Db, email: String) -> Result<(String, bool), Error> {
+    db.run(move |conn| {
+        db::write_transaction(conn, |conn| {
+            let user = super::accounts::find_by_email(conn, &email)?;
+            // A pending enrolment goes too, but was no factor yet.
+            let had = user.totp_enabled_at.is_some();
+            remove_factor(conn, &user.id)?;
+            if had {
+                let operator = ClientInfo::default();
+                events::record(conn, &user.id, EventKind::MfaDisabled, &operator, None)?;
+            }
+            Ok((user.email, had))
+        })
+    })
+    .await
+}
+
 /// Removes the account's factor, its recovery codes and its open login challenges, in the
 /// caller's write transaction.
 fn remove_factor(conn: &mut DbConn, user_id: &UserId) -> Result<(), Error> {

@@ -1,11 +1,11 @@
-//! `latchkey user list|disable|enable` and `latchkey sessions revoke`: what an operator does
+//! `latchkey user list|disable|enable|reset-mfa` and `latchkey sessions revoke`: what an operator does
 //! to accounts, straight on the database that the running instances share.
 
 use serde::Serialize;
 
 use super::output::{self, timestamp};
 use super::{CliError, connect, rejected};
-use crate::auth::accounts;
+use crate::auth::{accounts, mfa};
 use crate::config::Settings;
 use crate::error::Error;
 
@@ -101,6 +101,19 @@ pub async fn enable_user(settings: Settings, email: String) -> Result<(), CliErr
         println!("enabled {address}");
     } else {
         println!("{address} was not disabled; nothing changed");
+    }
+    Ok(())
+}
+
+pub async fn reset_mfa(settings: Settings, email: String) -> Result<(), CliError> {
+    let db = connect(&settings).await?;
+    let (address, had) = mfa::reset_by_operator(&db, email.clone())
+        .await
+        .map_err(no_such_user(&email))?;
+    if had {
+        println!("removed the second factor of {address}; it logs in with the password alone");
+    } else {
+        println!("{address} has no second factor; nothing changed");
     }
     Ok(())
 }

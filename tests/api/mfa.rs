@@ -9,7 +9,7 @@ use hmac::{Hmac, Mac};
 use reqwest::{Method, Response, StatusCode};
 use serde_json::{Value, json};
 
-use crate::support::cli::{assert_success, run_on};
+use crate::support::cli::{assert_one_line_failure, assert_success, run_on};
 use crate::support::mail_sink::MailSink;
 use crate::support::{Backend, PASSWORD, TestApp, Tokens, assert_problem, claims_of};
 
@@ -26,6 +26,7 @@ backend_tests!(
     a_password_reset_does_not_bypass_the_second_factor,
     secrets_and_recovery_codes_are_not_stored_in_the_clear,
     keys_encrypt_seals_secrets_stored_plain,
+    an_operator_removes_a_lost_factor,
     malformed_second_factor_requests_are_refused_clearly,
 );
 
@@ -651,6 +652,40 @@ async fn keys_encrypt_seals_secrets_stored_plain(backend: Backend) {
         with_code(&after, &token, &user.next_code()).await.status(),
         StatusCode::OK
     );
+}
+
+async fn an_operator_removes_a_lost_factor(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let user = enrolled_user(&app).await;
+    let email = &user.tokens.email;
+    let waiting = mfa_token(&app, email, PASSWORD).await;
+    let upper = email.to_uppercase();
+    let output = app.cli(&["user", "reset-mfa", "--email", &upper]).await;
+    assert_eq!(
+        assert_success(&output),
+        format!("removed the second factor of {email}; it logs in with the password alone\n")
+    );
+    let login = app
+        .login(&json!({"email": email, "password": PASSWORD}))
+        .await;
+    assert_eq!(login.status(), StatusCode::OK);
+    let stale = with_code(&app, &waiting, &user.next_code()).await;
+    assert_problem(stale, StatusCode::UNAUTHORIZED, "invalid_mfa_token").await;
+    let token = &user.tokens.access_token;
+    assert_eq!(me(&app, token).await["mfa"], json!([]));
+    event_types(&app, token, "mfa_disabled").await;
+    // The owner can set it up anew.
+    start_enrolment(&app, token).await;
+
+    let again = app.cli(&["user", "reset-mfa", "--email", email]).await;
+    assert_eq!(
+        assert_success(&again),
+        format!("{email} has no second factor; nothing changed\n")
+    );
+    let unknown = app
+        .cli(&["user", "reset-mfa", "--email", "nobody@example.com"])
+        .await;
+    assert!(assert_one_line_failure(&unknown).contains("no user with email"));
 }
 
 async fn malformed_second_factor_requests_are_refused_clearly(backend: Backend) {
