@@ -51,6 +51,23 @@ pub enum Error {
     /// `LATCHKEY_REQUIRE_VERIFIED_EMAIL` on.
     #[error("email not verified")]
     EmailNotVerified,
+    /// The right password for an account with a second factor: the login goes on at
+    /// `POST /login/mfa` with this token.
+    #[error("second factor required")]
+    MfaRequired { mfa_token: secrecy::SecretString },
+    /// An `mfa_token` that is unknown, used, expired, or ended by too many wrong codes.
+    #[error("invalid mfa token")]
+    InvalidMfaToken,
+    /// A TOTP code or recovery code that is wrong, or used already.
+    #[error("invalid mfa code")]
+    InvalidMfaCode,
+    #[error("mfa already enabled")]
+    MfaAlreadyEnabled,
+    #[error("mfa not enabled")]
+    MfaNotEnabled,
+    /// A confirmation with no enrolment started.
+    #[error("no mfa enrolment pending")]
+    MfaNotPending,
     /// A mailed code that is wrong, used, expired or out of tries (or an unknown email).
     #[error("invalid code")]
     InvalidCode,

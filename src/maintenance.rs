@@ -1,7 +1,7 @@
 //! Housekeeping that keeps the tables from growing without bound: ended sessions (with
 //! their refresh-token generations), throttled attempts too old to count and security events
-//! older than `LATCHKEY_EVENT_RETENTION`, expired one-time codes and mail sent (or given up)
-//! a while ago. Every instance
+//! older than `LATCHKEY_EVENT_RETENTION`, expired one-time codes and login challenges, and
+//! mail sent (or given up) a while ago. Every instance
 //! runs it; the deletes are idempotent. And the periodic reload of the signing keys, which
 //! picks up a rotation made by another process.
 
@@ -12,7 +12,9 @@ use chrono::NaiveDateTime;
 use crate::auth::sessions::SessionPolicy;
 use crate::auth::throttle::{self, ThrottlePolicy};
 use crate::auth::tokens::AccessTokens;
-use crate::db::{self, Db, DbConn, one_time_codes, outbox, security_events, sessions};
+use crate::db::{
+    self, Db, DbConn, mfa_challenges, one_time_codes, outbox, security_events, sessions,
+};
 use crate::error::Error;
 
 /// How long an ended session stays in the table, for an operator's inspection.
@@ -37,6 +39,7 @@ pub struct Pruned {
     pub login_failures: usize,
     pub security_events: usize,
     pub one_time_codes: usize,
+    pub mfa_challenges: usize,
     pub outbox: usize,
 }
 
@@ -53,6 +56,7 @@ pub fn prune(conn: &mut DbConn, policy: &PrunePolicy, now: NaiveDateTime) -> Res
         )?,
         // An expired code answers like a wrong one: nothing needs it.
         one_time_codes: one_time_codes::prune_expired(conn, now)?,
+        mfa_challenges: mfa_challenges::prune_expired(conn, now)?,
         outbox: outbox::prune_done(conn, now - db::span(DONE_MAIL_RETENTION))?,
     })
 }
@@ -72,6 +76,7 @@ pub fn spawn(db: Db, policy: PrunePolicy, every: Duration) {
                         login_failures = pruned.login_failures,
                         security_events = pruned.security_events,
                         one_time_codes = pruned.one_time_codes,
+                        mfa_challenges = pruned.mfa_challenges,
                         outbox = pruned.outbox,
                         "pruned"
                     );

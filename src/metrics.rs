@@ -49,6 +49,9 @@ pub struct Logins {
     pub failure: IntCounter,
     pub throttled: IntCounter,
     pub disabled: IntCounter,
+    /// The right password of an account with a second factor: the login goes on at
+    /// `/login/mfa`, whose outcome counts again.
+    pub mfa_required: IntCounter,
 }
 
 impl Logins {
@@ -57,7 +60,10 @@ impl Logins {
     pub fn count<T>(&self, outcome: &Result<T, Error>) {
         let counter = match outcome {
             Ok(_) => &self.success,
-            Err(Error::InvalidCredentials) => &self.failure,
+            Err(Error::InvalidCredentials | Error::InvalidMfaCode | Error::InvalidMfaToken) => {
+                &self.failure
+            }
+            Err(Error::MfaRequired { .. }) => &self.mfa_required,
             Err(Error::TooManyAttempts { .. }) => &self.throttled,
             Err(Error::AccountDisabled) => &self.disabled,
             Err(_) => return,
@@ -117,8 +123,9 @@ impl Metrics {
         let logins = IntCounterVec::new(
             Opts::new(
                 "latchkey_logins_total",
-                "Login attempts, by outcome: success, failure (wrong account or password), \
-                 throttled (429), disabled (the right password for a disabled account).",
+                "Login attempts, by outcome: success, failure (wrong account, password or \
+                 second factor), throttled (429), disabled (the right password for a disabled \
+                 account), mfa_required (the right password; a code is owed at /login/mfa).",
             ),
             &["outcome"],
         )?;
@@ -179,6 +186,7 @@ impl Metrics {
                 failure: logins.with_label_values(&["failure"]),
                 throttled: logins.with_label_values(&["throttled"]),
                 disabled: logins.with_label_values(&["disabled"]),
+                mfa_required: logins.with_label_values(&["mfa_required"]),
             },
             refreshes: Refreshes {
                 rotated: refreshes.with_label_values(&["rotated"]),

@@ -17,7 +17,7 @@ use crate::auth::outbox::{LetterSettings, Outbox, OutboxMetrics, Worker};
 use crate::auth::passwords::Passwords;
 use crate::auth::session_checks::SessionChecks;
 use crate::auth::tokens::AccessTokens;
-use crate::auth::{Auth, events};
+use crate::auth::{Auth, events, mfa};
 use crate::config::{self, Settings};
 use crate::db::{Db, PoolOptions};
 use crate::domain;
@@ -71,6 +71,7 @@ impl Application {
             Metrics::new(&db, &passwords, &session_checks, &outbox_metrics)
                 .context("registering the metrics")?,
         );
+        let mfa = mfa::Factors::new(vault.clone(), settings.mail.app_name.clone());
         let code_key = db
             .run(move |conn| CodeKey::load_or_create(conn, &vault))
             .await
@@ -91,6 +92,7 @@ impl Application {
                 settings.db_pool_size,
             )),
             codes,
+            mfa,
             outbox,
             require_verified_email: settings.require_verified_email,
         };

@@ -15,8 +15,8 @@ use super::sessions::{self, Caller, Ending, Granted, SessionPolicy};
 use super::throttle::{self, QuotaKey};
 use crate::db::sessions::Which;
 use crate::db::users::{self, Conflict, NewUser, User};
-use crate::db::{self, Db, DbConn};
-use crate::domain::{Email, EventKind, NewPassword, RevokeReason, UserId, Username};
+use crate::db::{self, Db, DbConn, mfa_challenges};
+use crate::domain::{AuthMethods, Email, EventKind, NewPassword, RevokeReason, UserId, Username};
 use crate::error::{Error, FieldError};
 
 /// A validated request for an account; the password is not hashed yet.
@@ -86,7 +86,8 @@ pub async fn sign_up(
         .run(move |conn| {
             db::write_transaction(conn, |conn| {
                 let user = insert(conn, &account, &password_hash)?;
-                let continued = sessions::start(conn, &user.id, &client, &policy)?;
+                let continued =
+                    sessions::start(conn, &user.id, AuthMethods::Password, &client, &policy)?;
                 let session_id = Some(&continued.session.id);
                 events::record(conn, &user.id, EventKind::Signup, &client, session_id)?;
                 let verification = Purpose::EmailVerification;
@@ -202,6 +203,8 @@ pub async fn change_password(
                 if users::set_password_hash(conn, user_id, verified, &new_hash, at.now)? == 0 {
                     return Err(Error::InvalidCredentials);
                 }
+                // Logins that got past the old password end with it.
+                mfa_challenges::delete_for(conn, user_id)?;
                 throttle::succeeded(conn, &reservation)?;
                 let kept = Some(session_id);
                 events::record(conn, user_id, EventKind::PasswordChanged, &client, kept)?;

@@ -87,10 +87,14 @@ impl CodeKey {
     }
 
     fn hash(&self, purpose: Purpose, email: &str, code: &str) -> Vec<u8> {
+        self.hash_parts(&[purpose.as_str(), email, code])
+    }
+
+    fn hash_parts(&self, parts: &[&str]) -> Vec<u8> {
         let mut mac = Hmac::<Sha256>::new_from_slice(self.0.as_ref())
             .unwrap_or_else(|_| unreachable!("HMAC takes a key of any length"));
-        for part in [purpose.as_str(), email, code] {
-            // Length-prefixed, so that no two different triples hash the same text.
+        for part in parts {
+            // Length-prefixed, so that no two different lists hash the same text.
             mac.update(&(part.len() as u64).to_be_bytes());
             mac.update(part.as_bytes());
         }
@@ -165,6 +169,13 @@ impl Codes {
         Ok(None)
     }
 
+    /// The stored form of one of the account's recovery codes (as [`read_base32`] reads it):
+    /// keyed like the mailed codes, and bound to the account.
+    pub fn recovery_code_hash(&self, user_id: &UserId, code: &str) -> Vec<u8> {
+        self.key
+            .hash_parts(&["recovery_code", user_id.as_str(), code])
+    }
+
     /// Uses up a code [`Codes::find`] found, if it still is live: of two concurrent uses
     /// exactly one gets `true`.
     pub fn consume(&self, conn: &mut DbConn, code: &LiveCode) -> Result<bool, Error> {
@@ -174,7 +185,12 @@ impl Codes {
 
 /// A fresh random code.
 fn generate() -> Result<Zeroizing<String>, Error> {
-    let mut bytes = Zeroizing::new([0u8; CODE_LENGTH]);
+    random_base32(CODE_LENGTH)
+}
+
+/// `length` random characters of Crockford's base32.
+pub fn random_base32(length: usize) -> Result<Zeroizing<String>, Error> {
+    let mut bytes = Zeroizing::new(vec![0u8; length]);
     getrandom::fill(bytes.as_mut()).map_err(Error::internal)?;
     // 256 is a multiple of 32: every character is equally likely.
     Ok(Zeroizing::new(
@@ -188,8 +204,13 @@ fn generate() -> Result<Zeroizing<String>, Error> {
 /// A code as typed, read the way Crockford base32 reads: case-insensitive, spaces and
 /// hyphens ignored, `I`/`L` as `1` and `O` as `0`. `None` when it cannot be a code.
 pub fn normalize(typed: &str) -> Option<String> {
+    read_base32(typed, CODE_LENGTH)
+}
+
+/// [`normalize`] for codes of `length` characters.
+pub fn read_base32(typed: &str, length: usize) -> Option<String> {
     // Bounded before any work: a client's megabyte of spaces is not read through.
-    if typed.len() > 4 * CODE_LENGTH {
+    if typed.len() > 4 * length {
         return None;
     }
     let code: String = typed
@@ -201,7 +222,7 @@ pub fn normalize(typed: &str) -> Option<String> {
             other => other,
         })
         .collect();
-    let valid = code.len() == CODE_LENGTH && code.bytes().all(|b| ALPHABET.contains(&b));
+    let valid = code.len() == length && code.bytes().all(|b| ALPHABET.contains(&b));
     valid.then_some(code)
 }
 

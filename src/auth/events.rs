@@ -81,6 +81,8 @@ pub enum Refusal {
     Throttled { window: Duration },
     /// A wrong one-time code, for a code of this account's address.
     WrongCode,
+    /// A wrong TOTP or recovery code for this account.
+    WrongMfaCode,
 }
 
 /// Records refused logins of existing accounts on their own, after the answer: the answer
@@ -192,6 +194,7 @@ fn record_refusal(conn: &mut DbConn, pending: &Pending) -> Result<(), Error> {
             insert(conn, stamp, user_id, EventKind::LoginFailed, client, None)
         }
         Refusal::WrongCode => insert(conn, stamp, user_id, EventKind::CodeFailed, client, None),
+        Refusal::WrongMfaCode => insert(conn, stamp, user_id, EventKind::MfaFailed, client, None),
         Refusal::Throttled { window } => {
             // Another instance may be recording the same lockout: one at a time.
             security_events::lock_user(conn, user_id)?;

@@ -8,12 +8,13 @@ use super::Auth;
 use super::client::ClientInfo;
 use super::codes::Purpose;
 use super::events::{self, Refusal};
+use super::mfa;
 use super::sessions::{self, Granted};
 use super::throttle::{self, Admission, AttemptKeys, Reservation};
 use crate::db::one_time_codes::LiveCode;
 use crate::db::users::{self, User};
 use crate::db::{self, DbConn};
-use crate::domain::{Email, EventKind, UserId};
+use crate::domain::{AuthMethods, Email, EventKind, UserId};
 use crate::error::{Error, FieldError};
 
 /// What names the account: exactly one of an email and a username, read once the way the
@@ -67,7 +68,9 @@ impl Identifier {
 }
 
 /// Logs in (`POST /login`): a new session for the account, or `TooManyAttempts`,
-/// `InvalidCredentials` (a wrong password and an unknown account alike) or `AccountDisabled`.
+/// `InvalidCredentials` (a wrong password and an unknown account alike), `AccountDisabled`,
+/// `EmailNotVerified`, or `MfaRequired` (the right password of an account with a second
+/// factor, whose login goes on at [`mfa::complete_login`]).
 /// Refusals of an existing account are recorded as its events after the answer is decided.
 pub async fn attempt(
     auth: &Auth,
@@ -111,6 +114,7 @@ pub async fn attempt(
     };
     let policy = auth.sessions;
     let (user_id, verified_hash) = (user.id.clone(), user.password_hash.clone());
+    let owes_second_factor = user.totp_enabled_at.is_some();
     let continued = auth
         .db
         .run(move |conn| {
@@ -123,14 +127,28 @@ pub async fn attempt(
                         return Err(Error::InvalidCredentials);
                     }
                 }
+                if owes_second_factor {
+                    // The password was right, so its attempt is withdrawn; but the account's
+                    // count stays, with the wrong codes that may follow in it.
+                    throttle::withdraw(conn, &reservation)?;
+                    return Ok(Err(mfa::challenge(conn, &user_id)?));
+                }
                 throttle::succeeded(conn, &reservation)?;
-                let continued = sessions::start(conn, &user_id, &client, &policy)?;
+                let methods = AuthMethods::Password;
+                let continued = sessions::start(conn, &user_id, methods, &client, &policy)?;
                 let session_id = Some(&continued.session.id);
                 events::record(conn, &user_id, EventKind::Login, &client, session_id)?;
-                Ok::<_, Error>(continued)
+                Ok::<_, Error>(Ok(continued))
             })
         })
         .await?;
+    let continued = match continued {
+        Ok(continued) => continued,
+        Err(mfa_token) => {
+            tracing::info!(event = "mfa_required", user_id = %user.id, "password right; second factor required");
+            return Err(Error::MfaRequired { mfa_token });
+        }
+    };
     tracing::info!(event = "logged_in", user_id = %user.id, session_id = %continued.session.id, "logged in");
     Ok(Granted { user, continued })
 }
@@ -148,9 +166,7 @@ pub(super) async fn confirm_password(
     client: &ClientInfo,
 ) -> Result<Reservation, Error> {
     let ticket = auth.passwords.reserve()?;
-    let keys = AttemptKeys::of_account(&user.id, client.ip);
-    let ((), admission) = admit(auth, move |_| Ok(((), keys))).await?;
-    let reservation = admitted(auth, admission, Some(&user.id), client)?;
+    let reservation = admit_account(auth, &user.id, client).await?;
     let stored_hash = Some(user.password_hash.clone());
     let verification = auth.passwords.verify(ticket, password, stored_hash).await?;
     if verification.matches {
@@ -158,6 +174,18 @@ pub(super) async fn confirm_password(
     } else {
         Err(wrong_password(auth, Some(&user.id), client))
     }
+}
+
+/// Counts an attempt on a known account (a code typed for it, say) against the throttle,
+/// like a login's; or `TooManyAttempts`, its `locked_out` event recorded.
+pub(super) async fn admit_account(
+    auth: &Auth,
+    user_id: &UserId,
+    client: &ClientInfo,
+) -> Result<Reservation, Error> {
+    let keys = AttemptKeys::of_account(user_id, client.ip);
+    let ((), admission) = admit(auth, move |_| Ok(((), keys))).await?;
+    admitted(auth, admission, Some(user_id), client)
 }
 
 /// A live code, found by [`check_code`], and its counted attempt.
@@ -274,7 +302,12 @@ fn wrong_password(auth: &Auth, user_id: Option<&UserId>, client: &ClientInfo) ->
 }
 
 /// Refusals are recorded after the answer, for existing accounts only (see `events`).
-fn refused(auth: &Auth, user_id: Option<&UserId>, client: &ClientInfo, refusal: Refusal) {
+pub(super) fn refused(
+    auth: &Auth,
+    user_id: Option<&UserId>,
+    client: &ClientInfo,
+    refusal: Refusal,
+) {
     if let Some(user_id) = user_id {
         auth.refusals
             .refused(user_id.clone(), client.clone(), refusal);

@@ -6,6 +6,8 @@
 //! |---|---|
 //! | `POST /signup` | [`accounts::sign_up`] |
 //! | `POST /login` | [`login::attempt`] |
+//! | `POST /login/mfa` | [`mfa::complete_login`] |
+//! | `POST /me/mfa/totp`, `/confirm`, `DELETE /me/mfa/totp` | [`mfa::enrol`], [`mfa::confirm`], [`mfa::disable`] |
 //! | `POST /refresh` | [`sessions::refresh`] |
 //! | `POST /logout` | [`sessions::log_out`] |
 //! | every bearer-authenticated request, `GET /me` | [`sessions::authenticate`] |
@@ -33,6 +35,7 @@ pub mod hash_pool;
 pub mod key_vault;
 pub mod keys;
 pub mod login;
+pub mod mfa;
 pub mod outbox;
 pub mod passwords;
 pub mod recovery;
@@ -41,6 +44,7 @@ pub mod session_checks;
 pub mod sessions;
 pub mod throttle;
 pub mod tokens;
+pub mod totp;
 pub mod verified_tokens;
 
 use tokio::sync::Semaphore;
@@ -64,8 +68,10 @@ pub struct Auth {
     /// on one lock in PostgreSQL, each holding a connection while it waits: capped, a login
     /// flood cannot take the whole pool and make other routes answer 503.
     pub login_admissions: Semaphore,
-    /// The codes mailed for resets and verifications.
+    /// The codes mailed for resets and verifications (and the key of recovery codes).
     pub codes: codes::Codes,
+    /// Second factors: the key sealing TOTP secrets, the issuer apps show.
+    pub mfa: mfa::Factors,
     /// Wakes this instance's mail worker.
     pub outbox: outbox::Outbox,
     /// Logins to accounts whose email is not verified are refused

@@ -16,7 +16,7 @@ use super::outbox::{self, Outgoing};
 use super::sessions::{self, Ending};
 use super::throttle::{self, QuotaKey};
 use crate::db::sessions::Which;
-use crate::db::{self, DbConn, users};
+use crate::db::{self, DbConn, mfa_challenges, users};
 use crate::domain::{Email, EventKind, MailKind, NewPassword, RevokeReason};
 use crate::error::Error;
 
@@ -136,6 +136,9 @@ pub async fn reset(
                 let at = policy.liveness(db::now());
                 let user_id = &user.id;
                 users::replace_password_hash(conn, user_id, &new_hash, at.now)?;
+                // A login that got past the old password owes nothing any more: it ends. The
+                // second factor stays: a reset does not bypass it.
+                mfa_challenges::delete_for(conn, user_id)?;
                 // The code went to the address: it is the account holder's.
                 users::set_email_verified(conn, user_id, &user.email, at.now)?;
                 throttle::succeeded(conn, &reservation)?;

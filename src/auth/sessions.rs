@@ -16,7 +16,7 @@ use crate::db::refresh_tokens::{self, NewRefreshToken};
 use crate::db::sessions::{self, Liveness, NewSession, Session, Which};
 use crate::db::users::{self, User};
 use crate::db::{self, DbConn};
-use crate::domain::{EventKind, RevokeReason, SessionId, UserId};
+use crate::domain::{AuthMethods, EventKind, RevokeReason, SessionId, UserId};
 use crate::error::Error;
 
 #[derive(Debug, Clone, Copy)]
@@ -100,9 +100,11 @@ pub(super) fn ensure_live(conn: &mut DbConn, caller: &Caller, at: Liveness) -> R
 /// password check overlapped a `latchkey user disable` cannot leave a session behind. Past
 /// the account's limit of live sessions, the oldest end (`session_limit`, with their
 /// `session_revoked` events): logging in in a loop cannot grow the tables without bound.
+/// `methods` says how the login proved who it was, for its access tokens' `amr`.
 pub(super) fn start(
     conn: &mut DbConn,
     user_id: &UserId,
+    methods: AuthMethods,
     client: &ClientInfo,
     policy: &SessionPolicy,
 ) -> Result<Continued, Error> {
@@ -129,6 +131,7 @@ pub(super) fn start(
         user_agent: client.user_agent.as_deref(),
         ip: ip.as_deref(),
         refresh_family_hash: family.as_deref(),
+        amr: methods,
     };
     sessions::insert(conn, &new_session)?;
     let beyond_the_limit = Ending {

@@ -104,6 +104,7 @@ fn network_of(address: IpAddr) -> String {
 #[derive(Debug)]
 pub struct Reservation {
     keys: AttemptKeys,
+    account_attempt_id: String,
     address_attempt_id: String,
 }
 
@@ -135,11 +136,13 @@ pub fn admit(
         return Ok(Admission::Refused { retry_after });
     }
 
+    let account_attempt_id = uuid::Uuid::now_v7().to_string();
     let address_attempt_id = uuid::Uuid::now_v7().to_string();
-    login_failures::insert(conn, &uuid::Uuid::now_v7().to_string(), &keys.account, now)?;
+    login_failures::insert(conn, &account_attempt_id, &keys.account, now)?;
     login_failures::insert(conn, &address_attempt_id, &keys.address, now)?;
     Ok(Admission::Admitted(Reservation {
         keys,
+        account_attempt_id,
         address_attempt_id,
     }))
 }
@@ -260,6 +263,15 @@ fn wait_for_slot(
 /// address's count.
 pub fn succeeded(conn: &mut DbConn, reservation: &Reservation) -> Result<(), Error> {
     login_failures::delete_key(conn, &reservation.keys.account)?;
+    login_failures::delete(conn, &reservation.address_attempt_id)?;
+    Ok(())
+}
+
+/// Withdraws the attempt alone, leaving the account's earlier failures counted: for a step
+/// that succeeded short of a login (the right password of an account that owes its second
+/// factor), which must not wipe out the count of the wrong codes that guess at that factor.
+pub fn withdraw(conn: &mut DbConn, reservation: &Reservation) -> Result<(), Error> {
+    login_failures::delete(conn, &reservation.account_attempt_id)?;
     login_failures::delete(conn, &reservation.address_attempt_id)?;
     Ok(())
 }

@@ -23,7 +23,7 @@ use jsonwebtoken::{Header, Validation, decode, decode_header, encode};
 use super::claims::{Claims, LEEWAY};
 use super::keys::{Jwk, JwkSet, KeySet, SigningKey};
 use super::verified_tokens::{self, VerifiedTokens};
-use crate::domain::{SessionId, UserId};
+use crate::domain::{AuthMethods, SessionId, UserId};
 use crate::error::Error;
 
 const TOKEN_TYPE: &str = "at+jwt";
@@ -115,12 +115,14 @@ impl AccessTokens {
         self
     }
 
-    /// Signs a token for the session; it never outlives the session itself.
+    /// Signs a token for the session, whose login used `methods`; it never outlives the
+    /// session itself.
     pub fn issue(
         &self,
         user_id: &UserId,
         session_id: &SessionId,
         session_expires_at: NaiveDateTime,
+        methods: AuthMethods,
     ) -> Result<IssuedToken, Error> {
         let now = Utc::now().timestamp();
         let ttl = i64::try_from(self.ttl.as_secs()).unwrap_or(i64::MAX);
@@ -137,6 +139,7 @@ impl AccessTokens {
             nbf: now,
             exp,
             jti: uuid::Uuid::now_v7().to_string(),
+            amr: methods.amr().into_iter().map(str::to_owned).collect(),
         };
         let keys = self.keys.load();
         let mut header = Header::new(keys.signing.algorithm);
@@ -366,6 +369,7 @@ mod tests {
                 &"user".to_owned().into(),
                 &"session".to_owned().into(),
                 far_future(),
+                AuthMethods::Password,
             )
             .unwrap()
             .token
@@ -411,7 +415,12 @@ mod tests {
             "the old key verifies"
         );
         let issued = tokens
-            .issue(&"u".to_owned().into(), &"s".to_owned().into(), far_future())
+            .issue(
+                &"u".to_owned().into(),
+                &"s".to_owned().into(),
+                far_future(),
+                AuthMethods::Password,
+            )
             .unwrap()
             .token;
         let kid = decode_header(&issued).unwrap().kid.unwrap();
@@ -449,7 +458,12 @@ mod tests {
             "aud".into(),
             Duration::from_secs(900),
         )
-        .issue(&"u".to_owned().into(), &"s".to_owned().into(), far_future())
+        .issue(
+            &"u".to_owned().into(),
+            &"s".to_owned().into(),
+            far_future(),
+            AuthMethods::Password,
+        )
         .unwrap()
         .token;
 

@@ -90,6 +90,7 @@ mod tests {
             nbf,
             exp,
             jti: "jti".into(),
+            amr: vec!["pwd".into()],
         }
     }
 

@@ -10,6 +10,7 @@ diesel::table! {
         updated_at -> Timestamp,
         disabled_at -> Nullable<Timestamp>,
         email_verified_at -> Nullable<Timestamp>,
+        totp_enabled_at -> Nullable<Timestamp>,
     }
 }
 
@@ -25,6 +26,7 @@ diesel::table! {
         user_agent -> Nullable<Text>,
         ip -> Nullable<Text>,
         refresh_family_hash -> Nullable<Binary>,
+        amr -> Text,
     }
 }
 
@@ -121,6 +123,40 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    totp_factors (user_id) {
+        user_id -> Text,
+        secret -> Binary,
+        created_at -> Timestamp,
+        confirmed_at -> Nullable<Timestamp>,
+        last_used_step -> Nullable<BigInt>,
+    }
+}
+
+diesel::table! {
+    recovery_codes (id) {
+        id -> Text,
+        user_id -> Text,
+        code_hash -> Binary,
+        used_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
+    mfa_challenges (token_hash) {
+        token_hash -> Binary,
+        user_id -> Text,
+        created_at -> Timestamp,
+        expires_at -> Timestamp,
+        wrong_codes -> Integer,
+        used_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::joinable!(totp_factors -> users (user_id));
+diesel::joinable!(recovery_codes -> users (user_id));
+diesel::joinable!(mfa_challenges -> users (user_id));
+
 diesel::allow_tables_to_appear_in_same_query!(
     users,
     sessions,
@@ -131,4 +167,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     one_time_codes,
     outbox,
     server_secrets,
+    totp_factors,
+    recovery_codes,
+    mfa_challenges,
 );

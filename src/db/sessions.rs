@@ -10,7 +10,7 @@ use diesel::sqlite::Sqlite;
 use super::DbConn;
 use super::schema::{sessions, users};
 use super::users::User;
-use crate::domain::{RevokeReason, SessionId, UserId};
+use crate::domain::{AuthMethods, RevokeReason, SessionId, UserId};
 
 #[derive(Debug, Clone, Queryable, Selectable)]
 #[diesel(table_name = sessions)]
@@ -24,6 +24,8 @@ pub struct Session {
     pub revoked_reason: Option<RevokeReason>,
     pub user_agent: Option<String>,
     pub ip: Option<String>,
+    /// How its login proved who it was.
+    pub amr: AuthMethods,
 }
 
 #[derive(Debug, Insertable)]
@@ -38,6 +40,7 @@ pub struct NewSession<'a> {
     pub ip: Option<&'a str>,
     /// The digest of its refresh tokens' family (see `auth::refresh_token`).
     pub refresh_family_hash: Option<&'a [u8]>,
+    pub amr: AuthMethods,
 }
 
 /// The instant a session is judged at: `now`, and the oldest `last_used_at` that is not yet

@@ -25,6 +25,8 @@ pub struct User {
     pub disabled_at: Option<NaiveDateTime>,
     /// When the account proved it holds `email`; `None` until then.
     pub email_verified_at: Option<NaiveDateTime>,
+    /// When the account turned its TOTP factor on; `None` while logins need no code.
+    pub totp_enabled_at: Option<NaiveDateTime>,
 }
 
 #[derive(Insertable)]
@@ -49,6 +51,7 @@ impl std::fmt::Debug for User {
             .field("updated_at", &self.updated_at)
             .field("disabled_at", &self.disabled_at)
             .field("email_verified_at", &self.email_verified_at)
+            .field("totp_enabled_at", &self.totp_enabled_at)
             .finish()
     }
 }
@@ -214,6 +217,17 @@ pub fn replace_password_hash(
 }
 
 /// Every user, oldest first.
+/// Records when the account turned its TOTP factor on (`None`: off).
+pub fn set_totp_enabled(
+    conn: &mut DbConn,
+    id: &UserId,
+    at: Option<NaiveDateTime>,
+) -> QueryResult<usize> {
+    diesel::update(users::table.find(id))
+        .set(users::totp_enabled_at.eq(at))
+        .execute(conn)
+}
+
 pub fn list(conn: &mut DbConn) -> QueryResult<Vec<User>> {
     users::table
         .order((users::created_at.asc(), users::id.asc()))
@@ -292,6 +306,7 @@ mod tests {
             updated_at: at,
             disabled_at: None,
             email_verified_at: None,
+            totp_enabled_at: None,
         };
         let new_user = NewUser {
             id: &id,

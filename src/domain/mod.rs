@@ -11,5 +11,7 @@ mod username;
 pub use common_passwords::warm_up as load_common_passwords;
 pub use email::Email;
 pub use password::NewPassword;
-pub use stored_text::{CodePurpose, EventKind, MailKind, RevokeReason, SessionId, UserId};
+pub use stored_text::{
+    AuthMethods, CodePurpose, EventKind, MailKind, RevokeReason, SessionId, UserId,
+};
 pub use username::Username;

@@ -183,6 +183,15 @@ text_enum! {
         /// A wrong one-time code was tried for this account's address (a password reset or
         /// an email verification).
         CodeFailed => "code_failed",
+        /// A TOTP factor was confirmed, and logins ask for its codes from now on.
+        MfaEnabled => "mfa_enabled",
+        /// The TOTP factor was removed (its recovery codes with it).
+        MfaDisabled => "mfa_disabled",
+        /// A wrong TOTP or recovery code for this account (at login, confirming or
+        /// disabling the factor).
+        MfaFailed => "mfa_failed",
+        /// A recovery code was used up (at login, or to disable the factor).
+        RecoveryCodeUsed => "recovery_code_used",
     }
 }
 
@@ -226,6 +235,24 @@ text_enum! {
         RevokedByOperator => "revoked_by_operator",
         /// The account opened more than `LATCHKEY_MAX_SESSIONS` sessions: the oldest ended.
         SessionLimit => "session_limit",
+    }
+}
+
+text_enum! {
+    /// How a session's login proved who it was (`sessions.amr`): the RFC 8176 methods an
+    /// access token's `amr` claim lists, space-separated.
+    pub enum AuthMethods {
+        /// A password.
+        Password => "pwd",
+        /// A password and a one-time password (a TOTP code or a recovery code).
+        PasswordAndOtp => "pwd otp",
+    }
+}
+
+impl AuthMethods {
+    /// The `amr` claim.
+    pub fn amr(self) -> Vec<&'static str> {
+        self.as_str().split(' ').collect()
     }
 }
 
@@ -276,6 +303,10 @@ mod tests {
         for kind in MailKind::ALL {
             assert_eq!(MailKind::parse(kind.as_str()), Some(*kind));
         }
+        for methods in AuthMethods::ALL {
+            assert_eq!(AuthMethods::parse(methods.as_str()), Some(*methods));
+        }
+        assert_eq!(AuthMethods::PasswordAndOtp.amr(), ["pwd", "otp"]);
         assert_eq!(EventKind::parse("Login"), None);
         assert_eq!(
             serde_json::to_string(&EventKind::SessionRevoked).unwrap(),

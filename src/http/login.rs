@@ -87,7 +87,7 @@ impl utoipa::ToSchema for LoginRequest {}
         (status = 200, description = "A new session.", body = TokenBody,
             headers(("Cache-Control" = String, description = "Always `no-store`."))),
         (status = 401, description = "`invalid_credentials`: the account or the password is wrong (one answer for both).", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "`account_disabled`: the right password for a disabled account.", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The right password, but: `mfa_required`, the account has a second factor: the problem carries an `mfa_token` for `POST /login/mfa`; `account_disabled`, the account is disabled; `email_not_verified`, with `LATCHKEY_REQUIRE_VERIFIED_EMAIL` on, its email is not verified yet.", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "`validation_failed`: give exactly one of `email` and `username`.", body = Problem, content_type = "application/problem+json"),
         (status = 429, description = "`too_many_attempts`: too many failed logins for this account or from this address within the window; the right password is refused too until `Retry-After` has passed.", body = Problem, content_type = "application/problem+json",
             headers(("Retry-After" = u64, description = "Seconds until an attempt is allowed again."))),

@@ -13,6 +13,7 @@ mod login;
 mod logout;
 mod me;
 pub mod metrics;
+mod mfa;
 pub mod openapi;
 mod page;
 pub mod problem;
@@ -34,6 +35,7 @@ pub use email::{ChangeEmailRequest, VerifyEmailRequest};
 pub use login::LoginRequest;
 pub use logout::LogoutRequest;
 pub use me::{ChangePasswordRequest, DeleteAccountRequest};
+pub use mfa::{ConfirmTotpRequest, DisableTotpRequest, EnrolTotpRequest, LoginMfaRequest};
 pub use recovery::{ForgotPasswordRequest, ResetPasswordRequest};
 pub use refresh::RefreshRequest;
 pub use signup::SignupRequest;
@@ -63,6 +65,7 @@ pub fn routes(config: &mut web::ServiceConfig) {
     config
         .service(resource("/signup", "POST").route(web::post().to(signup::signup)))
         .service(resource("/login", "POST").route(web::post().to(login::login)))
+        .service(resource("/login/mfa", "POST").route(web::post().to(mfa::login)))
         .service(resource("/refresh", "POST").route(web::post().to(refresh::refresh)))
         .service(resource("/logout", "POST").route(web::post().to(logout::logout)))
         .service(
@@ -71,6 +74,12 @@ pub fn routes(config: &mut web::ServiceConfig) {
                 .route(web::delete().to(me::delete)),
         )
         .service(resource("/me/password", "POST").route(web::post().to(me::change_password)))
+        .service(
+            resource("/me/mfa/totp", "POST, DELETE")
+                .route(web::post().to(mfa::enrol))
+                .route(web::delete().to(mfa::disable)),
+        )
+        .service(resource("/me/mfa/totp/confirm", "POST").route(web::post().to(mfa::confirm)))
         .service(resource("/me/email", "POST").route(web::post().to(email::change)))
         .service(
             resource("/me/email/verification", "POST")

@@ -24,8 +24,8 @@ use utoipa::{Modify, OpenApi};
 use utoipa_swagger_ui::{Config, SwaggerUi};
 
 use super::{
-    email, events, health, login, logout, me, page, problem, recovery, refresh, refresh_cookie,
-    sessions, signup, well_known,
+    email, events, health, login, logout, me, mfa, page, problem, recovery, refresh,
+    refresh_cookie, sessions, signup, well_known,
 };
 
 #[derive(OpenApi)]
@@ -39,11 +39,15 @@ use super::{
     paths(
         signup::signup,
         login::login,
+        mfa::login,
         refresh::refresh,
         logout::logout,
         me::show,
         me::change_password,
         me::delete,
+        mfa::enrol,
+        mfa::confirm,
+        mfa::disable,
         email::change,
         email::send_verification,
         events::list,
@@ -64,6 +68,7 @@ use super::{
     tags(
         (name = "auth", description = "Accounts, logins and tokens"),
         (name = "account", description = "The caller's own account"),
+        (name = "mfa", description = "A second factor: TOTP, and recovery codes"),
         (name = "recovery", description = "Mailed codes: a forgotten password, a verified email"),
         (name = "sessions", description = "The caller's sessions"),
         (name = "keys", description = "Public keys for verifying access tokens offline"),
@@ -180,8 +185,12 @@ impl Modify for BearerScheme {
 struct RefreshCookie;
 
 /// The operations that may set the cookie, and their success status.
-const SETS_REFRESH_COOKIE: &[(&str, &str)] =
-    &[("signup", "201"), ("login", "200"), ("refresh", "200")];
+const SETS_REFRESH_COOKIE: &[(&str, &str)] = &[
+    ("signup", "201"),
+    ("login", "200"),
+    ("loginWithMfa", "200"),
+    ("refresh", "200"),
+];
 
 impl Modify for RefreshCookie {
     fn modify(&self, openapi: &mut Document) {

@@ -6,6 +6,7 @@ use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::middleware::Next;
 use actix_web::{HttpResponse, ResponseError};
+use secrecy::ExposeSecret;
 use serde::Serialize;
 
 use crate::error::{Error, FieldError};
@@ -27,6 +28,11 @@ pub(super) struct Problem<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(nullable = false)]
     errors: Option<&'a [FieldError]>,
+    /// Only with `mfa_required` (a `403` of `POST /login`): give it to `POST /login/mfa`
+    /// with a code, within 5 minutes. Opaque, single use.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
+    mfa_token: Option<&'a str>,
 }
 
 impl Error {
@@ -46,6 +52,12 @@ impl Error {
             Self::AccountDisabled => "account_disabled",
             Self::EmailNotVerified => "email_not_verified",
             Self::InvalidCode => "invalid_code",
+            Self::MfaRequired { .. } => "mfa_required",
+            Self::InvalidMfaToken => "invalid_mfa_token",
+            Self::InvalidMfaCode => "invalid_mfa_code",
+            Self::MfaAlreadyEnabled => "mfa_already_enabled",
+            Self::MfaNotEnabled => "mfa_not_enabled",
+            Self::MfaNotPending => "mfa_not_pending",
             Self::EmailAlreadyVerified => "email_already_verified",
             Self::TooManyAttempts { .. } => "too_many_attempts",
             Self::InvalidRefreshToken => "invalid_refresh_token",
@@ -77,6 +89,16 @@ impl Error {
                 "Verify this account's email address first: see POST /email/verify."
             }
             Self::InvalidCode => "The code is wrong, used or expired; ask for a new one.",
+            Self::MfaRequired { .. } => {
+                "This account has a second factor: send mfa_token with a code to POST /login/mfa."
+            }
+            Self::InvalidMfaToken => {
+                "The mfa_token is unknown, used, expired or ended by wrong codes; log in again."
+            }
+            Self::InvalidMfaCode => "The code is wrong or was used already.",
+            Self::MfaAlreadyEnabled => "This account has a TOTP factor already.",
+            Self::MfaNotEnabled => "This account has no TOTP factor.",
+            Self::MfaNotPending => "Start the enrolment first: POST /me/mfa/totp.",
             Self::EmailAlreadyVerified => "This account's email address is verified already.",
             Self::TooManyAttempts { .. } => {
                 "Too many attempts; try again after the time in Retry-After."
@@ -107,18 +129,23 @@ impl ResponseError for Error {
             Self::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
-            Self::EmailTaken | Self::UsernameTaken | Self::EmailAlreadyVerified => {
-                StatusCode::CONFLICT
-            }
-            Self::InvalidCode => StatusCode::BAD_REQUEST,
+            Self::EmailTaken
+            | Self::UsernameTaken
+            | Self::EmailAlreadyVerified
+            | Self::MfaAlreadyEnabled
+            | Self::MfaNotEnabled
+            | Self::MfaNotPending => StatusCode::CONFLICT,
+            Self::InvalidCode | Self::InvalidMfaCode => StatusCode::BAD_REQUEST,
             Self::InvalidCredentials
             | Self::InvalidRefreshToken
             | Self::RefreshTokenReused
             | Self::MissingToken
-            | Self::InvalidToken => StatusCode::UNAUTHORIZED,
-            Self::AccountDisabled | Self::EmailNotVerified | Self::CsrfRejected => {
-                StatusCode::FORBIDDEN
-            }
+            | Self::InvalidToken
+            | Self::InvalidMfaToken => StatusCode::UNAUTHORIZED,
+            Self::AccountDisabled
+            | Self::EmailNotVerified
+            | Self::MfaRequired { .. }
+            | Self::CsrfRejected => StatusCode::FORBIDDEN,
             Self::TooManyAttempts { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -135,7 +162,15 @@ impl ResponseError for Error {
             Self::Validation(errors) => Some(errors.as_slice()),
             _ => None,
         };
-        let mut response = problem(self.status_code(), self.code(), self.detail(), errors);
+        let mfa_token = match self {
+            Self::MfaRequired { mfa_token } => Some(mfa_token.expose_secret()),
+            _ => None,
+        };
+        let body = Problem {
+            mfa_token,
+            ..Problem::new(self.status_code(), self.code(), self.detail(), errors)
+        };
+        let mut response = respond(body);
         let headers = response.headers_mut();
         match self {
             Self::MissingToken => {
@@ -162,20 +197,27 @@ impl ResponseError for Error {
     }
 }
 
-fn problem(
-    status: StatusCode,
-    code: &'static str,
-    detail: &str,
-    errors: Option<&[FieldError]>,
-) -> HttpResponse {
-    let body = Problem {
-        kind: "about:blank",
-        title: title(status),
-        status: status.as_u16(),
-        detail,
-        code,
-        errors,
-    };
+impl<'a> Problem<'a> {
+    fn new(
+        status: StatusCode,
+        code: &'static str,
+        detail: &'a str,
+        errors: Option<&'a [FieldError]>,
+    ) -> Self {
+        Self {
+            kind: "about:blank",
+            title: title(status),
+            status: status.as_u16(),
+            detail,
+            code,
+            errors,
+            mfa_token: None,
+        }
+    }
+}
+
+fn respond(body: Problem<'_>) -> HttpResponse {
+    let status = StatusCode::from_u16(body.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     HttpResponse::build(status)
         .content_type(CONTENT_TYPE)
         .insert_header((header::CACHE_CONTROL, "no-store"))
@@ -230,6 +272,6 @@ pub async fn ensure_problem(
     let (request, _) = response.into_parts();
     Ok(ServiceResponse::new(
         request,
-        problem(status, code, detail, None),
+        respond(Problem::new(status, code, detail, None)),
     ))
 }

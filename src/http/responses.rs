@@ -32,8 +32,18 @@ pub struct UserBody {
     pub username: Option<String>,
     /// Whether the account proved it holds `email` (with a mailed code).
     pub email_verified: bool,
+    /// The second factors a login needs besides the password: `totp` once it is confirmed.
+    #[schema(inline, examples(json!([]), json!(["totp"])))]
+    pub mfa: Vec<SecondFactorKind>,
     #[schema(format = DateTime)]
     pub created_at: String,
+}
+
+/// A kind of second factor.
+#[derive(Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum SecondFactorKind {
+    Totp,
 }
 
 impl From<User> for UserBody {
@@ -43,6 +53,11 @@ impl From<User> for UserBody {
             email: user.email,
             username: user.username,
             email_verified: user.email_verified_at.is_some(),
+            mfa: user
+                .totp_enabled_at
+                .map(|_| SecondFactorKind::Totp)
+                .into_iter()
+                .collect(),
             created_at: timestamp(user.created_at),
         }
     }
@@ -113,6 +128,7 @@ pub fn token_response(
         &user.id,
         &continued.session.id,
         continued.session.expires_at,
+        continued.session.amr,
     )?;
     let refresh_token = continued.refresh_token.encode();
     let (refresh_token, cookie) = match transport {

@@ -572,6 +572,7 @@ impl Fixture {
                 &"user".to_owned().into(),
                 &"session".to_owned().into(),
                 far_future(),
+                latchkey::domain::AuthMethods::Password,
             )
             .unwrap()
             .token;
@@ -585,6 +586,7 @@ impl Fixture {
                 &"user".to_owned().into(),
                 &"session".to_owned().into(),
                 far_future(),
+                latchkey::domain::AuthMethods::Password,
             )
             .unwrap()
             .token

@@ -24,6 +24,7 @@ mod logout;
 mod mail;
 mod me;
 mod metrics;
+mod mfa;
 mod openapi;
 mod operator;
 mod outage;

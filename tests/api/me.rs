@@ -66,10 +66,18 @@ async fn me_returns_the_user(backend: Backend) {
     keys.sort_unstable();
     assert_eq!(
         keys,
-        ["created_at", "email", "email_verified", "id", "username"],
+        [
+            "created_at",
+            "email",
+            "email_verified",
+            "id",
+            "mfa",
+            "username"
+        ],
         "nothing else"
     );
     assert_eq!(user["email_verified"], false, "no code came back yet");
+    assert_eq!(user["mfa"], json!([]), "no second factor");
 }
 
 async fn changing_the_password_ends_the_other_sessions(backend: Backend) {

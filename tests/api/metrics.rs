@@ -114,7 +114,13 @@ async fn serves_prometheus_text_without_the_database(backend: Backend) {
     }
     // Every outcome is there from the first scrape, at 0.
     let samples = parse(&text);
-    for outcome in ["success", "failure", "throttled", "disabled"] {
+    for outcome in [
+        "success",
+        "failure",
+        "throttled",
+        "disabled",
+        "mfa_required",
+    ] {
         let series = format!("latchkey_logins_total{{outcome=\"{outcome}\"}}");
         assert_eq!(samples.get(&series), Some(&0.0), "{series}");
     }
