@@ -4,7 +4,9 @@
 # then on PostgreSQL: sign up, reload, two tabs refreshing at once, a refresh after a 401,
 # ending another device's session, logout, a page on another origin trying the cookie, and
 # the mailed codes: a forgotten password, verifying and changing the address, the mails'
-# links. Screenshots of the main states land in target/e2e/<backend>/.
+# links; two-factor authentication: setting it up, the recovery codes, the login's code
+# step and turning it off, with TOTP codes the test file computes itself (no clock waits).
+# Screenshots of the main states land in target/e2e/<backend>/.
 #
 # Mail is real SMTP: the test file runs a sink (smtp-server, from e2e/node_modules) on
 # SMTP_PORT, which this script picks and gives to the server as LATCHKEY_SMTP_URL. The

@@ -10,8 +10,15 @@
 // The server's mail comes here over real SMTP: this file runs a sink on SMTP_PORT (the
 // server's LATCHKEY_SMTP_URL), and the tests read the codes and links from the mails' text,
 // where the code stands on a line `Your code: XXXXXXXX` and the link is the only URL.
+//
+// Two-factor authentication: this file is the authenticator app. It computes the RFC 6238
+// codes itself (node's crypto, checked against the RFC's test vector below), from the key
+// the page shows as text. The service takes each code once, so a test that has used the
+// current 30-second step's code goes on with the next step's, which the service's one step
+// of tolerance accepts at once: no test waits for the clock.
 
 import assert from "node:assert/strict";
+import { createHmac } from "node:crypto";
 import { mkdir } from "node:fs/promises";
 import http from "node:http";
 import path from "node:path";
@@ -259,6 +266,20 @@ async function focused(page) {
 
 async function statusText(page) {
   return page.locator("#status").textContent();
+}
+
+/** A request to the API from this test, with an access token: its status and JSON body. */
+async function apiCall(method, path, { body, token } = {}) {
+  const headers = { Accept: "application/json" };
+  if (body !== undefined) headers["Content-Type"] = "application/json";
+  if (token) headers.Authorization = `Bearer ${token}`;
+  const response = await fetch(`${BASE}${path}`, {
+    method,
+    headers,
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  const text = await response.text();
+  return { status: response.status, json: text ? JSON.parse(text) : null };
 }
 
 async function shoot(page, name) {
@@ -944,4 +965,347 @@ scenario("changing the email: a notice to the old address, a code to the new", a
   await fresh.locator("#login-identifier").fill(newer);
   await fresh.getByRole("button", { name: "Log in" }).click();
   await expectLoggedIn(fresh, newer);
+});
+
+// --- two-factor authentication -----------------------------------------------------------
+
+const BASE32 = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
+/** The key's bytes from its base32 text (RFC 4648, spaces and padding ignored). */
+function base32Decode(text) {
+  const bytes = [];
+  let bits = 0;
+  let value = 0;
+  for (const char of text.replace(/[\s=]/g, "").toUpperCase()) {
+    const index = BASE32.indexOf(char);
+    assert.ok(index >= 0, `not base32: ${char} in ${text}`);
+    value = ((value << 5) | index) & 0xffff;
+    bits += 5;
+    if (bits >= 8) {
+      bits -= 8;
+      bytes.push((value >>> bits) & 0xff);
+    }
+  }
+  return Buffer.from(bytes);
+}
+
+const TOTP_STEP = 30;
+/** The 30-second step a moment falls in: RFC 6238's T. */
+function totpStep(at = Date.now()) {
+  return Math.floor(at / 1000 / TOTP_STEP);
+}
+
+/** RFC 4226's HOTP with HMAC-SHA-1, for counter `step`: RFC 6238's TOTP at that step. */
+function totp(key, step, digits = 6) {
+  const counter = Buffer.alloc(8);
+  counter.writeBigUInt64BE(BigInt(step));
+  const digest = createHmac("sha1", key).update(counter).digest();
+  const offset = digest[digest.length - 1] & 0x0f;
+  const number = digest.readUInt32BE(offset) & 0x7fffffff;
+  return String(number % 10 ** digits).padStart(digits, "0");
+}
+
+/**
+ * The app of one account: `usedStep` is the last step whose code the service has seen.
+ * `fresh()` is the current step's code, or the next step's when the current one is used.
+ */
+function authenticator(secret, usedStep = -1) {
+  const key = base32Decode(secret);
+  return {
+    key,
+    usedStep,
+    fresh() {
+      this.usedStep = Math.max(totpStep(), this.usedStep + 1);
+      assert.ok(this.usedStep <= totpStep() + 1, "only one step ahead is accepted");
+      return totp(key, this.usedStep);
+    },
+    /** A code no step near now has: wrong. */
+    wrong() {
+      const near = new Set([-2, -1, 0, 1, 2].map((delta) => totp(key, totpStep() + delta)));
+      for (let n = 0; ; n += 1) {
+        const code = String(n * 137_911 % 1_000_000).padStart(6, "0");
+        if (!near.has(code)) return code;
+      }
+    },
+  };
+}
+
+test("the tests' TOTP is RFC 6238's (SHA-1 test vectors)", () => {
+  // RFC 6238 appendix B: the SHA-1 key is the ASCII "12345678901234567890".
+  const key = Buffer.from("12345678901234567890", "ascii");
+  assert.equal(totp(key, totpStep(59_000), 8), "94287082");
+  assert.equal(totp(key, totpStep(59_000)), "287082");
+  assert.equal(totp(key, totpStep(1_111_111_109_000), 8), "07081804");
+  assert.equal(totp(key, totpStep(20_000_000_000_000), 8), "65353130");
+  // The same key as an app receives it: base32, as in an otpauth:// URI.
+  assert.deepEqual(base32Decode("GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ"), key);
+  assert.deepEqual(base32Decode("gezd gnbv gy3t qojq gezd gnbv gy3t qojq"), key);
+});
+
+/** An account with the app's codes on, set up through the API: its app and recovery codes. */
+async function accountWithMfa() {
+  const email = uniqueEmail();
+  const signup = await apiCall("POST", "/signup", { body: { email, password: PASSWORD } });
+  assert.equal(signup.status, 201, JSON.stringify(signup.json));
+  const token = signup.json.access_token;
+  const key = await apiCall("POST", "/me/mfa/totp", { token, body: { password: PASSWORD } });
+  assert.equal(key.status, 200, JSON.stringify(key.json));
+  const app = authenticator(key.json.secret);
+  const confirmed = await apiCall("POST", "/me/mfa/totp/confirm", {
+    token,
+    body: { code: app.fresh() },
+  });
+  assert.equal(confirmed.status, 200, JSON.stringify(confirmed.json));
+  return { email, app, recoveryCodes: confirmed.json.recovery_codes };
+}
+
+/** Logs in with the password, and waits for the code step that the account asks for. */
+async function logInToCodeStep(page, identifier) {
+  const answered = page.waitForResponse((response) => new URL(response.url()).pathname === "/login");
+  await logIn(page, identifier);
+  const response = await answered;
+  assert.equal(response.status(), 403);
+  const body = await response.json();
+  assert.equal(body.code, "mfa_required");
+  await page.waitForSelector("#mfa-login-form:not([hidden])");
+  assert.equal(await page.locator("#login-form").isHidden(), true, "the password step is done");
+  return body.mfa_token;
+}
+
+/** Types a code into the login's code step and sends it; the status of `/login/mfa`. */
+async function enterCode(page, field, code) {
+  const answered = page.waitForResponse((response) => new URL(response.url()).pathname === "/login/mfa");
+  await page.locator(field).fill(code);
+  await page.getByRole("button", { name: "Continue" }).click();
+  return (await answered).status();
+}
+
+const enterLoginCode = (page, code) => enterCode(page, "#mfa-login-code", code);
+const enterRecoveryCode = (page, code) => enterCode(page, "#mfa-login-recovery", code);
+
+async function waitForText(page, selector, pattern) {
+  await page.waitForFunction(
+    ([selector, source]) => new RegExp(source).test(document.querySelector(selector)?.textContent ?? ""),
+    [selector, pattern.source],
+  );
+}
+
+async function overflow(page) {
+  return page.evaluate(() => document.documentElement.scrollWidth - document.documentElement.clientWidth);
+}
+
+scenario("two-factor authentication: set up with the QR code, recovery codes shown once, then a login asks for the code", async (newContext) => {
+  const context = await newContext();
+  await context.grantPermissions(["clipboard-read", "clipboard-write"], { origin: BASE });
+  const page = await open(context);
+  const email = uniqueEmail();
+  await signUp(page, email);
+  const section = page.locator("#mfa");
+  await section.waitFor();
+  assert.match(await page.locator("#mfa-state").textContent(), /^Off/);
+  await shoot(page, "mfa-off");
+
+  // The password first: a wrong one is said next to its field, and the session goes on.
+  await page.getByRole("button", { name: "Set up two-factor authentication" }).click();
+  assert.equal(await focused(page), "mfa-setup-password");
+  await page.locator("#mfa-setup-password").fill("not the password at all");
+  await section.getByRole("button", { name: "Continue" }).click();
+  await waitForText(page, "#mfa-setup-password-error", /password is wrong/);
+  assert.equal(await focused(page), "mfa-setup-password");
+  await page.locator("#mfa-setup-password").fill(PASSWORD);
+  await section.getByRole("button", { name: "Continue" }).click();
+
+  // The key: the service's QR code, drawn as an image under the page's policy, and as text.
+  await page.waitForSelector("#mfa-enrol-form:not([hidden])");
+  assert.equal(await focused(page), "mfa-enrol-heading");
+  await page.waitForFunction(() => {
+    const image = document.querySelector("#mfa-qr");
+    return image.complete && image.naturalWidth > 0;
+  });
+  assert.match(await page.locator("#mfa-qr").getAttribute("src"), /^blob:/);
+  const secret = (await page.locator("#mfa-secret").textContent()).replace(/\s+/g, "");
+  assert.match(secret, /^[A-Z2-7]{16,}$/);
+  const uri = new URL(await page.locator("#mfa-open").getAttribute("href"));
+  assert.equal(uri.protocol, "otpauth:");
+  assert.equal(uri.searchParams.get("secret"), secret, "the link carries the same key");
+  await shoot(page, "mfa-setup-key");
+  await page.setViewportSize({ width: 360, height: 740 });
+  assert.equal(await overflow(page), 0, "the key at phone width");
+  await page.setViewportSize({ width: 1000, height: 760 });
+
+  // A wrong code, then the one the app shows now.
+  const app = authenticator(secret);
+  await page.locator("#mfa-enrol-code").fill(app.wrong());
+  await page.getByRole("button", { name: "Turn on two-factor authentication" }).click();
+  await page.waitForSelector("#mfa-enrol-code-error:not(:empty)");
+  assert.match(await page.locator("#mfa-enrol-code-error").textContent(), /code is wrong/);
+  assert.equal(await page.locator("#mfa-enrol-code").getAttribute("aria-invalid"), "true");
+  assert.equal(await focused(page), "mfa-enrol-code");
+  await page.locator("#mfa-enrol-code").fill(app.fresh());
+  await page.getByRole("button", { name: "Turn on two-factor authentication" }).click();
+
+  // The recovery codes, once, with the warning; copied as they are shown.
+  await page.waitForSelector("#mfa-codes:not([hidden])");
+  assert.equal(await focused(page), "mfa-codes-heading");
+  assert.match(await page.locator("#mfa-codes").textContent(), /will not be shown again/);
+  const codes = await page.locator("#mfa-codes-list li").allTextContents();
+  assert.equal(codes.length, 10);
+  for (const code of codes) assert.match(code, /^[A-Z0-9]{5}-[A-Z0-9]{5}$/);
+  assert.equal(new Set(codes).size, 10);
+  assert.match(await page.locator("#mfa-state").textContent(), /^On/);
+  assert.equal(await page.locator("#mfa-enrol-form").isHidden(), true);
+  assert.equal(await page.locator("#mfa-secret").textContent(), "", "the key is gone from the page");
+  await shoot(page, "mfa-recovery-codes");
+  await page.getByRole("button", { name: "Copy the codes" }).click();
+  await waitForText(page, "#mfa-codes-note", /^Copied/);
+  const copied = await page.evaluate(() => navigator.clipboard.readText());
+  for (const code of codes) assert.ok(copied.includes(code), `${code} is not in:\n${copied}`);
+  await page.setViewportSize({ width: 360, height: 740 });
+  assert.equal(await overflow(page), 0, "the codes at phone width");
+  await shoot(page, "phone-mfa-recovery-codes");
+  await page.setViewportSize({ width: 1000, height: 760 });
+
+  // Not after a reload: the service has them hashed, and the page kept none.
+  await page.reload();
+  await expectLoggedIn(page, email);
+  await waitForText(page, "#mfa-state", /^On/);
+  assert.equal(await page.locator("#mfa-codes").isHidden(), true);
+  assert.equal(await page.locator("#mfa-codes-list li").count(), 0);
+  assert.equal(await page.locator("#mfa-disable-form").isVisible(), true);
+  assert.equal(await page.getByRole("button", { name: "Set up two-factor authentication" }).isVisible(), false);
+  const me = await page.content();
+  for (const code of codes) assert.ok(!me.includes(code), `${code} is still in the page`);
+  await shoot(page, "mfa-on");
+
+  // Logging in again: the password, then the code step.
+  await page.locator("#logout").click();
+  await expectLoggedOut(page);
+  await logInToCodeStep(page, email);
+  assert.equal(await focused(page), "mfa-login-code");
+  const field = page.locator("#mfa-login-code");
+  assert.equal(await field.getAttribute("autocomplete"), "one-time-code");
+  assert.equal(await field.getAttribute("inputmode"), "numeric");
+  assert.match(await page.locator("#mfa-login-note").textContent(), /authenticator app/);
+  assert.equal(await refreshCookie(context), undefined, "no session before the code");
+  await shoot(page, "mfa-login-code");
+
+  // A wrong code, and the one used to turn it on: each refused, the step stays.
+  for (const code of [app.wrong(), totp(app.key, app.usedStep)]) {
+    assert.equal(await enterLoginCode(page, code), 400);
+    await page.waitForSelector("#mfa-login-code-error:not(:empty)");
+    assert.match(await page.locator("#mfa-login-code-error").textContent(), /wrong or was used/);
+    assert.match(await page.locator("#mfa-login-error").textContent(), /wrong or was used/);
+    assert.equal(await focused(page), "mfa-login-code");
+    assert.equal(await page.locator("#signed-out").isVisible(), true);
+  }
+  await shoot(page, "mfa-login-wrong-code");
+
+  // The next step's code, as the app shows it (with its space): logged in, as usual.
+  const next = app.fresh();
+  assert.equal(await enterLoginCode(page, `${next.slice(0, 3)} ${next.slice(3)}`), 200);
+  await expectLoggedIn(page, email);
+  assert.match(await statusText(page), /logged in/);
+  assert.equal(await focused(page), "account-heading");
+  assert.ok(await refreshCookie(context), "the session's cookie");
+  assert.match(await page.locator("#mfa-state").textContent(), /^On/);
+  // And the page is the same as after any login: it survives a reload.
+  await page.reload();
+  await expectLoggedIn(page, email);
+});
+
+scenario("a recovery code stands in for the app's code, once; an ended code step goes back to the password", async (newContext) => {
+  const account = await accountWithMfa();
+  const [first, second] = account.recoveryCodes;
+  const page = await open(await newContext());
+
+  // The code step's token is used up elsewhere (here by this test, with another recovery
+  // code): the page's attempt is refused as `invalid_mfa_token`, and it asks for the
+  // password again.
+  const token = await logInToCodeStep(page, account.email);
+  const elsewhere = await apiCall("POST", "/login/mfa", {
+    body: { mfa_token: token, recovery_code: second },
+  });
+  assert.equal(elsewhere.status, 200, JSON.stringify(elsewhere.json));
+  await page.getByRole("button", { name: "Use a recovery code instead" }).click();
+  assert.equal(await focused(page), "mfa-login-recovery");
+  assert.equal(await page.locator("#mfa-login-code").isVisible(), false);
+  assert.equal(await enterRecoveryCode(page, first), 401);
+  await page.waitForSelector("#login-form:not([hidden])");
+  assert.equal(await page.locator("#mfa-login-form").isHidden(), true);
+  assert.match(await page.locator("#login-error").textContent(), /Log in again/);
+  assert.equal(await page.locator("#login-identifier").inputValue(), account.email);
+  assert.equal(await focused(page), "login-password");
+  await shoot(page, "mfa-login-token-ended");
+
+  // Again: a recovery code, typed loosely (lower case, no hyphen), logs in.
+  await logInToCodeStep(page, account.email);
+  await page.getByRole("button", { name: "Use a recovery code instead" }).click();
+  assert.equal(await enterRecoveryCode(page, first.replace("-", " ").toLowerCase()), 200);
+  await expectLoggedIn(page, account.email);
+  assert.equal(await focused(page), "account-heading");
+  await waitForText(page, "#mfa-state", /^On/);
+
+  // It works once: the second time it is refused, next to its field.
+  await page.locator("#logout").click();
+  await expectLoggedOut(page);
+  await logInToCodeStep(page, account.email);
+  await page.getByRole("button", { name: "Use a recovery code instead" }).click();
+  assert.equal(await enterRecoveryCode(page, first), 400);
+  await page.waitForSelector("#mfa-login-recovery-error:not(:empty)");
+  assert.match(await page.locator("#mfa-login-recovery-error").textContent(), /recovery code is wrong or was used/);
+  assert.equal(await focused(page), "mfa-login-recovery");
+  await shoot(page, "mfa-login-recovery-used");
+  // Back to the app's code: the switch goes both ways; then the app's code logs in.
+  await page.getByRole("button", { name: "Use a code from your authenticator app instead" }).click();
+  assert.equal(await focused(page), "mfa-login-code");
+  assert.equal(await enterLoginCode(page, account.app.fresh()), 200);
+  await expectLoggedIn(page, account.email);
+});
+
+scenario("turning it off takes the password and a code; then the password alone logs in", async (newContext) => {
+  const account = await accountWithMfa();
+  const context = await newContext();
+  const page = await open(context);
+  await logInToCodeStep(page, account.email);
+  await page.getByRole("button", { name: "Use a recovery code instead" }).click();
+  assert.equal(await enterRecoveryCode(page, account.recoveryCodes[0]), 200);
+  await expectLoggedIn(page, account.email);
+  await waitForText(page, "#mfa-state", /^On/);
+
+  // A wrong password, then a wrong code: each said next to its field.
+  const turnOff = page.getByRole("button", { name: "Turn off two-factor authentication" });
+  await page.locator("#mfa-disable-password").fill("not the password at all");
+  await page.locator("#mfa-disable-code").fill(account.app.wrong());
+  await turnOff.click();
+  await page.waitForSelector("#mfa-disable-password-error:not(:empty)");
+  assert.match(await page.locator("#mfa-disable-password-error").textContent(), /password is wrong/);
+  assert.equal(await focused(page), "mfa-disable-password");
+  await page.locator("#mfa-disable-password").fill(PASSWORD);
+  await turnOff.click();
+  await page.waitForSelector("#mfa-disable-code-error:not(:empty)");
+  assert.match(await page.locator("#mfa-disable-code-error").textContent(), /code is wrong/);
+  assert.equal(await page.locator("#mfa-disable-password-error").textContent(), "");
+  assert.equal(await focused(page), "mfa-disable-code");
+  assert.equal(await page.locator("#signed-in").isVisible(), true, "still logged in");
+  await shoot(page, "mfa-disable-errors");
+
+  // The password and the app's code: off.
+  await page.locator("#mfa-disable-password").fill(PASSWORD);
+  await page.locator("#mfa-disable-code").fill(account.app.fresh());
+  await turnOff.click();
+  await waitForText(page, "#mfa-state", /^Off/);
+  assert.match(await statusText(page), /is off/);
+  assert.equal(await focused(page), "mfa-heading");
+  assert.equal(await page.locator("#mfa-disable-form").isHidden(), true);
+  assert.equal(await page.getByRole("button", { name: "Set up two-factor authentication" }).isVisible(), true);
+  await shoot(page, "mfa-turned-off");
+
+  // The password alone logs in now.
+  const login = page.waitForResponse((response) => new URL(response.url()).pathname === "/login");
+  await page.locator("#logout").click();
+  await expectLoggedOut(page);
+  await logIn(page, account.email);
+  assert.equal((await login).status(), 200);
+  await expectLoggedIn(page, account.email);
+  assert.equal(await page.locator("#mfa-login-form").isHidden(), true);
+  assert.match(await page.locator("#mfa-state").textContent(), /^Off/);
 });

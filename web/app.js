@@ -1,6 +1,8 @@
-// Latchkey's page: sign up, log in, see the account and its sessions, end a session, log
-// out, verify or change the email address, and reset a forgotten password with a mailed
-// code — through the API on this origin, the way a single-page app should use it:
+// Latchkey's page: sign up, log in (with a code from an authenticator app when the account
+// has two-factor authentication), see the account and its sessions, end a session, log
+// out, verify or change the email address, reset a forgotten password with a mailed code,
+// and turn two-factor authentication on or off — through the API on this origin, the way a
+// single-page app should use it:
 //
 // - The access token is kept in this module's memory only, never in localStorage or
 //   sessionStorage, so no other script and no later visitor can read it from storage.
@@ -12,6 +14,11 @@
 // - The mails' links (`#reset?code=…&email=…`, `#verify?code=…&email=…`) only open a form
 //   with the code filled in: nothing is sent until the person submits it, since sending
 //   uses the code up. The link is then taken out of the address bar.
+// - A login's second step holds the `mfa_token` of `/login`'s `mfa_required` answer in
+//   memory only, like the access token; it is good for one login, for 5 minutes.
+// - The QR code of a new authenticator key is the service's SVG, shown as an image from a
+//   blob: URL (an SVG in an <img> runs no script and loads nothing), never parsed into the
+//   page. The recovery codes are shown once and dropped from the DOM when put away.
 // - Errors are RFC 9457 problem documents; they are shown as plain sentences, and a 422's
 //   field errors next to their fields.
 //
@@ -39,6 +46,8 @@ class Problem extends Error {
     this.code = body.code ?? (status === 0 ? "network_error" : "unknown");
     this.errors = Array.isArray(body.errors) ? body.errors : [];
     this.retryAfter = retryAfter;
+    /** With `mfa_required`: the token for the login's second step. */
+    this.mfaToken = typeof body.mfa_token === "string" ? body.mfa_token : null;
   }
 }
 
@@ -179,6 +188,12 @@ const MESSAGES = {
   service_unavailable: "The service is temporarily unavailable. Try again in a moment.",
   request_timeout: "The request took too long. Try again.",
   validation_failed: "Some fields need another look.",
+  invalid_mfa_code: "The code is wrong or was used already. Enter the code your app shows now.",
+  invalid_mfa_token:
+    "The time to enter the code ran out, or too many codes were wrong. Log in again.",
+  mfa_already_enabled: "Two-factor authentication is on already.",
+  mfa_not_enabled: "Two-factor authentication is off already.",
+  mfa_not_pending: "This setup was cancelled, or started again in another tab. Start it again.",
 };
 
 /** Asking for mail too often is not a failed attempt. */
@@ -197,6 +212,7 @@ const FIELD_LABELS = {
   new_password: "New password",
   new_email: "New email address",
   code: "Code",
+  recovery_code: "Recovery code",
 };
 
 /** A problem in plain words; `messages` has a form's own words for some codes. */
@@ -252,7 +268,12 @@ function showProblem(form, problem, inputs, { fields = FIELD_CODES, messages = {
     marked.push(inputs[field]);
   }
   summary.textContent = sentence(problem, messages);
-  (marked[0] ?? form.querySelector("input")).focus();
+  (marked[0] ?? firstShownInput(form))?.focus();
+}
+
+/** The form's first input that is not in a hidden part of it. */
+function firstShownInput(form) {
+  return [...form.querySelectorAll("input")].find((input) => !input.closest("[hidden]"));
 }
 
 /** Runs a form's action with its button disabled and its errors shown (see showProblem). */
@@ -305,10 +326,123 @@ onSubmit(
         openConfirm(body.email, "", sentence(problem));
         return;
       }
+      // The right password, and the account asks for its second factor too.
+      if (problem.code === "mfa_required" && problem.mfaToken) {
+        openMfaStep(problem.mfaToken);
+        return;
+      }
       throw problem;
     }
     login.form.reset();
     await signedIn(tokens, "You are logged in.");
+  },
+);
+
+const mfaLogin = {
+  form: $("#mfa-login-form"),
+  note: $("#mfa-login-note"),
+  codeField: $("#mfa-login-code-field"),
+  code: $("#mfa-login-code"),
+  recoveryField: $("#mfa-login-recovery-field"),
+  recovery: $("#mfa-login-recovery"),
+  toggle: $("#mfa-login-switch"),
+  /** From `/login`'s `mfa_required`: finishes that one login. In memory only. */
+  token: null,
+  usingRecovery: false,
+};
+
+/** The login's second step, in place of the password form. */
+function openMfaStep(token) {
+  mfaLogin.token = token;
+  mfaLogin.form.reset();
+  useRecoveryCode(false);
+  login.form.hidden = true;
+  $("#forgot-aside").hidden = true;
+  mfaLogin.form.hidden = false;
+  mfaLogin.note.textContent =
+    "The password is right. This account has two-factor authentication: enter the code from your authenticator app.";
+  mfaLogin.code.focus();
+}
+
+/** Back to the password step; `message` says why when the second step ended on its own. */
+function closeMfaStep(message = "") {
+  mfaLogin.token = null;
+  mfaLogin.form.reset();
+  clearErrors(mfaLogin.form);
+  mfaLogin.form.hidden = true;
+  login.form.hidden = false;
+  $("#forgot-aside").hidden = false;
+  $("#login-error").textContent = message;
+}
+
+/** Switches between the app's 6-digit code and a recovery code. */
+function useRecoveryCode(on) {
+  mfaLogin.usingRecovery = on;
+  mfaLogin.codeField.hidden = on;
+  mfaLogin.recoveryField.hidden = !on;
+  mfaLogin.toggle.textContent = on
+    ? "Use a code from your authenticator app instead"
+    : "Use a recovery code instead";
+  clearErrors(mfaLogin.form);
+}
+
+mfaLogin.toggle.addEventListener("click", () => {
+  useRecoveryCode(!mfaLogin.usingRecovery);
+  (mfaLogin.usingRecovery ? mfaLogin.recovery : mfaLogin.code).focus();
+});
+
+$("#mfa-login-cancel").addEventListener("click", () => {
+  closeMfaStep();
+  login.password.value = "";
+  login.password.focus();
+});
+
+onSubmit(
+  mfaLogin.form,
+  { code: mfaLogin.code, recovery_code: mfaLogin.recovery },
+  async () => {
+    const field = mfaLogin.usingRecovery ? "recovery_code" : "code";
+    const input = mfaLogin.usingRecovery ? mfaLogin.recovery : mfaLogin.code;
+    // Spaces are how apps and people group codes; the service wants the characters.
+    const value = input.value.replace(/\s+/g, "");
+    if (!value) {
+      fieldError(
+        input,
+        mfaLogin.usingRecovery ? "Enter one of your recovery codes." : "Enter the 6-digit code.",
+      );
+      input.focus();
+      return;
+    }
+    let tokens;
+    try {
+      tokens = await call("/login/mfa", {
+        method: "POST",
+        body: { mfa_token: mfaLogin.token, [field]: value, refresh_token_transport: "cookie" },
+      });
+    } catch (problem) {
+      // Expired, used, or ended by too many wrong codes: the password step again.
+      if (problem.code === "invalid_mfa_token") {
+        closeMfaStep(sentence(problem));
+        login.password.value = "";
+        login.password.focus();
+        return;
+      }
+      throw problem;
+    }
+    closeMfaStep();
+    login.form.reset();
+    await signedIn(tokens, "You are logged in.");
+  },
+  {
+    // The wrong code is the one in the field shown.
+    get fields() {
+      return { invalid_mfa_code: mfaLogin.usingRecovery ? "recovery_code" : "code" };
+    },
+    get messages() {
+      return mfaLogin.usingRecovery
+        ? { invalid_mfa_code: "This recovery code is wrong or was used already." }
+        : {};
+    },
   },
 );
 
@@ -580,6 +714,8 @@ async function signedIn(tokens, message) {
 
 /** Shows the signed-in view, filled from `GET /me` and `GET /sessions`. */
 async function showAccount() {
+  // Logged in elsewhere (another tab) while this one was at the login's second step.
+  if (mfaLogin.token) closeMfaStep();
   views.signedOut.hidden = true;
   views.signedIn.hidden = false;
   await Promise.all([loadMe(), loadSessions()]);
@@ -612,6 +748,7 @@ function renderMe(me) {
     verify.note.textContent = "";
   }
   verify.banner.hidden = me.email_verified;
+  renderMfa(me);
 }
 
 // --- the email address: verifying it, changing it ---------------------------------------
@@ -728,6 +865,268 @@ $("#change-cancel").addEventListener("click", () => {
   change.email.focus();
 });
 
+// --- two-factor authentication: an authenticator app's codes, and recovery codes ---------
+
+const mfa = {
+  section: $("#mfa"),
+  heading: $("#mfa-heading"),
+  state: $("#mfa-state"),
+  note: $("#mfa-note"),
+  startActions: $("#mfa-start-actions"),
+  start: $("#mfa-start"),
+  setupForm: $("#mfa-setup-form"),
+  setupPassword: $("#mfa-setup-password"),
+  enrolForm: $("#mfa-enrol-form"),
+  qr: $("#mfa-qr"),
+  qrError: $("#mfa-qr-error"),
+  secret: $("#mfa-secret"),
+  openAside: $("#mfa-open-aside"),
+  open: $("#mfa-open"),
+  enrolCode: $("#mfa-enrol-code"),
+  codes: $("#mfa-codes"),
+  codesList: $("#mfa-codes-list"),
+  codesNote: $("#mfa-codes-note"),
+  disableForm: $("#mfa-disable-form"),
+  disablePassword: $("#mfa-disable-password"),
+  disableCode: $("#mfa-disable-code"),
+  /** Whether the account has it on, as the service last said. */
+  on: false,
+  /** The QR code's blob: URL while the key is shown; revoked when it goes. */
+  qrUrl: "",
+};
+
+/** The section, from a `User`; recovery codes on show stay until they are put away. */
+function renderMfa(me) {
+  // A service without the second factor says nothing of it: no section then.
+  mfa.section.hidden = !Array.isArray(me.mfa);
+  if (mfa.section.hidden) return;
+  mfa.on = me.mfa.includes("totp");
+  mfa.state.textContent = mfa.on
+    ? "On: after your password, logging in asks for a code from your authenticator app."
+    : "Off: your password alone logs you in. With a code from an authenticator app as well, a stolen password is not enough.";
+  if (mfa.on) {
+    // Turned on here, or in another tab meanwhile: a setup under way is over.
+    closeSetup();
+  } else {
+    forgetRecoveryCodes();
+    mfa.disableForm.reset();
+    clearErrors(mfa.disableForm);
+  }
+  const settingUp = !mfa.setupForm.hidden || !mfa.enrolForm.hidden;
+  mfa.startActions.hidden = mfa.on || settingUp;
+  mfa.disableForm.hidden = !mfa.on || !mfa.codes.hidden;
+}
+
+/** Ends a setup under way (if any) and forgets its key. */
+function closeSetup() {
+  for (const form of [mfa.setupForm, mfa.enrolForm]) {
+    form.reset();
+    clearErrors(form);
+    form.hidden = true;
+  }
+  forgetKey();
+  mfa.startActions.hidden = mfa.on;
+}
+
+function forgetKey() {
+  if (mfa.qrUrl) URL.revokeObjectURL(mfa.qrUrl);
+  mfa.qrUrl = "";
+  mfa.qr.removeAttribute("src");
+  mfa.qr.hidden = false;
+  mfa.qrError.textContent = "";
+  mfa.secret.textContent = "";
+  mfa.open.setAttribute("href", "#");
+  mfa.openAside.hidden = true;
+}
+
+/** The new key: the service's QR code as an image, and the secret in groups of 4. */
+function showKey(key) {
+  forgetKey();
+  mfa.qrUrl = URL.createObjectURL(new Blob([key.qr_svg], { type: "image/svg+xml" }));
+  mfa.qr.src = mfa.qrUrl;
+  mfa.secret.textContent = key.secret.replace(/(.{4})(?=.)/g, "$1 ");
+  // On a phone the QR code cannot be scanned from its own screen: the app opens the link.
+  if (typeof key.otpauth_uri === "string" && key.otpauth_uri.startsWith("otpauth://totp/")) {
+    mfa.open.href = key.otpauth_uri;
+    mfa.openAside.hidden = false;
+  }
+}
+
+mfa.qr.addEventListener("error", () => {
+  if (!mfa.qrUrl || mfa.qr.src !== mfa.qrUrl) return;
+  mfa.qr.hidden = true;
+  mfa.qrError.textContent = "The QR code cannot be shown here: enter the key by hand.";
+});
+
+/** The service says the state changed elsewhere (another tab): show it as it is now. */
+async function mfaChanged(problem) {
+  closeSetup();
+  await loadMe();
+  mfa.note.textContent = sentence(problem);
+  mfa.heading.focus();
+}
+
+mfa.start.addEventListener("click", () => {
+  mfa.note.textContent = "";
+  mfa.startActions.hidden = true;
+  mfa.setupForm.hidden = false;
+  mfa.setupPassword.focus();
+});
+
+for (const button of mfa.section.querySelectorAll(".mfa-cancel")) {
+  button.addEventListener("click", () => {
+    closeSetup();
+    mfa.start.focus();
+  });
+}
+
+onSubmit(
+  mfa.setupForm,
+  { password: mfa.setupPassword },
+  async () => {
+    let key;
+    try {
+      key = await api("/me/mfa/totp", {
+        method: "POST",
+        body: { password: mfa.setupPassword.value },
+      });
+    } catch (problem) {
+      if (problem.code === "mfa_already_enabled") return mfaChanged(problem);
+      throw problem;
+    }
+    mfa.setupForm.reset();
+    mfa.setupForm.hidden = true;
+    showKey(key);
+    mfa.enrolForm.hidden = false;
+    $("#mfa-enrol-heading").focus();
+  },
+  {
+    fields: { invalid_credentials: "password" },
+    messages: { invalid_credentials: "The password is wrong." },
+  },
+);
+
+onSubmit(
+  mfa.enrolForm,
+  { code: mfa.enrolCode },
+  async () => {
+    const code = mfa.enrolCode.value.replace(/\s+/g, "");
+    if (!code) {
+      fieldError(mfa.enrolCode, "Enter the 6-digit code the app shows.");
+      mfa.enrolCode.focus();
+      return;
+    }
+    let answer;
+    try {
+      answer = await api("/me/mfa/totp/confirm", { method: "POST", body: { code } });
+    } catch (problem) {
+      if (["mfa_not_pending", "mfa_already_enabled"].includes(problem.code)) {
+        return mfaChanged(problem);
+      }
+      throw problem;
+    }
+    closeSetup();
+    showRecoveryCodes(answer.recovery_codes);
+    await loadMe();
+    setStatus("Two-factor authentication is on.");
+    $("#mfa-codes-heading").focus();
+  },
+  {
+    fields: { invalid_mfa_code: "code" },
+    messages: {
+      invalid_mfa_code:
+        "The code is wrong. Enter the one the app shows now; if it is refused again, check that the device's clock is right.",
+    },
+  },
+);
+
+function showRecoveryCodes(codes) {
+  mfa.codesList.replaceChildren(
+    ...codes.map((code) => {
+      const item = document.createElement("li");
+      item.textContent = code;
+      return item;
+    }),
+  );
+  mfa.codesNote.textContent = "";
+  mfa.codes.hidden = false;
+  mfa.disableForm.hidden = true;
+}
+
+/** Takes the codes out of the page: they are not to be seen again. */
+function forgetRecoveryCodes() {
+  mfa.codesList.replaceChildren();
+  mfa.codesNote.textContent = "";
+  mfa.codes.hidden = true;
+}
+
+$("#mfa-codes-copy").addEventListener("click", async () => {
+  const codes = [...mfa.codesList.children].map((item) => item.textContent);
+  const text = [
+    `Latchkey recovery codes for ${$("#me-email").textContent}, each good for one login:`,
+    ...codes,
+    "",
+  ].join("\n");
+  try {
+    await navigator.clipboard.writeText(text);
+    mfa.codesNote.textContent =
+      "Copied. Paste them into your password manager, or a file you keep safe.";
+  } catch {
+    // No clipboard here (refused, or not offered): select them, for the keyboard's copy.
+    getSelection().selectAllChildren(mfa.codesList);
+    mfa.codesNote.textContent = "The codes are selected: copy them with Ctrl+C (⌘C on a Mac).";
+  }
+});
+
+$("#mfa-codes-done").addEventListener("click", () => {
+  forgetRecoveryCodes();
+  mfa.disableForm.hidden = !mfa.on;
+  mfa.heading.focus();
+});
+
+onSubmit(
+  mfa.disableForm,
+  { password: mfa.disablePassword, code: mfa.disableCode },
+  async () => {
+    try {
+      await api("/me/mfa/totp", {
+        method: "DELETE",
+        body: {
+          password: mfa.disablePassword.value,
+          code: mfa.disableCode.value.replace(/\s+/g, ""),
+        },
+      });
+    } catch (problem) {
+      if (problem.code === "mfa_not_enabled") return mfaChanged(problem);
+      throw problem;
+    }
+    mfa.disableForm.reset();
+    await loadMe();
+    setStatus("Two-factor authentication is off: your password alone logs you in.");
+    mfa.heading.focus();
+  },
+  {
+    fields: { invalid_credentials: "password", invalid_mfa_code: "code" },
+    messages: {
+      invalid_credentials: "The password is wrong.",
+      invalid_mfa_code: "The code is wrong or was used already.",
+    },
+  },
+);
+
+/** Signed out: nothing of a setup, the codes or the forms stays in the page. */
+function resetMfa() {
+  closeSetup();
+  forgetRecoveryCodes();
+  mfa.disableForm.reset();
+  clearErrors(mfa.disableForm);
+  mfa.disableForm.hidden = true;
+  mfa.note.textContent = "";
+  mfa.state.textContent = "";
+  mfa.on = false;
+  mfa.section.hidden = true;
+}
+
 async function loadSessions() {
   const error = $("#sessions-error");
   try {
@@ -824,6 +1223,7 @@ function signOutLocally(message, { error = false } = {}) {
   clearErrors(verify.form);
   verify.note.textContent = "";
   resetChange();
+  resetMfa();
   setStatus(message, { error });
 }
 

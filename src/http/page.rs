@@ -14,10 +14,14 @@ use crate::error::Error;
 
 /// The page may load its own script and style sheet and call its own origin, and
 /// nothing else: no inline script or style, no framing, no form posts. Trusted Types with no
-/// policy closes the DOM's string-to-HTML sinks (`innerHTML` and the like), which the
-/// script does not use.
+/// policy closes the DOM's string-to-HTML sinks (`innerHTML` and the like, and `DOMParser`),
+/// which the script does not use. `blob:` images are the QR code of a new authenticator key:
+/// the API's SVG, which the script turns into a `blob:` URL of this origin (only this
+/// origin's scripts can make one) and shows in an `<img>`, where an SVG runs no script and
+/// loads nothing. Not `data:`: injected markup could carry one, where a `blob:` URL needs
+/// this origin's script.
 pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'; \
-     style-src 'self'; img-src 'self'; connect-src 'self'; base-uri 'none'; \
+     style-src 'self'; img-src 'self' blob:; connect-src 'self'; base-uri 'none'; \
      form-action 'none'; frame-ancestors 'none'; require-trusted-types-for 'script'; \
      trusted-types 'none'";
 

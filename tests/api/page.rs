@@ -18,7 +18,8 @@ const DIRECTIVES: &[&str] = &[
     "script-src 'self'",
     "style-src 'self'",
     "connect-src 'self'",
-    "img-src 'self'",
+    // blob: for the QR code of a new authenticator key (src/http/page.rs).
+    "img-src 'self' blob:",
     "base-uri 'none'",
     "form-action 'none'",
     "frame-ancestors 'none'",
@@ -301,4 +302,36 @@ async fn every_input_is_labelled_and_the_steps_of_the_mailed_codes_are_there() {
         "no verification banner"
     );
     assert!(html.contains("Forgot your password?"));
+}
+
+/// The second factor's steps are there: the login's code step (a 6-digit field that phones
+/// fill from a text or an app, and a recovery code), setting it up, the recovery codes
+/// shown once, and turning it off. What they do is `.ci/e2e.sh`'s part.
+#[actix_web::test]
+async fn the_steps_of_the_second_factor_are_there() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let html = get(&app, "/").await.text().await.unwrap();
+    for form in [
+        "mfa-login-form",
+        "mfa-setup-form",
+        "mfa-enrol-form",
+        "mfa-disable-form",
+    ] {
+        assert!(html.contains(&format!("<form id=\"{form}\"")), "no #{form}");
+    }
+    assert!(
+        html.contains("id=\"mfa-codes\""),
+        "no place for the recovery codes"
+    );
+    let code_input = html
+        .split("id=\"mfa-login-code\"")
+        .nth(1)
+        .and_then(|rest| rest.split('>').next())
+        .expect("the login's code field");
+    assert!(code_input.contains("inputmode=\"numeric\""), "{code_input}");
+    assert!(
+        code_input.contains("autocomplete=\"one-time-code\""),
+        "{code_input}"
+    );
+    assert!(html.contains("Use a recovery code instead"));
 }
