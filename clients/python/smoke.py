@@ -158,6 +158,13 @@ def main() -> int:
     print(f"python client smoke against {base_url}")
     started = time.monotonic()
 
+    account_flow(base_url)
+    return finish(started)
+
+
+def account_flow(base_url: str) -> None:
+    """signup -> me -> refresh -> sessions -> logout, the cookie transport, then the mailed
+    codes. Returns early where a failure leaves nothing to go on (the failure is counted)."""
     timeout = httpx.Timeout(10.0)
     anon = Client(base_url=base_url, timeout=timeout, raise_on_unexpected_status=True)
     tag = uuid.uuid4().hex[:12]
@@ -171,10 +178,10 @@ def main() -> int:
         client=anon, body=SignupRequest(email=email.upper(), password=password, username=username)
     )
     if not check(resp.status_code == 201, "signup answers 201", body_of(resp)):
-        return 1
+        return
     tokens = resp.parsed
     if not check(isinstance(tokens, TokenResponse), "signup body parses as TokenResponse", tokens):
-        return 1
+        return
     assert isinstance(tokens, TokenResponse)
     check(tokens.token_type == "Bearer", "signup token_type is Bearer", tokens.token_type)
     check(tokens.expires_in > 0, "signup expires_in is positive", tokens.expires_in)
@@ -182,7 +189,7 @@ def main() -> int:
     # `None` only with the cookie transport (below); the default is the body.
     refresh_token = tokens.refresh_token
     if not check(isinstance(refresh_token, str), "signup has the refresh_token in the body", refresh_token):
-        return 1
+        return
     assert isinstance(refresh_token, str)
     check(len(refresh_token) >= 43, "signup refresh_token is long enough", len(refresh_token))
     check(isinstance(tokens.user, User), "signup user parses as User", tokens.user)
@@ -240,7 +247,7 @@ def main() -> int:
     check(resp_rf.status_code == 200, "POST /refresh answers 200", body_of(resp_rf))
     rotated = resp_rf.parsed
     if not check(isinstance(rotated, TokenResponse), "POST /refresh body parses as TokenResponse", rotated):
-        return 1
+        return
     assert isinstance(rotated, TokenResponse)
     check(rotated.refresh_token != tokens.refresh_token, "POST /refresh gives a new refresh token")
     check(bool(rotated.access_token), "POST /refresh gives an access token")
@@ -360,7 +367,7 @@ def main() -> int:
     check(resp_li.status_code == 200, "login with the password answers 200", body_of(resp_li))
     before_reset = resp_li.parsed
     if not check(isinstance(before_reset, TokenResponse), "login body parses as TokenResponse", before_reset):
-        return finish(started)
+        return
     assert isinstance(before_reset, TokenResponse)
     check(before_reset.user.id == user_id, "login is for the signup's user", before_reset.user.id)
     old_session = AuthenticatedClient(
@@ -389,7 +396,7 @@ def main() -> int:
     new_password = f"py smoke new {uuid.uuid4().hex}"
     reset_code = wait_for_code(server_log, email, codes_before, "forgot password mailed a reset code")
     if reset_code is None:
-        return finish(started)
+        return
     resp_rw = reset_password.sync_detailed(
         client=anon,
         body=ResetPasswordRequest(email=email, code=wrong_code(reset_code), new_password=new_password),
@@ -419,7 +426,7 @@ def main() -> int:
     check(resp_ln.status_code == 200, "login with the new password answers 200", body_of(resp_ln))
     after_reset = resp_ln.parsed
     if not check(isinstance(after_reset, TokenResponse), "login body parses as TokenResponse", after_reset):
-        return finish(started)
+        return
     assert isinstance(after_reset, TokenResponse)
     check(after_reset.user.id == user_id, "login with the new password is for the same user", after_reset.user.id)
     new_session = AuthenticatedClient(
@@ -446,8 +453,6 @@ def main() -> int:
             check(moved.email == new_email, "the account now has the new email", moved.email)
             check(moved.email_verified is True, "the new email is verified", moved.email_verified)
             check(moved.id == user_id, "the new email is the same account's", moved.id)
-
-    return finish(started)
 
 
 def finish(started: float) -> int:
