@@ -4,9 +4,14 @@
 # type-checks the TypeScript smoke, then runs both smokes (signup -> me -> refresh ->
 # sessions -> logout -> me 401, a 422, the cookie transport; then the mailed codes: verify
 # the signup's email, forgot -> reset password -> log in anew, change the email and verify
-# the new one) against target/debug/latchkey on each backend. No SMTP server: the server runs
-# with LATCHKEY_LOG=info, so that it logs each message, and the smokes read the codes from
-# its log ($LATCHKEY_SERVER_LOG).
+# the new one; then the second factor: enrol TOTP -> confirm with a code (recovery codes)
+# -> me mfa [totp] -> login 403 mfa_required with an mfa_token -> /login/mfa with the next
+# step's code (amr [pwd, otp]; the confirm's code refused as a replay), a wrong code 400, a
+# recovery code -> disable with a recovery code -> me mfa [] and a plain login) against
+# target/debug/latchkey on each backend. No SMTP server: the server runs with
+# LATCHKEY_LOG=info, so that it logs each message, and the smokes read the mailed codes from
+# its log ($LATCHKEY_SERVER_LOG). The TOTP codes the smokes compute themselves (RFC 6238,
+# from the enrolment's secret and the clock: no authenticator app, no new dependency).
 # Run from anywhere after `cargo build` (CI: after `cargo test`). PostgreSQL must be up for
 # the postgres backend (.ci/run starts it). Generated code lands in git-ignored folders.
 #

@@ -10,13 +10,23 @@ codes:
     mailed code (204); the old token is refused (401), the old password too, the new one
     logs in;
   - email change: change the email (202 sent), verify the code mailed to the new address
-    (200, the account has the new email).
+    (200, the account has the new email);
+then the second factor, on an account of its own:
+  - TOTP: enrol with the password (secret, otpauth URI, QR as SVG), confirm with the current
+    code (10 recovery codes), GET /me says mfa [totp]; a login answers 403 mfa_required with
+    an mfa_token (read from the Problem model); /login/mfa refuses the code used at confirm
+    (a replay), then takes the next step's code (access token amr [pwd, otp]); a second
+    login: a wrong code (400 invalid_mfa_code), then a recovery code (200), its mfa_token
+    then spent (401); disable with the password and an unused recovery code (204), after
+    which GET /me says mfa [] and a login answers tokens directly. The codes are computed
+    here (RFC 6238, standard library only), checked first against the RFC's vectors.
 
 Usage: smoke.py [BASE_URL]   (default: $LATCHKEY_URL)
 
-The codes are read from the server's log ($LATCHKEY_SERVER_LOG): without LATCHKEY_SMTP_URL,
-a server run with LATCHKEY_LOG=info logs each message it would send, with its recipient and
-text (where a code stands on a line `Your code: XXXXXXXX`). .ci/clients.sh runs it so.
+The mailed codes are read from the server's log ($LATCHKEY_SERVER_LOG): without
+LATCHKEY_SMTP_URL, a server run with LATCHKEY_LOG=info logs each message it would send, with
+its recipient and text (where a code stands on a line `Your code: XXXXXXXX`). .ci/clients.sh
+runs it so.
 
 The generated package `latchkey_client` is imported from $LATCHKEY_PY_CLIENT_DIR, or from
 clients/python/generated/ beside this file; .ci/clients.sh generates it there with
@@ -25,7 +35,10 @@ clients/python/generated/ beside this file; .ci/clients.sh generates it there wi
 
 from __future__ import annotations
 
+import base64
 import datetime
+import hashlib
+import hmac
 import json
 import os
 import re
@@ -34,6 +47,7 @@ import time
 import uuid
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import httpx
 
@@ -41,23 +55,31 @@ sys.path.insert(0, os.environ.get("LATCHKEY_PY_CLIENT_DIR", str(Path(__file__).r
 
 from latchkey_client import AuthenticatedClient, Client  # noqa: E402
 from latchkey_client.api.account import change_email, get_me, send_email_verification  # noqa: E402
-from latchkey_client.api.auth import login, logout, refresh, signup  # noqa: E402
+from latchkey_client.api.auth import login, login_with_mfa, logout, refresh, signup  # noqa: E402
 from latchkey_client.api.docs import get_open_api  # noqa: E402
+from latchkey_client.api.mfa import confirm_totp, disable_totp, enrol_totp  # noqa: E402
 from latchkey_client.api.recovery import forgot_password, reset_password, verify_email  # noqa: E402
 from latchkey_client.api.sessions import list_sessions  # noqa: E402
 from latchkey_client.models import (  # noqa: E402
     ChangeEmailRequest,
+    ConfirmTotpRequest,
+    DisableTotpRequest,
+    EnrolTotpRequest,
     ForgotPasswordRequest,
+    LoginMfaRequest,
     LoginRequest,
     MailAccepted,
     Problem,
+    RecoveryCodes,
     RefreshRequest,
     RefreshTokenTransport,
     ResetPasswordRequest,
     Session,
     SignupRequest,
     TokenResponse,
+    TotpEnrolment,
     User,
+    UserMfaItem,
     VerifyEmailRequest,
 )
 from latchkey_client.types import Response  # noqa: E402
@@ -150,6 +172,53 @@ def wrong_code(code: str) -> str:
     return "00000000" if code != "00000000" else "11111111"
 
 
+# --- TOTP (RFC 6238), as an authenticator app computes it ---------------------------------
+# HMAC-SHA-1 over the 30-second step number, dynamic truncation (RFC 4226), 6 digits.
+TOTP_STEP_SECONDS = 30
+
+
+def hotp(key: bytes, counter: int, digits: int = 6) -> str:
+    mac = hmac.new(key, counter.to_bytes(8, "big"), hashlib.sha1).digest()
+    offset = mac[-1] & 0x0F
+    value = int.from_bytes(mac[offset : offset + 4], "big") & 0x7FFFFFFF
+    return str(value % 10**digits).zfill(digits)
+
+
+def totp_step(unix_time: float | None = None) -> int:
+    """The step a moment (now, by default) falls in."""
+    return int(time.time() if unix_time is None else unix_time) // TOTP_STEP_SECONDS
+
+
+def totp(key: bytes, step: int, digits: int = 6) -> str:
+    """The code of one step."""
+    return hotp(key, step, digits)
+
+
+def base32_secret(secret: str) -> bytes:
+    """The key of a secret given in base32 without padding (RFC 4648)."""
+    return base64.b32decode(secret.upper() + "=" * (-len(secret) % 8))
+
+
+def wrong_totp(key: bytes) -> str:
+    """Six digits that are no code of `key` for any step near now."""
+    now = totp_step()
+    near = {totp(key, step) for step in range(now - 3, now + 4)}
+    return next(c for c in (f"{d}" * 6 for d in range(10)) if c not in near)
+
+
+def jwt_claims(token: str) -> dict[str, Any]:
+    """The payload of a JWT, unverified (the smoke only reads what the server put in it)."""
+    payload = token.split(".")[1]
+    return json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+
+
+def amr_of(token: str) -> object:
+    try:
+        return jwt_claims(token).get("amr")
+    except (IndexError, ValueError) as err:
+        return f"undecodable: {err}"
+
+
 def main() -> int:
     base_url = (sys.argv[1] if len(sys.argv) > 1 else os.environ.get("LATCHKEY_URL", "")).rstrip("/")
     if not base_url:
@@ -158,6 +227,14 @@ def main() -> int:
     print(f"python client smoke against {base_url}")
     started = time.monotonic()
 
+    account_flow(base_url)
+    mfa_flow(base_url)
+    return finish(started)
+
+
+def account_flow(base_url: str) -> None:
+    """signup -> me -> refresh -> sessions -> logout, the cookie transport, then the mailed
+    codes. Returns early where a failure leaves nothing to go on (the failure is counted)."""
     timeout = httpx.Timeout(10.0)
     anon = Client(base_url=base_url, timeout=timeout, raise_on_unexpected_status=True)
     tag = uuid.uuid4().hex[:12]
@@ -171,10 +248,10 @@ def main() -> int:
         client=anon, body=SignupRequest(email=email.upper(), password=password, username=username)
     )
     if not check(resp.status_code == 201, "signup answers 201", body_of(resp)):
-        return 1
+        return
     tokens = resp.parsed
     if not check(isinstance(tokens, TokenResponse), "signup body parses as TokenResponse", tokens):
-        return 1
+        return
     assert isinstance(tokens, TokenResponse)
     check(tokens.token_type == "Bearer", "signup token_type is Bearer", tokens.token_type)
     check(tokens.expires_in > 0, "signup expires_in is positive", tokens.expires_in)
@@ -182,7 +259,7 @@ def main() -> int:
     # `None` only with the cookie transport (below); the default is the body.
     refresh_token = tokens.refresh_token
     if not check(isinstance(refresh_token, str), "signup has the refresh_token in the body", refresh_token):
-        return 1
+        return
     assert isinstance(refresh_token, str)
     check(len(refresh_token) >= 43, "signup refresh_token is long enough", len(refresh_token))
     check(isinstance(tokens.user, User), "signup user parses as User", tokens.user)
@@ -240,7 +317,7 @@ def main() -> int:
     check(resp_rf.status_code == 200, "POST /refresh answers 200", body_of(resp_rf))
     rotated = resp_rf.parsed
     if not check(isinstance(rotated, TokenResponse), "POST /refresh body parses as TokenResponse", rotated):
-        return 1
+        return
     assert isinstance(rotated, TokenResponse)
     check(rotated.refresh_token != tokens.refresh_token, "POST /refresh gives a new refresh token")
     check(bool(rotated.access_token), "POST /refresh gives an access token")
@@ -360,7 +437,7 @@ def main() -> int:
     check(resp_li.status_code == 200, "login with the password answers 200", body_of(resp_li))
     before_reset = resp_li.parsed
     if not check(isinstance(before_reset, TokenResponse), "login body parses as TokenResponse", before_reset):
-        return finish(started)
+        return
     assert isinstance(before_reset, TokenResponse)
     check(before_reset.user.id == user_id, "login is for the signup's user", before_reset.user.id)
     old_session = AuthenticatedClient(
@@ -389,7 +466,7 @@ def main() -> int:
     new_password = f"py smoke new {uuid.uuid4().hex}"
     reset_code = wait_for_code(server_log, email, codes_before, "forgot password mailed a reset code")
     if reset_code is None:
-        return finish(started)
+        return
     resp_rw = reset_password.sync_detailed(
         client=anon,
         body=ResetPasswordRequest(email=email, code=wrong_code(reset_code), new_password=new_password),
@@ -419,7 +496,7 @@ def main() -> int:
     check(resp_ln.status_code == 200, "login with the new password answers 200", body_of(resp_ln))
     after_reset = resp_ln.parsed
     if not check(isinstance(after_reset, TokenResponse), "login body parses as TokenResponse", after_reset):
-        return finish(started)
+        return
     assert isinstance(after_reset, TokenResponse)
     check(after_reset.user.id == user_id, "login with the new password is for the same user", after_reset.user.id)
     new_session = AuthenticatedClient(
@@ -447,7 +524,211 @@ def main() -> int:
             check(moved.email_verified is True, "the new email is verified", moved.email_verified)
             check(moved.id == user_id, "the new email is the same account's", moved.id)
 
-    return finish(started)
+
+def mfa_flow(base_url: str) -> None:
+    """The second factor: sign up; enrol TOTP (secret, otpauth URI, QR) and confirm it with
+    the current code (10 recovery codes); GET /me says mfa [totp]; a login answers 403
+    mfa_required with an mfa_token; /login/mfa refuses the code used at confirm (a replay)
+    and takes the next step's (amr [pwd, otp]); a second login: a wrong code 400, then a
+    recovery code 200 (its mfa_token then used up: 401); disable with the password and an
+    unused recovery code (204); GET /me says mfa []; a login answers tokens directly again.
+    Returns early where a failure leaves nothing to go on (the failure is counted)."""
+    # The maths first, against RFC 6238's SHA-1 vectors (ASCII key "12345678901234567890",
+    # 8 digits) and RFC 4226's 6-digit HOTP vector for counter 0: a wrong function would
+    # otherwise show up only as refused codes.
+    rfc_key = b"12345678901234567890"
+    check(totp(rfc_key, totp_step(59), 8) == "94287082", "TOTP: RFC 6238 vector T=59", totp(rfc_key, totp_step(59), 8))
+    check(
+        totp(rfc_key, totp_step(1111111109), 8) == "07081804",
+        "TOTP: RFC 6238 vector T=1111111109",
+        totp(rfc_key, totp_step(1111111109), 8),
+    )
+    check(hotp(rfc_key, 0) == "755224", "TOTP: RFC 4226 6-digit vector, counter 0", hotp(rfc_key, 0))
+
+    timeout = httpx.Timeout(10.0)
+    anon = Client(base_url=base_url, timeout=timeout, raise_on_unexpected_status=True)
+
+    def session(token: str) -> AuthenticatedClient:
+        return AuthenticatedClient(base_url=base_url, token=token, timeout=timeout, raise_on_unexpected_status=True)
+
+    tag = uuid.uuid4().hex[:12]
+    email = f"py-smoke-mfa-{tag}@example.com"
+    password = f"py smoke mfa {uuid.uuid4().hex}"
+    resp_su = signup.sync_detailed(client=anon, body=SignupRequest(email=email, password=password))
+    check(resp_su.status_code == 201, "MFA: signup answers 201", body_of(resp_su))
+    signed_up = resp_su.parsed
+    if not check(isinstance(signed_up, TokenResponse), "MFA: signup body parses as TokenResponse", signed_up):
+        return
+    assert isinstance(signed_up, TokenResponse)
+    check(signed_up.user.mfa == [], "MFA: a new account has mfa []", signed_up.user.mfa)
+    amr = amr_of(signed_up.access_token)
+    check(amr == ["pwd"], "MFA: the signup's access token has amr [pwd]", amr)
+    user_id = signed_up.user.id
+    first = session(signed_up.access_token)
+
+    # --- enrol: a secret for an authenticator app ------------------------------------
+    resp_en = enrol_totp.sync_detailed(client=first, body=EnrolTotpRequest(password=password))
+    check(resp_en.status_code == 200, "POST /me/mfa/totp answers 200", body_of(resp_en))
+    check(
+        resp_en.headers.get("cache-control") == "no-store",
+        "POST /me/mfa/totp has Cache-Control: no-store",
+        resp_en.headers.get("cache-control"),
+    )
+    enrolment = resp_en.parsed
+    if not check(isinstance(enrolment, TotpEnrolment), "POST /me/mfa/totp body parses as TotpEnrolment", enrolment):
+        return
+    assert isinstance(enrolment, TotpEnrolment)
+    try:
+        key = base32_secret(enrolment.secret)
+    except ValueError as err:
+        check(False, "the TOTP secret is base32", err)
+        return
+    check(len(key) >= 16, "the TOTP secret has at least 128 bits", len(key) * 8)
+    uri = urlsplit(enrolment.otpauth_uri)
+    query = parse_qs(uri.query)
+    check(
+        uri.scheme == "otpauth" and uri.netloc == "totp",
+        "the otpauth_uri is otpauth://totp/",
+        enrolment.otpauth_uri[:30],
+    )
+    check(query.get("secret") == [enrolment.secret], "the otpauth_uri holds the secret")
+    check(
+        query.get("digits", ["6"]) == ["6"] and query.get("period", ["30"]) == ["30"]
+        and query.get("algorithm", ["SHA1"]) == ["SHA1"],
+        "the otpauth_uri says SHA-1, 6 digits, 30 s (or leaves them to their defaults)",
+        {k: v for k, v in query.items() if k != "secret"},
+    )
+    check("<svg" in enrolment.qr_svg, "qr_svg is an SVG document", enrolment.qr_svg[:60])
+
+    # --- confirm with the current code: the recovery codes ----------------------------
+    confirm_step = totp_step()
+    resp_cf = confirm_totp.sync_detailed(client=first, body=ConfirmTotpRequest(code=totp(key, confirm_step)))
+    check(resp_cf.status_code == 200, "POST /me/mfa/totp/confirm with the current code answers 200", body_of(resp_cf))
+    check(
+        resp_cf.headers.get("cache-control") == "no-store",
+        "POST /me/mfa/totp/confirm has Cache-Control: no-store",
+        resp_cf.headers.get("cache-control"),
+    )
+    confirmed = resp_cf.parsed
+    if not check(isinstance(confirmed, RecoveryCodes), "POST /me/mfa/totp/confirm parses as RecoveryCodes", confirmed):
+        return
+    assert isinstance(confirmed, RecoveryCodes)
+    recovery_codes = confirmed.recovery_codes
+    check(len(recovery_codes) == 10, "confirm answers 10 recovery codes", len(recovery_codes))
+    check(len(set(recovery_codes)) == len(recovery_codes), "the recovery codes are all different")
+    check(
+        all(isinstance(c, str) and re.fullmatch(r"[0-9A-Z]{5}-[0-9A-Z]{5}", c) for c in recovery_codes),
+        "the recovery codes look like XXXXX-XXXXX",
+        recovery_codes[:2],
+    )
+    if len(recovery_codes) < 2:
+        return
+
+    resp_me = get_me.sync_detailed(client=first)
+    check(resp_me.status_code == 200, "MFA: GET /me answers 200", body_of(resp_me))
+    me = resp_me.parsed
+    if check(isinstance(me, User), "MFA: GET /me body parses as User", me):
+        assert isinstance(me, User)
+        check(me.mfa == [UserMfaItem.TOTP], 'GET /me says mfa ["totp"] once confirmed', me.mfa)
+
+    # --- a login now owes a second factor ----------------------------------------------
+    resp_l1 = login.sync_detailed(client=anon, body=LoginRequest(email=email, password=password))
+    required = is_problem(resp_l1, 403, "mfa_required", "login to an account with TOTP")
+    if required is None:
+        return
+    # Problem.mfa_token is optional in the schema (it is there only with mfa_required), so
+    # the client types it `str | Unset`.
+    mfa_token = required.mfa_token
+    if not check(
+        isinstance(mfa_token, str) and len(mfa_token) >= 32, "the mfa_required problem has an mfa_token", mfa_token
+    ):
+        return
+    assert isinstance(mfa_token, str)
+    check(required.status == 403, "the mfa_required problem status is 403", required.status)
+
+    # The code of the step used at confirm is a replay: refused (it counts as one wrong code
+    # against this mfa_token, which allows five).
+    resp_rp = login_with_mfa.sync_detailed(
+        client=anon, body=LoginMfaRequest(mfa_token=mfa_token, code=totp(key, confirm_step))
+    )
+    is_problem(resp_rp, 400, "invalid_mfa_code", "POST /login/mfa with the code already used at confirm")
+    # The next step's code: the current one by now, or one step ahead (drift is accepted).
+    # Not `refresh_token_transport=None`: the schema allows null there, but the server
+    # answers it 400 malformed_request; left out (UNSET) it is `body`.
+    resp_m1 = login_with_mfa.sync_detailed(
+        client=anon, body=LoginMfaRequest(mfa_token=mfa_token, code=totp(key, confirm_step + 1))
+    )
+    check(resp_m1.status_code == 200, "POST /login/mfa with the next step's code answers 200", body_of(resp_m1))
+    check(
+        resp_m1.headers.get("cache-control") == "no-store",
+        "POST /login/mfa has Cache-Control: no-store",
+        resp_m1.headers.get("cache-control"),
+    )
+    with_code = resp_m1.parsed
+    if not check(isinstance(with_code, TokenResponse), "POST /login/mfa body parses as TokenResponse", with_code):
+        return
+    assert isinstance(with_code, TokenResponse)
+    check(with_code.user.id == user_id, "POST /login/mfa is for the account", with_code.user.id)
+    check(with_code.user.mfa == [UserMfaItem.TOTP], "POST /login/mfa user.mfa is [totp]", with_code.user.mfa)
+    check(
+        isinstance(with_code.refresh_token, str),
+        "POST /login/mfa has the refresh_token in the body",
+        with_code.refresh_token,
+    )
+    amr = amr_of(with_code.access_token)
+    check(amr == ["pwd", "otp"], "the access token of POST /login/mfa has amr [pwd, otp]", amr)
+    second = session(with_code.access_token)
+    resp_me2 = get_me.sync_detailed(client=second)
+    check(resp_me2.status_code == 200, "GET /me with the token of POST /login/mfa answers 200", body_of(resp_me2))
+
+    # --- a second login: a wrong code, then a recovery code ------------------------------
+    resp_l2 = login.sync_detailed(client=anon, body=LoginRequest(email=email, password=password))
+    required2 = is_problem(resp_l2, 403, "mfa_required", "second login to the account")
+    token2 = required2.mfa_token if required2 is not None else None
+    if not check(isinstance(token2, str) and token2 != mfa_token, "the second login has a new mfa_token", token2):
+        return
+    assert isinstance(token2, str)
+    resp_wc = login_with_mfa.sync_detailed(client=anon, body=LoginMfaRequest(mfa_token=token2, code=wrong_totp(key)))
+    is_problem(resp_wc, 400, "invalid_mfa_code", "POST /login/mfa with a wrong code")
+    resp_m2 = login_with_mfa.sync_detailed(
+        client=anon, body=LoginMfaRequest(mfa_token=token2, recovery_code=recovery_codes[0])
+    )
+    check(resp_m2.status_code == 200, "POST /login/mfa with a recovery code answers 200", body_of(resp_m2))
+    with_recovery = resp_m2.parsed
+    if check(
+        isinstance(with_recovery, TokenResponse),
+        "POST /login/mfa with a recovery code parses as TokenResponse",
+        with_recovery,
+    ):
+        assert isinstance(with_recovery, TokenResponse)
+        check(with_recovery.user.id == user_id, "the recovery code logs in to the account", with_recovery.user.id)
+        amr = amr_of(with_recovery.access_token)
+        check(amr == ["pwd", "otp"], "the access token of a recovery-code login has amr [pwd, otp]", amr)
+    # A challenge is single use: its token is spent once it has logged in (refused before any
+    # code is checked, so nothing is counted).
+    resp_spent = login_with_mfa.sync_detailed(
+        client=anon, body=LoginMfaRequest(mfa_token=token2, recovery_code=recovery_codes[1])
+    )
+    is_problem(resp_spent, 401, "invalid_mfa_token", "POST /login/mfa with an mfa_token already used")
+
+    # --- disable with the password and an unused recovery code ---------------------------
+    resp_d = disable_totp.sync_detailed(
+        client=second, body=DisableTotpRequest(password=password, code=recovery_codes[1])
+    )
+    check(resp_d.status_code == 204, "DELETE /me/mfa/totp with a recovery code answers 204", body_of(resp_d))
+    resp_me3 = get_me.sync_detailed(client=second)
+    me3 = resp_me3.parsed
+    if check(isinstance(me3, User), "GET /me after disabling parses as User", body_of(resp_me3)):
+        assert isinstance(me3, User)
+        check(me3.mfa == [], "GET /me says mfa [] once disabled", me3.mfa)
+    resp_l3 = login.sync_detailed(client=anon, body=LoginRequest(email=email, password=password))
+    check(resp_l3.status_code == 200, "login once TOTP is off answers 200", body_of(resp_l3))
+    plain = resp_l3.parsed
+    if check(isinstance(plain, TokenResponse), "login once TOTP is off answers tokens directly", plain):
+        assert isinstance(plain, TokenResponse)
+        check(plain.user.mfa == [], "its user.mfa is []", plain.user.mfa)
+        amr = amr_of(plain.access_token)
+        check(amr == ["pwd"], "its access token has amr [pwd]", amr)
 
 
 def finish(started: float) -> int:

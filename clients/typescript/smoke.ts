@@ -9,15 +9,26 @@
 //     mailed code (204); the old token is refused (401), the old password too, the new one
 //     logs in;
 //   - email change: change the email (202 sent), verify the code mailed to the new address
-//     (200, the account has the new email).
+//     (200, the account has the new email);
+// then the second factor, on an account of its own:
+//   - TOTP: enrol with the password (secret, otpauth URI, QR as SVG), confirm with the current
+//     code (10 recovery codes), GET /me says mfa [totp]; a login answers 403 mfa_required with
+//     an mfa_token (read from the typed Problem error); /login/mfa refuses the code used at
+//     confirm (a replay), then takes the next step's code (access token amr [pwd, otp]); a
+//     second login: a wrong code (400 invalid_mfa_code), then a recovery code (200), its
+//     mfa_token then spent (401); disable with the password and an unused recovery code
+//     (204), after which GET /me says mfa [] and a login answers tokens directly. The codes
+//     are computed here (RFC 6238 with node:crypto), checked first against the RFC's vectors.
 // Usage: tsx smoke.ts [BASE_URL]   (default: $LATCHKEY_URL)
 //
-// The codes are read from the server's log ($LATCHKEY_SERVER_LOG): without LATCHKEY_SMTP_URL,
-// a server run with LATCHKEY_LOG=info logs each message it would send, with its recipient and
-// text (where a code stands on a line `Your code: XXXXXXXX`). .ci/clients.sh runs it so.
+// The mailed codes are read from the server's log ($LATCHKEY_SERVER_LOG): without
+// LATCHKEY_SMTP_URL, a server run with LATCHKEY_LOG=info logs each message it would send, with
+// its recipient and text (where a code stands on a line `Your code: XXXXXXXX`).
+// .ci/clients.sh runs it so.
 //
 // `npm run generate` writes generated/schema.d.ts (git-ignored); `npm run typecheck`
 // (tsc --noEmit, strict) proves that the calls below match the generated types.
+import { createHmac } from "node:crypto";
 import { readFileSync } from "node:fs";
 import createClient from "openapi-fetch";
 import type { components, paths } from "./generated/schema";
@@ -27,6 +38,8 @@ type TokenResponse = components["schemas"]["TokenResponse"];
 type Session = components["schemas"]["Session"];
 type Problem = components["schemas"]["Problem"];
 type MailAccepted = components["schemas"]["MailAccepted"];
+type TotpEnrolment = components["schemas"]["TotpEnrolment"];
+type RecoveryCodes = components["schemas"]["RecoveryCodes"];
 
 let passed = 0;
 const failures: string[] = [];
@@ -122,6 +135,62 @@ async function waitForCode(logPath: string | undefined, recipient: string, seen:
 // A code of the right form that is not `code`.
 const wrongCode = (code: string): string => (code !== "00000000" ? "00000000" : "11111111");
 
+// --- TOTP (RFC 6238), as an authenticator app computes it ---------------------------------
+// HMAC-SHA-1 over the 30-second step number, dynamic truncation (RFC 4226), 6 digits.
+const TOTP_STEP_SECONDS = 30;
+
+function hotp(key: Buffer, counter: number, digits = 6): string {
+  const message = Buffer.alloc(8);
+  message.writeBigUInt64BE(BigInt(counter));
+  const mac = createHmac("sha1", key).update(message).digest();
+  const offset = (mac[mac.length - 1] ?? 0) & 0x0f;
+  const value = mac.readUInt32BE(offset) & 0x7fffffff;
+  return (value % 10 ** digits).toString().padStart(digits, "0");
+}
+
+// The step a moment (now, by default) falls in.
+const totpStep = (unixSeconds: number = Date.now() / 1000): number => Math.floor(unixSeconds / TOTP_STEP_SECONDS);
+// The code of one step.
+const totp = (key: Buffer, step: number, digits = 6): string => hotp(key, step, digits);
+
+// The key of a secret given in base32 without padding (RFC 4648).
+const BASE32 = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
+function base32Secret(secret: string): Buffer {
+  const bytes: number[] = [];
+  let bits = 0;
+  let value = 0;
+  for (const ch of secret.toUpperCase().replace(/=+$/, "")) {
+    const index = BASE32.indexOf(ch);
+    if (index < 0) throw new Error(`not base32: ${JSON.stringify(ch)}`);
+    value = ((value << 5) | index) & 0xffff;
+    bits += 5;
+    if (bits >= 8) {
+      bits -= 8;
+      bytes.push((value >>> bits) & 0xff);
+    }
+  }
+  return Buffer.from(bytes);
+}
+
+// Six digits that are no code of `key` for any step near now.
+function wrongTotp(key: Buffer): string {
+  const now = totpStep();
+  const near = new Set<string>();
+  for (let step = now - 3; step <= now + 3; step += 1) near.add(totp(key, step));
+  return ["0", "1", "2", "3", "4", "5", "6", "7", "8", "9"].map((d) => d.repeat(6)).find((c) => !near.has(c)) ?? "000000";
+}
+
+// The `amr` claim of a JWT's payload, unverified (the smoke only reads what the server put there).
+function amrOf(token: string): unknown {
+  try {
+    const claims: unknown = JSON.parse(Buffer.from(token.split(".")[1] ?? "", "base64url").toString("utf8"));
+    return typeof claims === "object" && claims !== null ? (claims as { amr?: unknown }).amr : undefined;
+  } catch (err) {
+    return `undecodable: ${String(err)}`;
+  }
+}
+const sameJson = (a: unknown, b: unknown): boolean => JSON.stringify(a) === JSON.stringify(b);
+
 function summary(started: number): number {
   console.log(`typescript client smoke took ${((performance.now() - started) / 1000).toFixed(1)}s`);
   console.log(`typescript: ${passed} passed, ${failures.length} failed`);
@@ -137,6 +206,14 @@ async function main(): Promise<number> {
   console.log(`typescript client smoke against ${baseUrl}`);
   const started = performance.now();
 
+  await accountFlow(baseUrl);
+  await mfaFlow(baseUrl);
+  return summary(started);
+}
+
+// signup -> me -> refresh -> sessions -> logout, the cookie transport, then the mailed codes.
+// Returns early where a failure leaves nothing to go on (the failure is counted).
+async function accountFlow(baseUrl: string): Promise<void> {
   const client = createClient<paths>({ baseUrl });
   const bearer = (token: string) => ({ headers: { Authorization: `Bearer ${token}` } });
 
@@ -153,7 +230,7 @@ async function main(): Promise<number> {
   check(su.response.status === 201, "signup answers 201", su.response.status);
   if (su.data === undefined) {
     check(false, "signup has a TokenResponse body", su.error);
-    return summary(started);
+    return;
   }
   const tokens: TokenResponse = su.data;
   check(tokens.token_type === "Bearer", "signup token_type is Bearer", tokens.token_type);
@@ -163,7 +240,7 @@ async function main(): Promise<number> {
   const refreshToken = tokens.refresh_token;
   if (refreshToken === null) {
     check(false, "signup has the refresh_token in the body", tokens);
-    return summary(started);
+    return;
   }
   check(refreshToken.length >= 43, "signup refresh_token is long enough", refreshToken.length);
   const user: User = tokens.user;
@@ -212,7 +289,7 @@ async function main(): Promise<number> {
   check(rf.response.status === 200, "POST /refresh answers 200", rf.response.status);
   if (rf.data === undefined) {
     check(false, "POST /refresh has a TokenResponse body", rf.error);
-    return summary(started);
+    return;
   }
   const rotated: TokenResponse = rf.data;
   check(rotated.refresh_token !== tokens.refresh_token, "POST /refresh gives a new refresh token");
@@ -315,7 +392,7 @@ async function main(): Promise<number> {
   check(li.response.status === 200, "login with the password answers 200", li.error);
   if (li.data === undefined) {
     check(false, "login has a TokenResponse body", li.error);
-    return summary(started);
+    return;
   }
   const beforeReset: TokenResponse = li.data;
   check(beforeReset.user.id === user.id, "login is for the signup's user", beforeReset.user.id);
@@ -335,7 +412,7 @@ async function main(): Promise<number> {
 
   const newPassword = `ts smoke new ${crypto.randomUUID()}`;
   const resetCode = await waitForCode(serverLog, email, codesBefore, "forgot password mailed a reset code");
-  if (resetCode === undefined) return summary(started);
+  if (resetCode === undefined) return;
   const rw = await client.POST("/password/reset", { body: { email, code: wrongCode(resetCode), new_password: newPassword } });
   isProblem(rw, 400, "invalid_code", "POST /password/reset with a wrong code");
   const rs = await client.POST("/password/reset", { body: { email, code: resetCode, new_password: "short" } });
@@ -359,7 +436,7 @@ async function main(): Promise<number> {
   check(ln.response.status === 200, "login with the new password answers 200", ln.error);
   if (ln.data === undefined) {
     check(false, "login has a TokenResponse body", ln.error);
-    return summary(started);
+    return;
   }
   const afterReset: TokenResponse = ln.data;
   check(afterReset.user.id === user.id, "login with the new password is for the same user", afterReset.user.id);
@@ -385,8 +462,181 @@ async function main(): Promise<number> {
       check(moved.id === user.id, "the new email is the same account's", moved.id);
     }
   }
+}
 
-  return summary(started);
+// The second factor: sign up; enrol TOTP (secret, otpauth URI, QR) and confirm it with the
+// current code (10 recovery codes); GET /me says mfa [totp]; a login answers 403 mfa_required
+// with an mfa_token; /login/mfa refuses the code used at confirm (a replay) and takes the next
+// step's (amr [pwd, otp]); a second login: a wrong code 400, then a recovery code 200 (its
+// mfa_token then used up: 401); disable with the password and an unused recovery code (204);
+// GET /me says mfa []; a login answers tokens directly again.
+// Returns early where a failure leaves nothing to go on (the failure is counted).
+async function mfaFlow(baseUrl: string): Promise<void> {
+  // The maths first, against RFC 6238's SHA-1 vectors (ASCII key "12345678901234567890",
+  // 8 digits) and RFC 4226's 6-digit HOTP vector for counter 0: a wrong function would
+  // otherwise show up only as refused codes.
+  const rfcKey = Buffer.from("12345678901234567890", "ascii");
+  check(totp(rfcKey, totpStep(59), 8) === "94287082", "TOTP: RFC 6238 vector T=59", totp(rfcKey, totpStep(59), 8));
+  check(
+    totp(rfcKey, totpStep(1111111109), 8) === "07081804",
+    "TOTP: RFC 6238 vector T=1111111109",
+    totp(rfcKey, totpStep(1111111109), 8),
+  );
+  check(hotp(rfcKey, 0) === "755224", "TOTP: RFC 4226 6-digit vector, counter 0", hotp(rfcKey, 0));
+  check(sameJson([...base32Secret("GEZDGNBVGY3TQOJQ")], [...Buffer.from("1234567890")]), "TOTP: base32 decodes RFC 4648 text");
+
+  const client = createClient<paths>({ baseUrl });
+  const bearer = (token: string) => ({ headers: { Authorization: `Bearer ${token}` } });
+  const tag = Math.random().toString(36).slice(2, 14).padEnd(12, "0");
+  const email = `ts-smoke-mfa-${tag}@example.com`;
+  const password = `ts smoke mfa ${crypto.randomUUID()}`;
+
+  const su = await client.POST("/signup", { body: { email, password } });
+  check(su.response.status === 201, "MFA: signup answers 201", su.response.status);
+  if (su.data === undefined) {
+    check(false, "MFA: signup has a TokenResponse body", su.error);
+    return;
+  }
+  const signedUp: TokenResponse = su.data;
+  check(sameJson(signedUp.user.mfa, []), "MFA: a new account has mfa []", signedUp.user.mfa);
+  check(sameJson(amrOf(signedUp.access_token), ["pwd"]), "MFA: the signup's access token has amr [pwd]", amrOf(signedUp.access_token));
+  const userId = signedUp.user.id;
+  const first = bearer(signedUp.access_token);
+
+  // --- enrol: a secret for an authenticator app ------------------------------------
+  const en = await client.POST("/me/mfa/totp", { body: { password }, ...first });
+  check(en.response.status === 200, "POST /me/mfa/totp answers 200", en.error);
+  check(
+    en.response.headers.get("cache-control") === "no-store",
+    "POST /me/mfa/totp has Cache-Control: no-store",
+    en.response.headers.get("cache-control"),
+  );
+  if (en.data === undefined) {
+    check(false, "POST /me/mfa/totp has a TotpEnrolment body", en.error);
+    return;
+  }
+  const enrolment: TotpEnrolment = en.data;
+  let key: Buffer;
+  try {
+    key = base32Secret(enrolment.secret);
+  } catch (err) {
+    check(false, "the TOTP secret is base32", String(err));
+    return;
+  }
+  check(key.length >= 16, "the TOTP secret has at least 128 bits", key.length * 8);
+  const uri = new URL(enrolment.otpauth_uri);
+  check(uri.protocol === "otpauth:" && uri.host === "totp", "the otpauth_uri is otpauth://totp/", enrolment.otpauth_uri.slice(0, 30));
+  check(uri.searchParams.get("secret") === enrolment.secret, "the otpauth_uri holds the secret");
+  check(
+    (uri.searchParams.get("digits") ?? "6") === "6" &&
+      (uri.searchParams.get("period") ?? "30") === "30" &&
+      (uri.searchParams.get("algorithm") ?? "SHA1") === "SHA1",
+    "the otpauth_uri says SHA-1, 6 digits, 30 s (or leaves them to their defaults)",
+    [...uri.searchParams.keys()],
+  );
+  check(enrolment.qr_svg.includes("<svg"), "qr_svg is an SVG document", enrolment.qr_svg.slice(0, 60));
+
+  // --- confirm with the current code: the recovery codes ----------------------------
+  const confirmStep = totpStep();
+  const cf = await client.POST("/me/mfa/totp/confirm", { body: { code: totp(key, confirmStep) }, ...first });
+  check(cf.response.status === 200, "POST /me/mfa/totp/confirm with the current code answers 200", cf.error);
+  check(
+    cf.response.headers.get("cache-control") === "no-store",
+    "POST /me/mfa/totp/confirm has Cache-Control: no-store",
+    cf.response.headers.get("cache-control"),
+  );
+  if (cf.data === undefined) {
+    check(false, "POST /me/mfa/totp/confirm has a RecoveryCodes body", cf.error);
+    return;
+  }
+  // `string[]`: the schema's minItems/maxItems 10 make no tuple type.
+  const recovery: RecoveryCodes = cf.data;
+  const codes = recovery.recovery_codes;
+  check(codes.length === 10, "confirm answers 10 recovery codes", codes.length);
+  check(new Set(codes).size === codes.length, "the recovery codes are all different");
+  check(codes.every((c) => /^[0-9A-Z]{5}-[0-9A-Z]{5}$/.test(c)), "the recovery codes look like XXXXX-XXXXX", codes.slice(0, 2));
+  const [firstCode, secondCode] = codes;
+  if (firstCode === undefined || secondCode === undefined) return;
+
+  const me = await client.GET("/me", first);
+  check(me.response.status === 200, "MFA: GET /me answers 200", me.error);
+  const mfaOn: User["mfa"] | undefined = me.data?.mfa;
+  check(sameJson(mfaOn, ["totp"]), 'GET /me says mfa ["totp"] once confirmed', mfaOn);
+
+  // --- a login now owes a second factor ----------------------------------------------
+  const l1 = await client.POST("/login", { body: { email, password } });
+  const required = isProblem(l1, 403, "mfa_required", "login to an account with TOTP");
+  // Problem.mfa_token is optional in the schema (it is there only with mfa_required), so the
+  // generated type is `string | undefined`.
+  const mfaToken = required?.mfa_token;
+  if (!check(mfaToken !== undefined && mfaToken.length >= 32, "the mfa_required problem has an mfa_token", mfaToken)) return;
+  if (mfaToken === undefined) return;
+  check(required?.status === 403, "the mfa_required problem status is 403", required?.status);
+
+  // The code of the step used at confirm is a replay: refused (it counts as one wrong code
+  // against this mfa_token, which allows five).
+  const rp = await client.POST("/login/mfa", { body: { mfa_token: mfaToken, code: totp(key, confirmStep) } });
+  isProblem(rp, 400, "invalid_mfa_code", "POST /login/mfa with the code already used at confirm");
+  // The next step's code: the current one by now, or one step ahead (drift is accepted).
+  // No `refresh_token_transport: null`, which the types allow: the server answers it 400
+  // malformed_request; left out it is `body`.
+  const m1 = await client.POST("/login/mfa", { body: { mfa_token: mfaToken, code: totp(key, confirmStep + 1) } });
+  check(m1.response.status === 200, "POST /login/mfa with the next step's code answers 200", m1.error);
+  check(
+    m1.response.headers.get("cache-control") === "no-store",
+    "POST /login/mfa has Cache-Control: no-store",
+    m1.response.headers.get("cache-control"),
+  );
+  if (m1.data === undefined) {
+    check(false, "POST /login/mfa has a TokenResponse body", m1.error);
+    return;
+  }
+  const withCode: TokenResponse = m1.data;
+  check(withCode.user.id === userId, "POST /login/mfa is for the account", withCode.user.id);
+  check(sameJson(withCode.user.mfa, ["totp"]), "POST /login/mfa user.mfa is [totp]", withCode.user.mfa);
+  check(typeof withCode.refresh_token === "string", "POST /login/mfa has the refresh_token in the body", withCode.refresh_token);
+  const amr = amrOf(withCode.access_token);
+  check(sameJson(amr, ["pwd", "otp"]), "the access token of POST /login/mfa has amr [pwd, otp]", amr);
+  const second = bearer(withCode.access_token);
+  const me2 = await client.GET("/me", second);
+  check(me2.response.status === 200, "GET /me with the token of POST /login/mfa answers 200", me2.error);
+
+  // --- a second login: a wrong code, then a recovery code ------------------------------
+  const l2 = await client.POST("/login", { body: { email, password } });
+  const token2 = isProblem(l2, 403, "mfa_required", "second login to the account")?.mfa_token;
+  if (!check(token2 !== undefined && token2 !== mfaToken, "the second login has a new mfa_token", token2)) return;
+  if (token2 === undefined) return;
+  const wc = await client.POST("/login/mfa", { body: { mfa_token: token2, code: wrongTotp(key) } });
+  isProblem(wc, 400, "invalid_mfa_code", "POST /login/mfa with a wrong code");
+  const m2 = await client.POST("/login/mfa", { body: { mfa_token: token2, recovery_code: firstCode } });
+  check(m2.response.status === 200, "POST /login/mfa with a recovery code answers 200", m2.error);
+  if (m2.data === undefined) {
+    check(false, "POST /login/mfa with a recovery code has a TokenResponse body", m2.error);
+  } else {
+    check(m2.data.user.id === userId, "the recovery code logs in to the account", m2.data.user.id);
+    const amr2 = amrOf(m2.data.access_token);
+    check(sameJson(amr2, ["pwd", "otp"]), "the access token of a recovery-code login has amr [pwd, otp]", amr2);
+  }
+  // A challenge is single use: its token is spent once it has logged in (refused before any
+  // code is checked, so nothing is counted).
+  const spent = await client.POST("/login/mfa", { body: { mfa_token: token2, recovery_code: secondCode } });
+  isProblem(spent, 401, "invalid_mfa_token", "POST /login/mfa with an mfa_token already used");
+
+  // --- disable with the password and an unused recovery code ---------------------------
+  const d = await client.DELETE("/me/mfa/totp", { body: { password, code: secondCode }, ...second });
+  check(d.response.status === 204, "DELETE /me/mfa/totp with a recovery code answers 204", d.error);
+  const me3 = await client.GET("/me", second);
+  check(me3.response.status === 200, "GET /me after disabling answers 200", me3.error);
+  check(sameJson(me3.data?.mfa, []), "GET /me says mfa [] once disabled", me3.data?.mfa);
+  const l3 = await client.POST("/login", { body: { email, password } });
+  check(l3.response.status === 200, "login once TOTP is off answers 200", l3.error);
+  if (l3.data === undefined) {
+    check(false, "login once TOTP is off answers tokens directly", l3.error);
+  } else {
+    check(true, "login once TOTP is off answers tokens directly");
+    check(sameJson(l3.data.user.mfa, []), "its user.mfa is []", l3.data.user.mfa);
+    check(sameJson(amrOf(l3.data.access_token), ["pwd"]), "its access token has amr [pwd]", amrOf(l3.data.access_token));
+  }
 }
 
 // Never called: each line must fail to type-check, which proves that the calls above are
@@ -404,12 +654,23 @@ export function generatedTypesAreEnforced(client: ReturnType<typeof createClient
   void client.POST("/password/reset", { body: { email: "a@example.com", code: "7KQ2M9XD" } });
   // @ts-expect-error changing the email needs the password
   void client.POST("/me/email", { body: { new_email: "b@example.com" } });
+  // @ts-expect-error enrolling TOTP needs the password
+  void client.POST("/me/mfa/totp", { body: {} });
+  // @ts-expect-error confirming TOTP needs the code
+  void client.POST("/me/mfa/totp/confirm", { body: {} });
+  // @ts-expect-error disabling TOTP needs a code besides the password
+  void client.DELETE("/me/mfa/totp", { body: { password: "correct horse battery staple" } });
+  // @ts-expect-error the second step of a login needs the mfa_token
+  void client.POST("/login/mfa", { body: { code: "123456" } });
   // @ts-expect-error there is no such path
   void client.GET("/no-such-path");
   const user = {} as User;
   // @ts-expect-error username may be null
   const name: string = user.username;
   void name;
+  // @ts-expect-error mfa lists only the kinds of factor the server has
+  const factors: User["mfa"] = ["sms"];
+  void factors;
 }
 
 main().then(
