@@ -76,9 +76,14 @@ pub struct ConfirmTotpRequest {
 
 /// The recovery codes: each logs in once in place of a TOTP code. Shown only this once.
 #[derive(Serialize, utoipa::ToSchema)]
-#[schema(as = RecoveryCodes)]
+#[schema(as = RecoveryCodes, examples(json!({"recovery_codes": [
+    "7KQ2M-9XDA4", "H3RT8-ZW6NE", "P0V5C-KQ1MX", "9DSJ2-E4TBR", "WM6XA-3HNQ7",
+    "B8ZKF-R2V0D", "Q5CN1-TY9GW", "XJ4E7-M0PHS", "2RGV8-DKA6Z", "N7WQ3-FB5TC",
+]})))]
 pub struct RecoveryCodesBody {
-    #[schema(value_type = Vec<String>, min_items = 10, max_items = 10, examples(json!(["7KQ2M-9XDA4", "..."])))]
+    /// 10 codes of 10 characters (Crockford base32, shown with a hyphen in the middle;
+    /// case, spaces and hyphens do not matter when typed).
+    #[schema(value_type = Vec<String>, min_items = 10, max_items = 10)]
     recovery_codes: Vec<Zeroizing<String>>,
 }
 

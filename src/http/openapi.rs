@@ -249,7 +249,14 @@ const WITHOUT_DATABASE: &[&str] = &[
 ];
 
 /// The operations that hash or check a password, and so wait in the hashing queue.
-const HASHING_OPERATIONS: &[&str] = &["signup", "login", "changePassword", "deleteMe"];
+const HASHING_OPERATIONS: &[&str] = &[
+    "signup",
+    "login",
+    "changePassword",
+    "deleteMe",
+    "enrolTotp",
+    "disableTotp",
+];
 
 impl Modify for CommonResponses {
     fn modify(&self, openapi: &mut Document) {
@@ -270,12 +277,29 @@ fn operations_mut(openapi: &mut Document) -> impl Iterator<Item = (&String, &mut
     })
 }
 
+/// The `` `code` `` a response's description begins with, backticks included.
+fn leading_code(description: &str) -> &str {
+    let end = description[1..].find('`').map_or(0, |at| at + 2);
+    &description[..end]
+}
+
 fn add_common_responses(operation: &mut Operation, uses_database: bool) {
     let responses = &mut operation.responses.responses;
-    let mut add = |status: &str, response: Response| {
-        responses
-            .entry(status.to_owned())
-            .or_insert(RefOr::T(response));
+    let mut add = |status: &str, response: Response| match responses.get_mut(status) {
+        None => {
+            responses.insert(status.to_owned(), RefOr::T(response));
+        }
+        // The operation's own answers with this status come first; the common one is said
+        // too, unless they name its code already, so that a client learns every code it may
+        // meet.
+        Some(RefOr::T(own))
+            if !own
+                .description
+                .contains(leading_code(&response.description)) =>
+        {
+            own.description = format!("{} Also {}", own.description, response.description);
+        }
+        Some(_) => {}
     };
     if operation.request_body.is_some() {
         add(

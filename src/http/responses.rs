@@ -101,7 +101,10 @@ impl SessionBody {
 #[derive(Serialize, utoipa::ToSchema)]
 #[schema(as = TokenResponse)]
 pub struct TokenBody {
-    /// A JWT (`typ: at+jwt`) for `Authorization: Bearer`.
+    /// A JWT (`typ: at+jwt`) for `Authorization: Bearer`. Its claims (RFC 9068): `iss`,
+    /// `aud`, `sub` (the user's id), `sid` (the session's id), `iat`, `nbf`, `exp`, `jti`,
+    /// and `amr` (RFC 8176), how the session's login proved who it was: `["pwd"]`, or
+    /// `["pwd", "otp"]` after a second factor.
     access_token: String,
     #[schema(examples("Bearer"))]
     token_type: &'static str,
