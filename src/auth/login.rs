@@ -114,20 +114,23 @@ pub async fn attempt(
     };
     let policy = auth.sessions;
     let (user_id, verified_hash) = (user.id.clone(), user.password_hash.clone());
-    let owes_second_factor = user.totp_enabled_at.is_some();
     let continued = auth
         .db
         .run(move |conn| {
             db::write_transaction(conn, |conn| {
+                // Read again, locked: a password changed since it was checked loses this
+                // login, and a second factor turned on meanwhile is asked for.
+                let user = users::find_locked(conn, &user_id)?
+                    .filter(|user| user.password_hash == verified_hash)
+                    .ok_or(Error::InvalidCredentials)?;
                 if let Some(hash) = &rehashed {
-                    // Conditional: a password changed meanwhile is not overwritten with the
-                    // old one, and this login, of the old password, loses.
+                    // Conditional as well, on the hash read above.
                     let now = db::now();
                     if users::set_password_hash(conn, &user_id, &verified_hash, hash, now)? == 0 {
                         return Err(Error::InvalidCredentials);
                     }
                 }
-                if owes_second_factor {
+                if user.totp_enabled_at.is_some() {
                     // The password was right, so its attempt is withdrawn; but the account's
                     // count stays, with the wrong codes that may follow in it.
                     throttle::withdraw(conn, &reservation)?;
@@ -138,12 +141,12 @@ pub async fn attempt(
                 let continued = sessions::start(conn, &user_id, methods, &client, &policy)?;
                 let session_id = Some(&continued.session.id);
                 events::record(conn, &user_id, EventKind::Login, &client, session_id)?;
-                Ok::<_, Error>(Ok(continued))
+                Ok::<_, Error>(Ok((user, continued)))
             })
         })
         .await?;
-    let continued = match continued {
-        Ok(continued) => continued,
+    let (user, continued) = match continued {
+        Ok(granted) => granted,
         Err(mfa_token) => {
             tracing::info!(event = "mfa_required", user_id = %user.id, "password right; second factor required");
             return Err(Error::MfaRequired { mfa_token });

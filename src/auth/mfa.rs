@@ -203,17 +203,19 @@ pub async fn confirm(
         .iter()
         .map(|code| auth.codes.recovery_code_hash(&user.id, code))
         .collect();
+    let checked = factor.secret;
     change_factor(
         auth,
         caller,
         client,
         EventKind::MfaEnabled,
         move |conn, user_id, _, now| {
+            // The secret the code was checked against, unless an enrolment replaced it.
+            if totp_factors::confirm(conn, user_id, &checked, now)? == 0 {
+                return Err(Error::MfaNotPending);
+            }
             if totp_factors::use_step(conn, user_id, step)? == 0 {
                 return Err(Error::InvalidMfaCode);
-            }
-            if totp_factors::confirm(conn, user_id, now)? == 0 {
-                return Err(Error::MfaNotPending);
             }
             users::set_totp_enabled(conn, user_id, Some(now))?;
             recovery_codes::replace_all(conn, user_id, &hashes)?;
@@ -379,12 +381,16 @@ pub async fn complete_login(
                     Some(proof) => proof.use_up(conn, &owner, client)?,
                     None => false,
                 };
+                let now = db::now();
                 if !proven {
-                    // Committed: the wrong code counts against the challenge.
-                    mfa_challenges::count_wrong_code(conn, &challenge)?;
+                    // Committed: the wrong code counts against the challenge, unless
+                    // concurrent wrong codes ended it meanwhile.
+                    let max = MAX_WRONG_CODES;
+                    if mfa_challenges::count_wrong_code(conn, &challenge, now, max)? == 0 {
+                        return Err(Error::InvalidMfaToken);
+                    }
                     return Ok(None);
                 }
-                let now = db::now();
                 if mfa_challenges::consume(conn, &challenge, now, MAX_WRONG_CODES)? == 0 {
                     return Err(Error::InvalidMfaToken);
                 }

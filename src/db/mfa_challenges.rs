@@ -53,9 +53,16 @@ pub fn consume(
         .execute(conn)
 }
 
-/// Counts a wrong code against the challenge.
-pub fn count_wrong_code(conn: &mut DbConn, token_hash: &[u8]) -> QueryResult<usize> {
-    diesel::update(mfa_challenges::table.find(token_hash))
+/// Counts a wrong code against the challenge if it is still live. Answers how many rows
+/// changed: of concurrent wrong codes, no more than `max_wrong` are ever counted (and so
+/// judged).
+pub fn count_wrong_code(
+    conn: &mut DbConn,
+    token_hash: &[u8],
+    now: NaiveDateTime,
+    max_wrong: i32,
+) -> QueryResult<usize> {
+    diesel::update(live(token_hash, now, max_wrong))
         .set(mfa_challenges::wrong_codes.eq(mfa_challenges::wrong_codes + 1))
         .execute(conn)
 }

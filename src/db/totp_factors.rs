@@ -80,12 +80,19 @@ pub fn use_step(conn: &mut DbConn, user_id: &UserId, step: i64) -> QueryResult<u
     .execute(conn)
 }
 
-/// Confirms the pending factor. Answers how many rows changed (0 if it is not pending).
-pub fn confirm(conn: &mut DbConn, user_id: &UserId, now: NaiveDateTime) -> QueryResult<usize> {
+/// Confirms the pending factor if its secret is still `secret` (the one a code was checked
+/// against: a new enrolment may have replaced it meanwhile). Answers how many rows changed.
+pub fn confirm(
+    conn: &mut DbConn,
+    user_id: &UserId,
+    secret: &[u8],
+    now: NaiveDateTime,
+) -> QueryResult<usize> {
     diesel::update(
         totp_factors::table
             .find(user_id)
-            .filter(totp_factors::confirmed_at.is_null()),
+            .filter(totp_factors::confirmed_at.is_null())
+            .filter(totp_factors::secret.eq(secret)),
     )
     .set(totp_factors::confirmed_at.eq(Some(now)))
     .execute(conn)

@@ -259,6 +259,24 @@ pub fn set_disabled(
     }
 }
 
+/// The user, read as [`is_disabled_locked`] reads: on PostgreSQL share-locked until the
+/// transaction ends, so that a change of the password or of the second factor either
+/// committed before (and is seen) or waits for this transaction.
+pub fn find_locked(conn: &mut DbConn, id: &UserId) -> QueryResult<Option<User>> {
+    let found = users::table.find(id);
+    match conn {
+        DbConn::Postgres(pg) => found
+            .select(User::as_select())
+            .for_share()
+            .get_result(pg)
+            .optional(),
+        DbConn::Sqlite(sqlite) => found
+            .select(User::as_select())
+            .get_result(sqlite)
+            .optional(),
+    }
+}
+
 /// Whether the user is disabled (`None`: no such user). On PostgreSQL the row stays
 /// share-locked until the transaction ends, so that a concurrent [`set_disabled`] waits for
 /// it, and then sees (and revokes) the session the transaction opened; SQLite's

@@ -27,6 +27,9 @@ backend_tests!(
     secrets_and_recovery_codes_are_not_stored_in_the_clear,
     keys_encrypt_seals_secrets_stored_plain,
     an_operator_removes_a_lost_factor,
+    concurrent_wrong_codes_end_the_token_at_five,
+    a_confirmation_racing_a_new_enrolment_turns_on_the_secret_it_checked,
+    a_login_racing_the_confirmation_gets_no_session_after_it,
     malformed_second_factor_requests_are_refused_clearly,
 );
 
@@ -686,6 +689,89 @@ async fn an_operator_removes_a_lost_factor(backend: Backend) {
         .cli(&["user", "reset-mfa", "--email", "nobody@example.com"])
         .await;
     assert!(assert_one_line_failure(&unknown).contains("no user with email"));
+}
+
+async fn concurrent_wrong_codes_end_the_token_at_five(backend: Backend) {
+    let app = TestApp::spawn_with(backend, &[("LATCHKEY_LOGIN_MAX_FAILURES", "100")]).await;
+    let user = enrolled_user(&app).await;
+    let token = mfa_token(&app, &user.tokens.email, PASSWORD).await;
+    let right: u32 = user.next_code().parse().unwrap();
+    let wrong: Vec<String> = (1..=20)
+        .map(|n| format!("{:06}", (right + n) % 1_000_000))
+        .collect();
+    let attempts = wrong.iter().map(|code| with_code(&app, &token, code));
+    let statuses: Vec<StatusCode> = futures_util::future::join_all(attempts)
+        .await
+        .iter()
+        .map(Response::status)
+        .collect();
+    let judged = statuses
+        .iter()
+        .filter(|s| **s == StatusCode::BAD_REQUEST)
+        .count();
+    assert!(
+        judged <= 5,
+        "{judged} wrong codes judged on one token: {statuses:?}"
+    );
+    assert!(
+        statuses
+            .iter()
+            .all(|s| *s == StatusCode::BAD_REQUEST || *s == StatusCode::UNAUTHORIZED),
+        "{statuses:?}"
+    );
+    let ended = with_code(&app, &token, &user.next_code()).await;
+    assert_problem(ended, StatusCode::UNAUTHORIZED, "invalid_mfa_token").await;
+}
+
+async fn a_confirmation_racing_a_new_enrolment_turns_on_the_secret_it_checked(backend: Backend) {
+    let app = TestApp::spawn_with(backend, &[("LATCHKEY_SIGNUP_IP_MAX", "1000")]).await;
+    for delay in 0..15u64 {
+        let tokens = app.signup_user().await;
+        let token = tokens.access_token.as_str();
+        let checked = start_enrolment(&app, token).await;
+        let step = current_step();
+        let code = hotp(&checked, step, 6);
+        let confirming = async {
+            tokio::time::sleep(std::time::Duration::from_millis(delay * 3)).await;
+            confirm(&app, token, &code).await.status()
+        };
+        let (confirmed, _) = tokio::join!(confirming, enrol(&app, token, PASSWORD));
+        if confirmed == StatusCode::OK {
+            // What the owner's app holds is what logs in.
+            let login = mfa_token(&app, &tokens.email, PASSWORD).await;
+            let next = with_code(&app, &login, &hotp(&checked, step + 1, 6)).await;
+            assert_eq!(next.status(), StatusCode::OK, "delay {delay}");
+        } else {
+            // Replaced before it was read (a wrong code for the new secret), or meanwhile.
+            let refused = [StatusCode::BAD_REQUEST, StatusCode::CONFLICT];
+            assert!(refused.contains(&confirmed), "delay {delay}: {confirmed}");
+        }
+    }
+}
+
+async fn a_login_racing_the_confirmation_gets_no_session_after_it(backend: Backend) {
+    let app = TestApp::spawn_with(backend, &[("LATCHKEY_SIGNUP_IP_MAX", "1000")]).await;
+    for delay in 0..12u64 {
+        let tokens = app.signup_user().await;
+        let token = tokens.access_token.as_str();
+        let secret = start_enrolment(&app, token).await;
+        let code = hotp(&secret, current_step(), 6);
+        let confirming = async {
+            tokio::time::sleep(std::time::Duration::from_millis(delay * 3)).await;
+            confirm(&app, token, &code).await.status()
+        };
+        let password = json!({"email": tokens.email, "password": PASSWORD});
+        let (confirmed, login) = tokio::join!(confirming, app.login(&password));
+        assert_eq!(confirmed, StatusCode::OK);
+        if login.status() == StatusCode::OK {
+            // A login without a code committed before the factor was on, never after.
+            let types = event_types(&app, token, "mfa_enabled").await;
+            let at = |kind: &str| types.iter().position(|t| t == kind).unwrap();
+            assert!(at("mfa_enabled") < at("login"), "delay {delay}: {types:?}");
+        } else {
+            assert_problem(login, StatusCode::FORBIDDEN, "mfa_required").await;
+        }
+    }
 }
 
 async fn malformed_second_factor_requests_are_refused_clearly(backend: Backend) {
