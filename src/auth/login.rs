@@ -187,6 +187,26 @@ pub(super) async fn admit_account(
     client: &ClientInfo,
 ) -> Result<Reservation, Error> {
     let keys = AttemptKeys::of_account(user_id, client.ip);
+    admit_known(auth, user_id, keys, client).await
+}
+
+/// [`admit_account`] for a code of the account's second factor, which also counts against
+/// its count of wrong codes (see [`AttemptKeys::of_second_factor`]).
+pub(super) async fn admit_second_factor(
+    auth: &Auth,
+    user_id: &UserId,
+    client: &ClientInfo,
+) -> Result<Reservation, Error> {
+    let keys = AttemptKeys::of_second_factor(user_id, client.ip);
+    admit_known(auth, user_id, keys, client).await
+}
+
+async fn admit_known(
+    auth: &Auth,
+    user_id: &UserId,
+    keys: AttemptKeys,
+    client: &ClientInfo,
+) -> Result<Reservation, Error> {
     let ((), admission) = admit(auth, move |_| Ok(((), keys))).await?;
     admitted(auth, admission, Some(user_id), client)
 }

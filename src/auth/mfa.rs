@@ -194,7 +194,7 @@ pub async fn confirm(
         Some(_) => return Err(Error::MfaAlreadyEnabled),
         None => return Err(Error::MfaNotPending),
     };
-    let reservation = login::admit_account(auth, &user.id, &client).await?;
+    let reservation = login::admit_second_factor(auth, &user.id, &client).await?;
     let Some(step) = totp_step(auth, &factor, &typed)? else {
         return Err(wrong_code(auth, &user.id, &client));
     };
@@ -369,7 +369,7 @@ pub async fn complete_login(
         })
         .await?
         .ok_or(Error::InvalidMfaToken)?;
-    let reservation = login::admit_account(auth, &user_id, &client).await?;
+    let reservation = login::admit_second_factor(auth, &user_id, &client).await?;
     let proof = check(auth, &user_id, factor).await?;
     let (policy, owner, session_client) = (auth.sessions, user_id.clone(), client.clone());
     let granted = auth

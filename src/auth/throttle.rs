@@ -49,6 +49,10 @@ const QUOTA_KEY_PREFIXES: [&str; 2] = ["signup:", "mail:"];
 pub struct AttemptKeys {
     account: String,
     address: String,
+    /// For a second factor's code, the account's count of wrong codes too: kept apart from
+    /// its count of passwords, which a password reset forgives, so that a reset (which
+    /// whoever reads the mailbox can make) buys no more guesses at the codes.
+    second_factor: Option<String>,
 }
 
 impl AttemptKeys {
@@ -66,6 +70,7 @@ impl AttemptKeys {
                     URL_SAFE_NO_PAD.encode(Sha256::digest(identifier.as_bytes()))
                 ),
                 address: address_key(address),
+                second_factor: None,
             },
         }
     }
@@ -75,7 +80,29 @@ impl AttemptKeys {
         Self {
             account: format!("user:{account_id}"),
             address: address_key(address),
+            second_factor: None,
         }
+    }
+
+    /// The keys of a code of the account's second factor: its account's, and its count of
+    /// wrong codes, each within the account's limit.
+    pub fn of_second_factor(account_id: &UserId, address: Option<IpAddr>) -> Self {
+        Self {
+            second_factor: Some(format!("mfa:user:{account_id}")),
+            ..Self::of_account(account_id, address)
+        }
+    }
+
+    /// Each key, with the limit it counts against.
+    fn limits(&self, policy: &ThrottlePolicy) -> Vec<(&str, usize)> {
+        let mut limits = vec![
+            (self.account.as_str(), policy.account_max_failures),
+            (self.address.as_str(), policy.address_max_failures),
+        ];
+        if let Some(key) = &self.second_factor {
+            limits.push((key.as_str(), policy.account_max_failures));
+        }
+        limits
     }
 }
 
@@ -104,8 +131,9 @@ fn network_of(address: IpAddr) -> String {
 #[derive(Debug)]
 pub struct Reservation {
     keys: AttemptKeys,
-    account_attempt_id: String,
-    address_attempt_id: String,
+    /// The rows counted, one per key: the account's, the address's, and the second
+    /// factor's (if any).
+    attempt_ids: Vec<String>,
 }
 
 pub enum Admission {
@@ -123,27 +151,27 @@ pub fn admit(
     policy: &ThrottlePolicy,
 ) -> Result<Admission, Error> {
     let now = db::now();
-    login_failures::lock_keys(conn, &[&keys.account, &keys.address])?;
+    let limits = keys.limits(policy);
+    let names: Vec<&str> = limits.iter().map(|(key, _)| *key).collect();
+    login_failures::lock_keys(conn, &names)?;
 
     let mut retry_after = 0;
-    for (key, max) in [
-        (&keys.account, policy.account_max_failures),
-        (&keys.address, policy.address_max_failures),
-    ] {
-        retry_after = retry_after.max(wait_for_slot(conn, key, max, policy.window, now)?);
+    for (key, max) in &limits {
+        retry_after = retry_after.max(wait_for_slot(conn, key, *max, policy.window, now)?);
     }
     if retry_after > 0 {
         return Ok(Admission::Refused { retry_after });
     }
 
-    let account_attempt_id = uuid::Uuid::now_v7().to_string();
-    let address_attempt_id = uuid::Uuid::now_v7().to_string();
-    login_failures::insert(conn, &account_attempt_id, &keys.account, now)?;
-    login_failures::insert(conn, &address_attempt_id, &keys.address, now)?;
+    let mut attempt_ids = Vec::with_capacity(names.len());
+    for key in names {
+        let id = uuid::Uuid::now_v7().to_string();
+        login_failures::insert(conn, &id, key, now)?;
+        attempt_ids.push(id);
+    }
     Ok(Admission::Admitted(Reservation {
-        keys,
-        account_attempt_id,
-        address_attempt_id,
+        keys: keys.clone(),
+        attempt_ids,
     }))
 }
 
@@ -259,24 +287,29 @@ fn wait_for_slot(
     Ok(seconds_until(freeing + window, now))
 }
 
-/// A successful login resets the account's count and withdraws its attempt from the
-/// address's count.
+/// A successful login resets the account's count (and, with a second factor, its count of
+/// wrong codes) and withdraws its attempt from the address's count.
 pub fn succeeded(conn: &mut DbConn, reservation: &Reservation) -> Result<(), Error> {
-    login_failures::delete_key(conn, &reservation.keys.account)?;
-    login_failures::delete(conn, &reservation.address_attempt_id)?;
-    Ok(())
+    let keys = &reservation.keys;
+    login_failures::delete_key(conn, &keys.account)?;
+    if let Some(key) = &keys.second_factor {
+        login_failures::delete_key(conn, key)?;
+    }
+    withdraw(conn, reservation)
 }
 
 /// Withdraws the attempt alone, leaving the account's earlier failures counted: for a step
 /// that succeeded short of a login (the right password of an account that owes its second
 /// factor), which must not wipe out the count of the wrong codes that guess at that factor.
 pub fn withdraw(conn: &mut DbConn, reservation: &Reservation) -> Result<(), Error> {
-    login_failures::delete(conn, &reservation.account_attempt_id)?;
-    login_failures::delete(conn, &reservation.address_attempt_id)?;
+    for id in &reservation.attempt_ids {
+        login_failures::delete(conn, id)?;
+    }
     Ok(())
 }
 
-/// Forgets the account's failed logins: its lockout, if any, ends.
+/// Forgets the account's failed logins: its lockout, if any, ends. Not its wrong codes of a
+/// second factor, which only a right code forgives.
 pub fn forgive_account(conn: &mut DbConn, account_id: &UserId) -> Result<(), Error> {
     let keys = AttemptKeys::of_account(account_id, None);
     login_failures::delete_key(conn, &keys.account)?;

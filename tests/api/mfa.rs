@@ -24,6 +24,7 @@ backend_tests!(
     code_guesses_count_against_the_account_throttle,
     disabling_needs_the_password_and_a_code,
     a_password_reset_does_not_bypass_the_second_factor,
+    a_password_reset_buys_no_more_code_guesses,
     secrets_and_recovery_codes_are_not_stored_in_the_clear,
     keys_encrypt_seals_secrets_stored_plain,
     an_operator_removes_a_lost_factor,
@@ -581,6 +582,39 @@ async fn a_password_reset_does_not_bypass_the_second_factor(backend: Backend) {
     assert_problem(stale, StatusCode::UNAUTHORIZED, "invalid_mfa_token").await;
     let response = with_code(&app, &token, &user.next_code()).await;
     assert_eq!(response.status(), StatusCode::OK);
+}
+
+async fn a_password_reset_buys_no_more_code_guesses(backend: Backend) {
+    let sink = MailSink::start();
+    let env = [("LATCHKEY_LOGIN_MAX_FAILURES", "3")];
+    let app = crate::recovery::mail_app(backend, &sink, &env).await;
+    let user = enrolled_user(&app).await;
+    let email = &user.tokens.email;
+    let right = user.next_code();
+    let wrong = if right == "000000" {
+        "000001"
+    } else {
+        "000000"
+    };
+    for _ in 0..3 {
+        let token = mfa_token(&app, email, PASSWORD).await;
+        let response = with_code(&app, &token, wrong).await;
+        assert_problem(response, StatusCode::BAD_REQUEST, "invalid_mfa_code").await;
+    }
+    // Whoever reads the mailbox resets the password: the password lockout ends...
+    let forgot = app.post("/password/forgot", &json!({"email": email})).await;
+    assert_eq!(forgot.status(), StatusCode::ACCEPTED);
+    let mail = crate::recovery::mail_about(&sink, email, "reset", 1).await;
+    let new_password = crate::recovery::NEW_PASSWORD;
+    let body = json!({"email": email, "code": mail.code(), "new_password": new_password});
+    let reset = app.post("/password/reset", &body).await;
+    assert_eq!(reset.status(), StatusCode::NO_CONTENT);
+    let token = mfa_token(&app, email, new_password).await;
+    // ...but the codes guessed still count: no new guess, right or wrong, is judged.
+    for code in [wrong, right.as_str()] {
+        let refused = with_code(&app, &token, code).await;
+        assert_problem(refused, StatusCode::TOO_MANY_REQUESTS, "too_many_attempts").await;
+    }
 }
 
 async fn secrets_and_recovery_codes_are_not_stored_in_the_clear(backend: Backend) {
