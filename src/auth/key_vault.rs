@@ -51,7 +51,7 @@ impl KeyVault {
         };
         let sealed = cipher
             .encrypt(&XNonce::from(nonce), payload)
-            .map_err(|_| Error::internal(anyhow::anyhow!("sealing signing key {kid}")))?;
+            .map_err(|_| Error::internal(anyhow::anyhow!("sealing stored key {kid}")))?;
         Ok([SEALED_PREFIX, &nonce, &sealed].concat())
     }
 
@@ -63,10 +63,10 @@ impl KeyVault {
         };
         let cipher = self.cipher.as_ref().ok_or_else(|| {
             Error::internal(anyhow::anyhow!(
-                "signing key {kid} is stored encrypted: set LATCHKEY_KEY_ENCRYPTION_KEY"
+                "stored key {kid} is stored encrypted: set LATCHKEY_KEY_ENCRYPTION_KEY"
             ))
         })?;
-        let truncated = || Error::internal(anyhow::anyhow!("signing key {kid} is truncated"));
+        let truncated = || Error::internal(anyhow::anyhow!("stored key {kid} is truncated"));
         let (nonce, ciphertext) = sealed.split_at_checked(NONCE_LEN).ok_or_else(truncated)?;
         let nonce: [u8; NONCE_LEN] = nonce.try_into().map_err(|_| truncated())?;
         let payload = Payload {
@@ -78,7 +78,7 @@ impl KeyVault {
             .map(Zeroizing::new)
             .map_err(|_| {
                 Error::internal(anyhow::anyhow!(
-                    "signing key {kid} cannot be decrypted: LATCHKEY_KEY_ENCRYPTION_KEY is not \
+                    "stored key {kid} cannot be decrypted: LATCHKEY_KEY_ENCRYPTION_KEY is not \
                      the key it was encrypted with"
                 ))
             })
