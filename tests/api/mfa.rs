@@ -108,6 +108,15 @@ impl Enrolled {
     fn next_code(&self) -> String {
         hotp(&self.secret, self.confirmed_step + 1, 6)
     }
+
+    /// A code of the right shape that is not [`Enrolled::next_code`].
+    fn wrong_code(&self) -> &'static str {
+        if self.next_code() == "000000" {
+            "000001"
+        } else {
+            "000000"
+        }
+    }
 }
 
 async fn enrol(app: &TestApp, token: &str, password: &str) -> Response {
@@ -442,11 +451,7 @@ async fn five_wrong_codes_end_the_mfa_token(backend: Backend) {
     let user = enrolled_user(&app).await;
     let token = mfa_token(&app, &user.tokens.email, PASSWORD).await;
     let right = user.next_code();
-    let wrong = if right == "000000" {
-        "000001"
-    } else {
-        "000000"
-    };
+    let wrong = user.wrong_code();
     for _ in 0..5 {
         let response = with_code(&app, &token, wrong).await;
         assert_problem(response, StatusCode::BAD_REQUEST, "invalid_mfa_code").await;
@@ -469,11 +474,7 @@ async fn code_guesses_count_against_the_account_throttle(backend: Backend) {
     let user = enrolled_user(&app).await;
     let email = &user.tokens.email;
     let right = user.next_code();
-    let wrong = if right == "000000" {
-        "000001"
-    } else {
-        "000000"
-    };
+    let wrong = user.wrong_code();
     // Right passwords do not count: many logins, no lockout.
     for _ in 0..4 {
         mfa_token(&app, email, PASSWORD).await;
@@ -520,11 +521,7 @@ async fn disabling_needs_the_password_and_a_code(backend: Backend) {
         "invalid_credentials",
     )
     .await;
-    let wrong = if user.next_code() == "000000" {
-        "000001"
-    } else {
-        "000000"
-    };
+    let wrong = user.wrong_code();
     assert_problem(
         disable(&app, token, PASSWORD, wrong).await,
         StatusCode::BAD_REQUEST,
@@ -591,11 +588,7 @@ async fn a_password_reset_buys_no_more_code_guesses(backend: Backend) {
     let user = enrolled_user(&app).await;
     let email = &user.tokens.email;
     let right = user.next_code();
-    let wrong = if right == "000000" {
-        "000001"
-    } else {
-        "000000"
-    };
+    let wrong = user.wrong_code();
     for _ in 0..3 {
         let token = mfa_token(&app, email, PASSWORD).await;
         let response = with_code(&app, &token, wrong).await;
