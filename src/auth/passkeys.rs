@@ -147,8 +147,8 @@ pub async fn finish_registration(
         .run(move |conn| {
             db::write_transaction(conn, |conn| {
                 sessions::ensure_live(conn, &caller, policy.liveness(db::now()))?;
-                // Locked: concurrent registrations cannot together pass the limit.
-                users::find_locked(conn, &caller.user_id)?.ok_or(Error::InvalidToken)?;
+                // Concurrent registrations cannot together pass the limit.
+                passkeys::lock_account(conn, &caller.user_id)?;
                 if passkeys::count(conn, &caller.user_id)? >= MAX_PASSKEYS {
                     return Err(Error::TooManyPasskeys);
                 }
@@ -206,8 +206,9 @@ pub async fn remove(
             db::write_transaction(conn, |conn| {
                 sessions::ensure_live(conn, &caller, policy.liveness(db::now()))?;
                 let owner = &caller.user_id;
-                // Locked: of two concurrent removals of an account's last two passkeys, the
-                // second sees the first's.
+                // Of two concurrent removals of an account's last two passkeys, the second
+                // sees the first's.
+                passkeys::lock_account(conn, owner)?;
                 let user = users::find_locked(conn, owner)?.ok_or(Error::InvalidToken)?;
                 passkeys::find(conn, owner, &id)?.ok_or(Error::NotFound)?;
                 if !user.has_password() && passkeys::count(conn, owner)? <= 1 {

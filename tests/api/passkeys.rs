@@ -24,6 +24,7 @@ backend_tests!(
     a_cloned_authenticator_is_refused,
     a_passkey_login_satisfies_the_second_factor,
     passkeys_are_renamed_and_removed,
+    the_only_way_in_is_not_removed,
     passkey_logins_are_throttled_apart_from_passwords,
     open_ceremonies_are_bounded,
     concurrent_finishes_of_one_login_succeed_once,
@@ -420,6 +421,54 @@ async fn passkeys_are_renamed_and_removed(backend: Backend) {
     let response = app.send(Method::DELETE, &path, Some(token), None).await;
     assert_problem(response, StatusCode::NOT_FOUND, "not_found").await;
     event_types(&app, token, "passkey_removed").await;
+}
+
+async fn the_only_way_in_is_not_removed(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let (tokens, mut authenticator, first) = user_with_passkey(&app).await;
+    let token = tokens.access_token.as_str();
+    let second = register(&app, token, &mut SoftAuthenticator::new()).await;
+    // An account without a password (as one that signed up with a passkey is).
+    let user_id = tokens.user_id.clone();
+    app.db
+        .run_now(move |conn| {
+            use diesel::RunQueryDsl as _;
+            diesel::sql_query(format!(
+                "UPDATE users SET password_hash = '' WHERE id = '{user_id}'"
+            ))
+            .execute(conn)?;
+            Ok(())
+        })
+        .unwrap();
+    // No password logs in to it, and none fails otherwise than a wrong one.
+    for password in [PASSWORD, ""] {
+        let body = json!({"email": tokens.email, "password": password});
+        let response = app.login(&body).await;
+        assert_problem(response, StatusCode::UNAUTHORIZED, "invalid_credentials").await;
+    }
+
+    // Of two concurrent removals of its last two passkeys, one wins.
+    let paths: Vec<String> = [&first, &second]
+        .iter()
+        .map(|passkey| format!("/me/passkeys/{}", passkey["id"].as_str().unwrap()))
+        .collect();
+    let responses = futures_util::future::join_all(
+        paths
+            .iter()
+            .map(|path| app.send(Method::DELETE, path, Some(token), None)),
+    )
+    .await;
+    let mut statuses: Vec<StatusCode> = responses.iter().map(Response::status).collect();
+    statuses.sort();
+    assert_eq!(statuses, [StatusCode::NO_CONTENT, StatusCode::CONFLICT]);
+    let left = passkeys_of(&app, token).await;
+    assert_eq!(left.len(), 1);
+    let path = format!("/me/passkeys/{}", left[0]["id"].as_str().unwrap());
+    let response = app.send(Method::DELETE, &path, Some(token), None).await;
+    assert_problem(response, StatusCode::CONFLICT, "last_credential").await;
+    if left[0]["id"] == first["id"] {
+        assert_logged_in_as(log_in(&app, &mut authenticator).await, &tokens.user_id).await;
+    }
 }
 
 async fn passkey_logins_are_throttled_apart_from_passwords(backend: Backend) {
