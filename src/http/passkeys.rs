@@ -102,7 +102,7 @@ pub struct FinishPasskeyRegistrationRequest {
     #[schema(value_type = Object)]
     credential: RegisterPublicKeyCredential,
     /// What the user calls it (at most 64 characters); `Passkey` when left out.
-    #[schema(examples("MacBook Touch ID"))]
+    #[schema(examples("MacBook Touch ID"), max_length = 64)]
     name: Option<String>,
 }
 
@@ -147,8 +147,8 @@ pub async fn list(state: web::Data<AppState>, caller: Caller) -> Result<HttpResp
 
 #[derive(Deserialize, utoipa::ToSchema)]
 pub struct RenamePasskeyRequest {
-    /// At most 64 characters; blank is `Passkey`.
-    #[schema(examples("YubiKey 5C"))]
+    /// At most 64 characters, no control characters; blank is `Passkey`.
+    #[schema(examples("YubiKey 5C"), max_length = 64)]
     name: String,
 }
 
