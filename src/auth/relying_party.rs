@@ -80,6 +80,11 @@ impl RelyingParty {
         self.webauthn.is_some()
     }
 
+    /// `PasskeysUnavailable` when passkeys are off.
+    pub fn is_on_or_unavailable(&self) -> Result<(), Error> {
+        self.webauthn().map(drop)
+    }
+
     fn webauthn(&self) -> Result<&Webauthn, Error> {
         self.webauthn.as_ref().ok_or(Error::PasskeysUnavailable)
     }

@@ -38,6 +38,8 @@ use super::{
     ),
     paths(
         signup::signup,
+        passkeys::start_signup,
+        passkeys::finish_signup,
         login::login,
         mfa::login,
         passkeys::start_login,

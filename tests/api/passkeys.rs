@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 
 use crate::mfa::{enrolled_user, event_types};
 use crate::support::authenticator::{ORIGIN, SoftAuthenticator};
-use crate::support::{Backend, PASSWORD, TestApp, Tokens, assert_problem, claims_of};
+use crate::support::{Backend, PASSWORD, TestApp, Tokens, assert_problem, claims_of, unique_email};
 
 backend_tests!(
     a_passkey_is_registered_and_logs_in_without_an_email,
@@ -30,6 +30,8 @@ backend_tests!(
     concurrent_finishes_of_one_login_succeed_once,
     malformed_passkey_requests_are_refused_clearly,
     passkeys_are_off_without_a_domain,
+    an_account_signs_up_with_a_passkey_and_no_password,
+    passkey_signups_count_with_signups_and_lose_a_race_for_the_email,
 );
 
 /// `POST` with a bearer token and a JSON body.
@@ -91,6 +93,23 @@ async fn log_in(app: &TestApp, authenticator: &mut SoftAuthenticator) -> Respons
     let (id, options) = start_login(app).await;
     let credential = authenticator.assert(&options).await;
     finish_login(app, &id, &credential).await
+}
+
+async fn start_signup(app: &TestApp, email: &str) -> Response {
+    app.post("/signup/passkey/start", &json!({"email": email}))
+        .await
+}
+
+/// Signs up with `authenticator`'s new passkey and no password; answers the response.
+async fn passkey_signup(
+    app: &TestApp,
+    email: &str,
+    authenticator: &mut SoftAuthenticator,
+) -> Response {
+    let (ceremony_id, options) = started(start_signup(app, email).await).await;
+    let credential = authenticator.register(&options).await;
+    let body = json!({"ceremony_id": ceremony_id, "credential": credential, "name": "Phone"});
+    app.post("/signup/passkey/finish", &body).await
 }
 
 /// A user with a password and a passkey.
@@ -425,21 +444,13 @@ async fn passkeys_are_renamed_and_removed(backend: Backend) {
 
 async fn the_only_way_in_is_not_removed(backend: Backend) {
     let app = TestApp::spawn(backend).await;
-    let (tokens, mut authenticator, first) = user_with_passkey(&app).await;
+    let mut authenticator = SoftAuthenticator::new();
+    let response = passkey_signup(&app, &unique_email(), &mut authenticator).await;
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let tokens = Tokens::from(response.json::<Value>().await.unwrap());
     let token = tokens.access_token.as_str();
+    let first = passkeys_of(&app, token).await.remove(0);
     let second = register(&app, token, &mut SoftAuthenticator::new()).await;
-    // An account without a password (as one that signed up with a passkey is).
-    let user_id = tokens.user_id.clone();
-    app.db
-        .run_now(move |conn| {
-            use diesel::RunQueryDsl as _;
-            diesel::sql_query(format!(
-                "UPDATE users SET password_hash = '' WHERE id = '{user_id}'"
-            ))
-            .execute(conn)?;
-            Ok(())
-        })
-        .unwrap();
     // No password logs in to it, and none fails otherwise than a wrong one.
     for password in [PASSWORD, ""] {
         let body = json!({"email": tokens.email, "password": password});
@@ -607,4 +618,71 @@ async fn passkeys_are_off_without_a_domain(backend: Backend) {
     assert_problem(response, StatusCode::NOT_FOUND, "passkeys_unavailable").await;
     // The rest of the service runs.
     assert_eq!(app.me(&tokens.access_token).await.status(), StatusCode::OK);
+}
+
+async fn an_account_signs_up_with_a_passkey_and_no_password(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let email = unique_email();
+    let response = start_signup(&app, "not an email").await;
+    assert_problem(
+        response,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "validation_failed",
+    )
+    .await;
+
+    let response = start_signup(&app, &email).await;
+    let (ceremony_id, options) = started(response).await;
+    assert_eq!(options["user"]["name"], email.as_str());
+    assert_eq!(options["authenticatorSelection"]["residentKey"], "required");
+    // Nothing exists before the finish.
+    assert_eq!(app.rows("users"), 0);
+    let mut authenticator = SoftAuthenticator::new();
+    let credential = authenticator.register(&options).await;
+    let body = json!({"ceremony_id": ceremony_id, "credential": credential});
+    let response = app.post("/signup/passkey/finish", &body).await;
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["user"]["email"], email.as_str());
+    assert_eq!(body["user"]["email_verified"], false);
+    let tokens = Tokens::from(body);
+    assert_eq!(claims_of(&tokens.access_token)["amr"], json!(["hwk"]));
+    let token = tokens.access_token.as_str();
+    assert_eq!(app.me(token).await.status(), StatusCode::OK);
+    let keys = passkeys_of(&app, token).await;
+    assert_eq!(keys.len(), 1);
+    assert_eq!(keys[0]["name"], "Passkey");
+    // Its address is verified by a mailed code, as after POST /signup.
+    assert_eq!(app.rows("one_time_codes"), 1);
+
+    // The passkey logs in; no password does.
+    assert_logged_in_as(log_in(&app, &mut authenticator).await, &tokens.user_id).await;
+    let body = json!({"email": email, "password": PASSWORD});
+    let response = app.login(&body).await;
+    assert_problem(response, StatusCode::UNAUTHORIZED, "invalid_credentials").await;
+    // The email is taken now, and the passkey is the only way in.
+    let response = start_signup(&app, &email).await;
+    assert_problem(response, StatusCode::CONFLICT, "email_taken").await;
+    let path = format!("/me/passkeys/{}", keys[0]["id"].as_str().unwrap());
+    let response = app.send(Method::DELETE, &path, Some(token), None).await;
+    assert_problem(response, StatusCode::CONFLICT, "last_credential").await;
+    let events = event_types(&app, token, "signup").await;
+    assert!(events.contains(&"passkey_added".to_owned()), "{events:?}");
+}
+
+async fn passkey_signups_count_with_signups_and_lose_a_race_for_the_email(backend: Backend) {
+    let app = TestApp::spawn_with(backend, &[("LATCHKEY_SIGNUP_IP_MAX", "2")]).await;
+    let email = unique_email();
+    let (ceremony_id, options) = started(start_signup(&app, &email).await).await;
+    // The address is taken meanwhile, with a password.
+    let body = json!({"email": email, "password": PASSWORD});
+    assert_eq!(app.signup(&body).await.status(), StatusCode::CREATED);
+    let credential = SoftAuthenticator::new().register(&options).await;
+    let body = json!({"ceremony_id": ceremony_id, "credential": credential});
+    let response = app.post("/signup/passkey/finish", &body).await;
+    assert_problem(response, StatusCode::CONFLICT, "email_taken").await;
+    assert_eq!(app.rows("passkeys"), 0);
+    // Two signups from this address within the hour, of either kind: the third waits.
+    let response = start_signup(&app, &unique_email()).await;
+    assert_problem(response, StatusCode::TOO_MANY_REQUESTS, "too_many_attempts").await;
 }
