@@ -262,27 +262,27 @@ pub async fn finish_login(
         );
         return Err(Error::InvalidCredentials);
     };
-    let mut passkey: Passkey = serde_json::from_str(&stored.credential).map_err(Error::internal)?;
+    let passkey: Passkey = serde_json::from_str(&stored.credential).map_err(Error::internal)?;
     let verified = match auth.relying_party.identify(&credential) {
         Ok((handle, _)) if handle == stored.user_id => auth
             .relying_party
-            .finish_login(&credential, &state, &passkey)
+            .finish_login(&credential, &state, passkey)
             .map_err(|error| error.to_string()),
         Ok(_) => Err("the user handle names another account".to_owned()),
         Err(_) => Err("no user handle".to_owned()),
     };
-    let result = match verified {
-        Ok(result) => result,
+    let changed = match verified {
+        Ok(changed) => changed,
         Err(reason) => {
             tracing::info!(event = "passkey_refused", user_id = %stored.user_id, %reason, "passkey login refused");
             login::refused(auth, Some(&stored.user_id), &client, Refusal::WrongPasskey);
             return Err(Error::InvalidCredentials);
         }
     };
-    let updated = match passkey.update_credential(&result) {
-        Some(true) => Some(serde_json::to_string(&passkey).map_err(Error::internal)?),
-        _ => None,
-    };
+    let updated = changed
+        .map(|passkey| serde_json::to_string(&passkey))
+        .transpose()
+        .map_err(Error::internal)?;
     let (policy, require_verified) = (auth.sessions, auth.require_verified_email);
     let user_id = stored.user_id.clone();
     let granted = auth

@@ -10,7 +10,9 @@ use reqwest::{Method, Response, StatusCode};
 use serde_json::{Value, json};
 
 use crate::mfa::{enrolled_user, event_types};
-use crate::support::authenticator::{ORIGIN, SoftAuthenticator};
+use crate::support::authenticator::{
+    BACKED_UP, BACKUP_ELIGIBLE, HandMadeKey, ORIGIN, SoftAuthenticator, USER_PRESENT, USER_VERIFIED,
+};
 use crate::support::{Backend, PASSWORD, TestApp, Tokens, assert_problem, claims_of, unique_email};
 
 backend_tests!(
@@ -22,6 +24,8 @@ backend_tests!(
     a_wrong_origin_is_refused_and_listed_origins_are_not,
     another_accounts_user_handle_logs_in_nobody,
     a_cloned_authenticator_is_refused,
+    an_assertion_without_user_verification_is_refused,
+    a_passkey_that_became_synced_still_logs_in,
     a_passkey_login_satisfies_the_second_factor,
     passkeys_are_renamed_and_removed,
     the_only_way_in_is_not_removed,
@@ -366,6 +370,60 @@ async fn a_cloned_authenticator_is_refused(backend: Backend) {
     let response = log_in(&app, &mut clone).await;
     assert_problem(response, StatusCode::UNAUTHORIZED, "invalid_credentials").await;
     assert_logged_in_as(log_in(&app, &mut key).await, &tokens.user_id).await;
+}
+
+async fn an_assertion_without_user_verification_is_refused(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let (tokens, authenticator, _) = user_with_passkey(&app).await;
+    let handle = uuid::Uuid::parse_str(&tokens.user_id).unwrap();
+    let synced = BACKUP_ELIGIBLE | BACKED_UP;
+    // Present but not verified (no fingerprint, no PIN): a passkey is not a factor then.
+    let (ceremony_id, options) = start_login(&app).await;
+    let unverified = USER_PRESENT | synced;
+    let assertion = authenticator.assert_with_flags(&options, handle.as_bytes(), unverified);
+    let response = finish_login(&app, &ceremony_id, &assertion).await;
+    assert_problem(response, StatusCode::UNAUTHORIZED, "invalid_credentials").await;
+    // Neither present nor verified.
+    let (ceremony_id, options) = start_login(&app).await;
+    let assertion = authenticator.assert_with_flags(&options, handle.as_bytes(), synced);
+    let response = finish_login(&app, &ceremony_id, &assertion).await;
+    assert_problem(response, StatusCode::UNAUTHORIZED, "invalid_credentials").await;
+    // The same hand-made assertion, verified, is accepted: only the flag made the difference.
+    let (ceremony_id, options) = start_login(&app).await;
+    let verified = USER_PRESENT | USER_VERIFIED | synced;
+    let assertion = authenticator.assert_with_flags(&options, handle.as_bytes(), verified);
+    let response = finish_login(&app, &ceremony_id, &assertion).await;
+    assert_logged_in_as(response, &tokens.user_id).await;
+}
+
+async fn a_passkey_that_became_synced_still_logs_in(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let tokens = app.signup_user().await;
+    let token = tokens.access_token.as_str();
+    let handle = uuid::Uuid::parse_str(&tokens.user_id).unwrap();
+    // Registered on a device that did not sync its passkeys then.
+    let key = HandMadeKey::new();
+    let verified = USER_PRESENT | USER_VERIFIED;
+    let (ceremony_id, options) = start_registration(&app, token).await;
+    let credential = key.register(&options, verified);
+    let response = finish_registration(&app, token, &ceremony_id, &credential, None).await;
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let (ceremony_id, options) = start_login(&app).await;
+    let assertion = key.assert(&options, handle.as_bytes(), verified);
+    assert_logged_in_as(
+        finish_login(&app, &ceremony_id, &assertion).await,
+        &tokens.user_id,
+    )
+    .await;
+    // Its owner turned syncing on since (iCloud Keychain): backup-eligible and backed up now.
+    let synced = verified | BACKUP_ELIGIBLE | BACKED_UP;
+    let (ceremony_id, options) = start_login(&app).await;
+    let assertion = key.assert(&options, handle.as_bytes(), synced);
+    assert_logged_in_as(
+        finish_login(&app, &ceremony_id, &assertion).await,
+        &tokens.user_id,
+    )
+    .await;
 }
 
 async fn a_passkey_login_satisfies_the_second_factor(backend: Backend) {
