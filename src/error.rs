@@ -74,6 +74,9 @@ pub enum Error {
     /// A credential the relying party refused at registration; says why.
     #[error("invalid passkey: {0}")]
     InvalidPasskey(String),
+    /// What the caller asks for needs a session that logged in recently.
+    #[error("reauthentication required")]
+    ReauthenticationRequired,
     #[error("passkey registered already")]
     PasskeyExists,
     #[error("too many passkeys")]

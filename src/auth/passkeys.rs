@@ -26,6 +26,7 @@ use super::outbox;
 use super::sessions::{self, Caller, Granted};
 use super::throttle::{self, AttemptKeys, QuotaKey};
 use crate::db::passkeys::{self, StoredPasskey};
+use crate::db::sessions as stored_sessions;
 use crate::db::users::{self, User};
 use crate::db::webauthn_ceremonies::{self, NewCeremony};
 use crate::db::{self, DbConn};
@@ -34,6 +35,10 @@ use crate::error::{Error, FieldError};
 
 /// How long a ceremony waits for its finish.
 pub const CEREMONY_TTL: Duration = Duration::from_secs(5 * 60);
+/// How recently the caller's session must have logged in to add a passkey: a passkey logs
+/// in for good, so a stolen access token (or a device left unlocked) must not add one
+/// unless the owner proved who they are just before.
+pub const RECENT_LOGIN: Duration = Duration::from_secs(10 * 60);
 /// Passkeys an account may have.
 pub const MAX_PASSKEYS: i64 = 20;
 /// Registrations an account may have open at once; a new one beyond ends the oldest.
@@ -98,10 +103,17 @@ pub fn read_name(name: Option<&str>) -> Result<String, Error> {
 /// /me/passkeys/register/start`); the authenticator is asked not to make a second
 /// credential beside one the account has.
 pub async fn start_registration(auth: &Auth, caller: Caller, user: User) -> Result<Started, Error> {
-    let user_id = caller.user_id.clone();
+    let (user_id, session_id) = (caller.user_id.clone(), caller.session_id.clone());
     let registered = auth
         .db
-        .run(move |conn| Ok(passkeys::credential_ids(conn, &user_id)?))
+        .run(move |conn| {
+            let session = stored_sessions::find(conn, &session_id)?;
+            let logged_in = session.map(|session| session.created_at);
+            if logged_in.is_none_or(|at| at < db::now() - db::span(RECENT_LOGIN)) {
+                return Err(Error::ReauthenticationRequired);
+            }
+            Ok(passkeys::credential_ids(conn, &user_id)?)
+        })
         .await?;
     if registered.len() >= MAX_PASSKEYS as usize {
         return Err(Error::TooManyPasskeys);

@@ -16,7 +16,7 @@ use super::outbox::{self, Outgoing};
 use super::sessions::{self, Ending};
 use super::throttle::{self, QuotaKey};
 use crate::db::sessions::Which;
-use crate::db::{self, DbConn, mfa_challenges, users};
+use crate::db::{self, DbConn, mfa_challenges, passkeys, users};
 use crate::domain::{Email, EventKind, MailKind, NewPassword, RevokeReason};
 use crate::error::Error;
 
@@ -141,6 +141,13 @@ pub async fn reset(
                 mfa_challenges::delete_for(conn, user_id)?;
                 // The code went to the address: it is the account holder's.
                 users::set_email_verified(conn, user_id, &user.email, at.now)?;
+                // So are the account's ways in: the new password only. A passkey, which logs
+                // in alone, may have been planted by whoever held the account before (signed
+                // up with this address first, or held a stolen session); the owner adds theirs
+                // again.
+                if passkeys::delete_all(conn, user_id)? > 0 {
+                    events::record(conn, user_id, EventKind::PasskeyRemoved, &client, None)?;
+                }
                 throttle::succeeded(conn, &reservation)?;
                 throttle::forgive_account(conn, user_id)?;
                 let all = Ending {

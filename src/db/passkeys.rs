@@ -165,6 +165,11 @@ pub fn record_use(
     .map(drop)
 }
 
+/// Deletes all the account's passkeys; answers how many.
+pub fn delete_all(conn: &mut DbConn, user_id: &UserId) -> QueryResult<usize> {
+    diesel::delete(passkeys::table.filter(passkeys::user_id.eq(user_id))).execute(conn)
+}
+
 /// Deletes the account's passkey; answers how many rows changed.
 pub fn delete(conn: &mut DbConn, user_id: &UserId, id: &PasskeyId) -> QueryResult<usize> {
     diesel::delete(

@@ -82,6 +82,7 @@ impl From<StoredPasskey> for PasskeyBody {
     responses(
         (status = 200, description = "The ceremony: `options` ask for a discoverable credential that verifies its user (`residentKey: required`, `userVerification: required`), and exclude the account's passkeys.", body = CeremonyBody,
             headers(("Cache-Control" = String, description = "Always `no-store`."))),
+        (status = 403, description = "`reauthentication_required`: the session logged in more than 10 minutes ago; log in again (a passkey logs in for good, so a stolen token must not add one).", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "`passkeys_unavailable`: passkeys are off (the public URL names no domain).", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "`too_many_passkeys`: the account has 20.", body = Problem, content_type = "application/problem+json"),
     ),

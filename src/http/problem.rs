@@ -60,6 +60,7 @@ impl Error {
             Self::MfaNotPending => "mfa_not_pending",
             Self::InvalidCeremony => "invalid_ceremony",
             Self::InvalidPasskey(_) => "invalid_passkey",
+            Self::ReauthenticationRequired => "reauthentication_required",
             Self::PasskeyExists => "passkey_exists",
             Self::TooManyPasskeys => "too_many_passkeys",
             Self::LastCredential => "last_credential",
@@ -109,6 +110,10 @@ impl Error {
                 "The ceremony_id is unknown, used or expired (after 5 minutes); start again."
             }
             Self::InvalidPasskey(detail) => detail,
+            Self::ReauthenticationRequired => {
+                "Adding a passkey needs a recent login: log in again (within 10 minutes), then \
+                 add it."
+            }
             Self::PasskeyExists => "This passkey is registered already.",
             Self::TooManyPasskeys => {
                 "This account has as many passkeys as it may have; remove one first."
@@ -174,7 +179,8 @@ impl ResponseError for Error {
             Self::AccountDisabled
             | Self::EmailNotVerified
             | Self::MfaRequired { .. }
-            | Self::CsrfRejected => StatusCode::FORBIDDEN,
+            | Self::CsrfRejected
+            | Self::ReauthenticationRequired => StatusCode::FORBIDDEN,
             Self::TooManyAttempts { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,

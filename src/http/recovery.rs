@@ -69,7 +69,7 @@ pub struct ResetPasswordRequest {
 #[utoipa::path(post, path = "/password/reset", tag = "recovery", operation_id = "resetPassword",
     request_body = ResetPasswordRequest,
     responses(
-        (status = 204, description = "The password is set; every session ended, the login lockout is cleared, and a notice is mailed. The address counts as verified."),
+        (status = 204, description = "The password is set; every session ended and every passkey removed (the new password is the way in), the login lockout is cleared, and a notice is mailed. The address counts as verified."),
         (status = 400, description = "`invalid_code`: wrong, used, expired or out of tries (5 wrong tries end a code); the same for an email without an account.", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "`account_disabled`: the code is right but the account was disabled.", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "`validation_failed`: the new password breaks a rule (field `new_password`); the code stays usable.", body = Problem, content_type = "application/problem+json"),

@@ -36,6 +36,8 @@ backend_tests!(
     malformed_passkey_requests_are_refused_clearly,
     passkeys_are_off_without_a_domain,
     an_account_signs_up_with_a_passkey_and_no_password,
+    adding_a_passkey_needs_a_recent_login,
+    a_password_reset_removes_passkeys_planted_before_it,
     passkey_signups_count_with_signups_and_lose_a_race_for_the_email,
 );
 
@@ -790,4 +792,59 @@ async fn passkey_signups_count_with_signups_and_lose_a_race_for_the_email(backen
     // Two signups from this address within the hour, of either kind: the third waits.
     let response = start_signup(&app, &unique_email()).await;
     assert_problem(response, StatusCode::TOO_MANY_REQUESTS, "too_many_attempts").await;
+}
+
+async fn adding_a_passkey_needs_a_recent_login(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let tokens = app.signup_user().await;
+    // The session logged in long ago (a stolen token, a device left unlocked).
+    let user_id = tokens.user_id.clone();
+    app.db
+        .run_now(move |conn| {
+            use diesel::RunQueryDsl as _;
+            diesel::sql_query(format!(
+                "UPDATE sessions SET created_at = '2000-01-01 00:00:00' WHERE user_id = '{user_id}'"
+            ))
+            .execute(conn)?;
+            Ok(())
+        })
+        .unwrap();
+    let response = post_as(
+        &app,
+        &tokens.access_token,
+        "/me/passkeys/register/start",
+        &json!({}),
+    )
+    .await;
+    assert_problem(response, StatusCode::FORBIDDEN, "reauthentication_required").await;
+    // Logged in again, the owner adds it.
+    let fresh = app.login_user(&tokens.email).await;
+    register(&app, &fresh.access_token, &mut SoftAuthenticator::new()).await;
+}
+
+async fn a_password_reset_removes_passkeys_planted_before_it(backend: Backend) {
+    let sink = crate::support::mail_sink::MailSink::start();
+    let app = crate::recovery::mail_app(backend, &sink, &[]).await;
+    // Someone signs up with the owner's address first and plants a passkey.
+    let email = unique_email();
+    let signed_up = crate::recovery::sign_up(&app, &email).await;
+    let token = signed_up["access_token"].as_str().unwrap();
+    let mut planted = SoftAuthenticator::new();
+    register(&app, token, &mut planted).await;
+    // The owner takes the address back with a reset.
+    let forgot = app.post("/password/forgot", &json!({"email": email})).await;
+    assert_eq!(forgot.status(), StatusCode::ACCEPTED);
+    let mail = crate::recovery::mail_about(&sink, &email, "reset", 1).await;
+    let body = json!({"email": email, "code": mail.code(),
+                      "new_password": crate::recovery::NEW_PASSWORD});
+    let response = app.post("/password/reset", &body).await;
+    assert_eq!(response.status(), StatusCode::NO_CONTENT);
+    let response = log_in(&app, &mut planted).await;
+    assert_problem(response, StatusCode::UNAUTHORIZED, "invalid_credentials").await;
+    assert_eq!(app.rows("passkeys"), 0);
+    let owner = app
+        .login(&json!({"email": email, "password": crate::recovery::NEW_PASSWORD}))
+        .await;
+    let owner = Tokens::from(owner.json::<Value>().await.unwrap());
+    event_types(&app, &owner.access_token, "passkey_removed").await;
 }
