@@ -18,7 +18,14 @@ pub enum LogFormat {
 /// Installs the global subscriber. `filter` uses `RUST_LOG` syntax (`info`,
 /// `latchkey=debug,actix_web=warn`); it was validated with the settings.
 pub fn init(filter: &str, format: LogFormat) {
-    let filter = EnvFilter::try_new(filter).unwrap_or_else(|_| EnvFilter::new("info"));
+    let mut filter_text = filter.to_owned();
+    // webauthn-rs logs every passkey a client gets wrong at ERROR: anybody could fill the
+    // error log at will. The service logs each refusal with its reason at info
+    // (`passkey_refused`); the library's own lines show when asked for by name.
+    if !filter_text.contains("webauthn") {
+        filter_text.push_str(",webauthn_rs_core=off,webauthn_rs=off");
+    }
+    let filter = EnvFilter::try_new(&filter_text).unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);

@@ -180,6 +180,9 @@ impl RelyingParty {
         let state: DiscoverableAuthentication =
             serde_json::from_str(state).map_err(WebauthnError::ParseJSONFailure)?;
         let webauthn = self.webauthn.as_ref().ok_or(WebauthnError::Configuration)?;
+        if is_framed(&credential.response.client_data_json) {
+            return Err(WebauthnError::CredentialCrossOrigin);
+        }
         let mut stored = Credential::from(passkey);
         let became_eligible = !stored.backup_eligible
             && claims_backup_eligibility(&credential.response.authenticator_data);
@@ -211,6 +214,22 @@ impl VerifiedLogin {
         let counted = Credential::from(stored).counter;
         Ok(self.counter > 0 && self.counter <= counted)
     }
+}
+
+/// Whether the client data says the ceremony ran in a frame of another site (`crossOrigin`,
+/// `topOrigin`): webauthn-rs refuses that at registration only, and a login run in a frame
+/// of another site is how a page would trick its user into logging in somewhere unseen.
+fn is_framed(client_data_json: &[u8]) -> bool {
+    #[derive(serde::Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Framing {
+        #[serde(default)]
+        cross_origin: bool,
+        top_origin: Option<String>,
+    }
+    // Unreadable client data is refused by the verification itself.
+    serde_json::from_slice::<Framing>(client_data_json)
+        .is_ok_and(|framing| framing.cross_origin || framing.top_origin.is_some())
 }
 
 /// Whether authenticator data sets the backup-eligible flag (WebAuthn §6.1: bit 3 of the
@@ -297,6 +316,18 @@ mod tests {
         let (options, _) = rp.start_login().unwrap();
         assert_eq!(options["allowCredentials"], serde_json::json!([]));
         assert_eq!(options["userVerification"], "required");
+    }
+
+    #[test]
+    fn a_ceremony_run_in_another_sites_frame_is_told_apart() {
+        assert!(!is_framed(
+            br#"{"type":"webauthn.get","crossOrigin":false}"#
+        ));
+        assert!(!is_framed(br#"{"type":"webauthn.get"}"#));
+        assert!(is_framed(br#"{"type":"webauthn.get","crossOrigin":true}"#));
+        assert!(is_framed(
+            br#"{"crossOrigin":false,"topOrigin":"https://evil.example"}"#
+        ));
     }
 
     #[test]

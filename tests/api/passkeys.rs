@@ -27,6 +27,7 @@ backend_tests!(
     a_cloned_authenticator_racing_the_original_wins_at_most_once,
     an_assertion_without_user_verification_is_refused,
     a_passkey_that_became_synced_still_logs_in,
+    a_login_run_in_another_sites_frame_is_refused,
     a_passkey_login_satisfies_the_second_factor,
     passkeys_are_renamed_and_removed,
     the_only_way_in_is_not_removed,
@@ -452,6 +453,31 @@ async fn a_cloned_authenticator_racing_the_original_wins_at_most_once(backend: B
             .count();
         assert_eq!(won, 1, "{} and {}", a.status(), b.status());
     }
+}
+
+async fn a_login_run_in_another_sites_frame_is_refused(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let tokens = app.signup_user().await;
+    let token = tokens.access_token.as_str();
+    let handle = uuid::Uuid::parse_str(&tokens.user_id).unwrap();
+    let key = HandMadeKey::new();
+    let verified = USER_PRESENT | USER_VERIFIED;
+    let (ceremony_id, options) = start_registration(&app, token).await;
+    let credential = key.register(&options, verified);
+    let response = finish_registration(&app, token, &ceremony_id, &credential, None).await;
+    assert_eq!(response.status(), StatusCode::CREATED);
+    // The login page, framed by another site that makes its user log in unseen.
+    let (ceremony_id, options) = start_login(&app).await;
+    let assertion = key.assert_framed(&options, handle.as_bytes(), "https://evil.example");
+    let response = finish_login(&app, &ceremony_id, &assertion).await;
+    assert_problem(response, StatusCode::UNAUTHORIZED, "invalid_credentials").await;
+    let (ceremony_id, options) = start_login(&app).await;
+    let assertion = key.assert(&options, handle.as_bytes(), verified);
+    assert_logged_in_as(
+        finish_login(&app, &ceremony_id, &assertion).await,
+        &tokens.user_id,
+    )
+    .await;
 }
 
 async fn a_passkey_login_satisfies_the_second_factor(backend: Backend) {

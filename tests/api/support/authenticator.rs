@@ -277,14 +277,13 @@ impl HandMadeKey {
         data
     }
 
-    fn client_data(&self, kind: &str, options: &Value) -> String {
+    fn client_data(&self, kind: &str, options: &Value) -> Value {
         json!({
             "type": kind,
             "challenge": options["challenge"],
             "origin": self.origin.origin().ascii_serialization(),
             "crossOrigin": false,
         })
-        .to_string()
     }
 
     /// The answer to creation `options`: "none" attestation, with these flags (AT added).
@@ -322,7 +321,7 @@ impl HandMadeKey {
             "rawId": id,
             "type": "public-key",
             "response": {
-                "clientDataJSON": base64url(self.client_data("webauthn.create", options).as_bytes()),
+                "clientDataJSON": base64url(self.client_data("webauthn.create", options).to_string().as_bytes()),
                 "attestationObject": base64url(&attestation_object),
             },
             "clientExtensionResults": {"credProps": {"rk": true}},
@@ -331,10 +330,23 @@ impl HandMadeKey {
 
     /// The answer to request `options`, with these flags.
     pub fn assert(&self, options: &Value, user_handle: &[u8], flags: u8) -> Value {
+        let client_data = self.client_data("webauthn.get", options);
+        self.assert_with_client_data(client_data, user_handle, flags)
+    }
+
+    /// The answer to request `options` from a page framed by `top_origin`, another site's.
+    pub fn assert_framed(&self, options: &Value, user_handle: &[u8], top_origin: &str) -> Value {
+        let mut client_data = self.client_data("webauthn.get", options);
+        client_data["crossOrigin"] = json!(true);
+        client_data["topOrigin"] = json!(top_origin);
+        self.assert_with_client_data(client_data, user_handle, USER_PRESENT | USER_VERIFIED)
+    }
+
+    fn assert_with_client_data(&self, client_data: Value, user_handle: &[u8], flags: u8) -> Value {
         use p256::ecdsa::signature::Signer as _;
         use sha2::{Digest, Sha256};
         let authenticator_data = self.authenticator_data(flags, &[]);
-        let client_data = self.client_data("webauthn.get", options);
+        let client_data = client_data.to_string();
         let mut signed = authenticator_data.clone();
         signed.extend_from_slice(&Sha256::digest(client_data.as_bytes()));
         let signature: p256::ecdsa::Signature = self.key.sign(&signed);
