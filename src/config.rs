@@ -65,6 +65,8 @@ variables!(
     LATCHKEY_LINK_URL,
     LATCHKEY_CODE_TTL,
     LATCHKEY_REQUIRE_VERIFIED_EMAIL,
+    LATCHKEY_WEBAUTHN_RP_ID,
+    LATCHKEY_WEBAUTHN_ORIGINS,
 );
 
 #[derive(Debug, Clone)]
@@ -124,6 +126,11 @@ pub struct Settings {
     pub mail: MailSettings,
     /// Where the service is reached (`LATCHKEY_PUBLIC_URL`), without a trailing slash.
     pub public_url: String,
+    /// The WebAuthn RP id (`LATCHKEY_WEBAUTHN_RP_ID`); `None`: the public URL's host.
+    pub webauthn_rp_id: Option<String>,
+    /// Origins whose pages may use passkeys besides the public URL's
+    /// (`LATCHKEY_WEBAUTHN_ORIGINS`).
+    pub webauthn_origins: Vec<url::Url>,
     /// The link a mail carries, with `{purpose}`, `{code}` and `{email}` to fill in.
     pub link_url: String,
     /// How long a mailed one-time code lives.
@@ -267,6 +274,12 @@ impl Settings {
                 parse_link_url,
             )?,
             code_ttl: env.duration(LATCHKEY_CODE_TTL, "30m", 60)?,
+            webauthn_rp_id: env
+                .raw(LATCHKEY_WEBAUTHN_RP_ID)
+                .map(str::trim)
+                .filter(|raw| !raw.is_empty())
+                .map(|raw| raw.to_ascii_lowercase()),
+            webauthn_origins: env.parse(LATCHKEY_WEBAUTHN_ORIGINS, "", parse_webauthn_origins)?,
             require_verified_email: env.parse(
                 LATCHKEY_REQUIRE_VERIFIED_EMAIL,
                 "false",
@@ -523,6 +536,24 @@ fn parse_origins(raw: &str) -> Result<Vec<String>, String> {
                     "{origin:?} is not an origin like https://app.example.com (no path, no wildcard)"
                 ))
             }
+        })
+        .collect()
+}
+
+/// A comma-separated list of the origins WebAuthn may see besides the public URL's: web
+/// origins (`https://app.example.com`, no path) or an app's (`android:apk-key-hash:…`,
+/// `ios:bundle-id:…`), compared exactly.
+fn parse_webauthn_origins(raw: &str) -> Result<Vec<url::Url>, String> {
+    raw.split(',')
+        .map(str::trim)
+        .filter(|origin| !origin.is_empty())
+        .map(|origin| {
+            let url = url::Url::parse(origin).map_err(|_| format!("{origin:?} is no origin"))?;
+            let web = matches!(url.scheme(), "http" | "https");
+            if web && (url.path() != "/" || url.query().is_some() || url.fragment().is_some()) {
+                return Err(format!("{origin:?} is no origin: it has a path"));
+            }
+            Ok(url)
         })
         .collect()
 }

@@ -68,6 +68,22 @@ pub enum Error {
     /// A confirmation with no enrolment started.
     #[error("no mfa enrolment pending")]
     MfaNotPending,
+    /// A passkey ceremony that is unknown, used, expired, or was started for something else.
+    #[error("invalid ceremony")]
+    InvalidCeremony,
+    /// A credential the relying party refused at registration; says why.
+    #[error("invalid passkey: {0}")]
+    InvalidPasskey(String),
+    #[error("passkey registered already")]
+    PasskeyExists,
+    #[error("too many passkeys")]
+    TooManyPasskeys,
+    /// Removing this passkey would leave the account no way in.
+    #[error("last credential")]
+    LastCredential,
+    /// WebAuthn is not configured: the public URL names no domain.
+    #[error("passkeys unavailable")]
+    PasskeysUnavailable,
     /// A mailed code that is wrong, used, expired or out of tries (or an unknown email).
     #[error("invalid code")]
     InvalidCode,

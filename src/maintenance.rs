@@ -1,6 +1,6 @@
 //! Housekeeping that keeps the tables from growing without bound: ended sessions (with
 //! their refresh-token generations), throttled attempts too old to count and security events
-//! older than `LATCHKEY_EVENT_RETENTION`, expired one-time codes and login challenges, and
+//! older than `LATCHKEY_EVENT_RETENTION`, expired one-time codes, login challenges and passkey ceremonies, and
 //! mail sent (or given up) a while ago. Every instance
 //! runs it; the deletes are idempotent. And the periodic reload of the signing keys, which
 //! picks up a rotation made by another process.
@@ -14,6 +14,7 @@ use crate::auth::throttle::{self, ThrottlePolicy};
 use crate::auth::tokens::AccessTokens;
 use crate::db::{
     self, Db, DbConn, mfa_challenges, one_time_codes, outbox, security_events, sessions,
+    webauthn_ceremonies,
 };
 use crate::error::Error;
 
@@ -40,6 +41,7 @@ pub struct Pruned {
     pub security_events: usize,
     pub one_time_codes: usize,
     pub mfa_challenges: usize,
+    pub webauthn_ceremonies: usize,
     pub outbox: usize,
 }
 
@@ -57,6 +59,7 @@ pub fn prune(conn: &mut DbConn, policy: &PrunePolicy, now: NaiveDateTime) -> Res
         // An expired code answers like a wrong one: nothing needs it.
         one_time_codes: one_time_codes::prune_expired(conn, now)?,
         mfa_challenges: mfa_challenges::prune_expired(conn, now)?,
+        webauthn_ceremonies: webauthn_ceremonies::prune_expired(conn, now)?,
         outbox: outbox::prune_done(conn, now - db::span(DONE_MAIL_RETENTION))?,
     })
 }
@@ -77,6 +80,7 @@ pub fn spawn(db: Db, policy: PrunePolicy, every: Duration) {
                         security_events = pruned.security_events,
                         one_time_codes = pruned.one_time_codes,
                         mfa_challenges = pruned.mfa_challenges,
+                        webauthn_ceremonies = pruned.webauthn_ceremonies,
                         outbox = pruned.outbox,
                         "pruned"
                     );

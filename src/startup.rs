@@ -15,6 +15,7 @@ use crate::auth::key_vault::KeyVault;
 use crate::auth::keys::{self, KeySet};
 use crate::auth::outbox::{LetterSettings, Outbox, OutboxMetrics, Worker};
 use crate::auth::passwords::Passwords;
+use crate::auth::relying_party::{RelyingParty, RelyingPartySettings};
 use crate::auth::session_checks::SessionChecks;
 use crate::auth::tokens::AccessTokens;
 use crate::auth::{Auth, events, mfa};
@@ -78,6 +79,7 @@ impl Application {
             .context("loading the key of the one-time codes")?;
         let codes = Codes::new(code_key, settings.code_ttl);
         let outbox = start_mail(&settings, &db, &codes, outbox_metrics)?;
+        let relying_party = relying_party(&settings)?;
         maintenance::spawn(db.clone(), settings.prune_policy(), settings.prune_interval);
         let auth = Auth {
             refusals: events::Recorder::start(db.clone()),
@@ -93,6 +95,7 @@ impl Application {
             )),
             codes,
             mfa,
+            relying_party,
             outbox,
             require_verified_email: settings.require_verified_email,
         };
@@ -230,6 +233,25 @@ fn start_mail(
     }
     .spawn();
     Ok(outbox)
+}
+
+/// The WebAuthn relying party of the settings, saying at start-up whether passkeys are on.
+fn relying_party(settings: &Settings) -> anyhow::Result<RelyingParty> {
+    let relying_party = RelyingParty::new(&RelyingPartySettings {
+        public_url: &settings.public_url,
+        rp_id: settings.webauthn_rp_id.as_deref(),
+        origins: &settings.webauthn_origins,
+        name: &settings.mail.app_name,
+    })
+    .map_err(|problem| anyhow::anyhow!("passkeys: {problem}"))?;
+    if !relying_party.is_on() {
+        tracing::warn!(
+            public_url = %settings.public_url,
+            "passkeys are off: WebAuthn needs a domain name (localhost works) in \
+             LATCHKEY_PUBLIC_URL or LATCHKEY_WEBAUTHN_RP_ID, not an IP address"
+        );
+    }
+    Ok(relying_party)
 }
 
 /// Says at start-up when signing keys are stored in plain text, and what to do about it.

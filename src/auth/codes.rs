@@ -9,8 +9,10 @@
 
 use std::time::Duration;
 
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use hmac::{Hmac, Mac};
-use sha2::Sha256;
+use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
 
 use super::key_vault::KeyVault;
@@ -199,6 +201,20 @@ pub fn random_base32(length: usize) -> Result<Zeroizing<String>, Error> {
             .map(|byte| char::from(ALPHABET[usize::from(byte % 32)]))
             .collect(),
     ))
+}
+
+/// A fresh opaque token of 256 random bits, in base64url: an `mfa_token`, a passkey
+/// ceremony's id. Stored only as its [`token_digest`].
+pub fn random_token() -> Result<String, Error> {
+    let mut bytes = Zeroizing::new([0u8; 32]);
+    getrandom::fill(bytes.as_mut()).map_err(Error::internal)?;
+    Ok(URL_SAFE_NO_PAD.encode(bytes.as_ref()))
+}
+
+/// The digest a random token is stored and found by: the table alone holds no usable token.
+/// A plain SHA-256 suffices: the token has 256 random bits, nothing to guess offline.
+pub fn token_digest(token: &str) -> Vec<u8> {
+    Sha256::digest(token.as_bytes()).to_vec()
 }
 
 /// A code as typed, read the way Crockford base32 reads: case-insensitive, spaces and

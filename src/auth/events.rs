@@ -83,6 +83,8 @@ pub enum Refusal {
     WrongCode,
     /// A wrong TOTP or recovery code for this account.
     WrongMfaCode,
+    /// A passkey of this account refused at login.
+    WrongPasskey,
 }
 
 /// Records refused logins of existing accounts on their own, after the answer: the answer
@@ -195,6 +197,9 @@ fn record_refusal(conn: &mut DbConn, pending: &Pending) -> Result<(), Error> {
         }
         Refusal::WrongCode => insert(conn, stamp, user_id, EventKind::CodeFailed, client, None),
         Refusal::WrongMfaCode => insert(conn, stamp, user_id, EventKind::MfaFailed, client, None),
+        Refusal::WrongPasskey => {
+            insert(conn, stamp, user_id, EventKind::PasskeyFailed, client, None)
+        }
         Refusal::Throttled { window } => {
             // Another instance may be recording the same lockout: one at a time.
             security_events::lock_user(conn, user_id)?;

@@ -207,8 +207,19 @@ async fn admit_known(
     keys: AttemptKeys,
     client: &ClientInfo,
 ) -> Result<Reservation, Error> {
+    admit_keys(auth, Some(user_id), keys, client).await
+}
+
+/// Counts an attempt under `keys` against the throttle; or `TooManyAttempts`, its
+/// `locked_out` event recorded for the account `user_id`, if there is one.
+pub(super) async fn admit_keys(
+    auth: &Auth,
+    user_id: Option<&UserId>,
+    keys: AttemptKeys,
+    client: &ClientInfo,
+) -> Result<Reservation, Error> {
     let ((), admission) = admit(auth, move |_| Ok(((), keys))).await?;
-    admitted(auth, admission, Some(user_id), client)
+    admitted(auth, admission, user_id, client)
 }
 
 /// A live code, found by [`check_code`], and its counted attempt.

@@ -11,10 +11,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use chrono::NaiveDateTime;
 
-use base64::Engine as _;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use secrecy::{ExposeSecret, SecretString};
-use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
 
 use super::Auth;
@@ -331,12 +328,10 @@ fn remove_factor(conn: &mut DbConn, user_id: &UserId) -> Result<(), Error> {
 /// Opens a login challenge for an account whose password was right and that owes its second
 /// factor, in the caller's write transaction; answers its token, for `Error::MfaRequired`.
 pub(super) fn challenge(conn: &mut DbConn, user_id: &UserId) -> Result<SecretString, Error> {
-    let mut bytes = Zeroizing::new([0u8; 32]);
-    getrandom::fill(bytes.as_mut()).map_err(Error::internal)?;
-    let token = URL_SAFE_NO_PAD.encode(bytes.as_ref());
+    let token = codes::random_token()?;
     let now = db::now();
     let expires_at = now + db::span(CHALLENGE_TTL);
-    mfa_challenges::insert(conn, &token_hash(&token), user_id, now, expires_at)?;
+    mfa_challenges::insert(conn, &codes::token_digest(&token), user_id, now, expires_at)?;
     mfa_challenges::keep_newest(conn, user_id, MAX_OPEN_CHALLENGES)?;
     Ok(SecretString::from(token))
 }
@@ -354,7 +349,7 @@ pub async fn complete_login(
     if token.len() > MAX_TOKEN_LENGTH {
         return Err(Error::InvalidMfaToken);
     }
-    let challenge = token_hash(token);
+    let challenge = codes::token_digest(token);
     let found = challenge.clone();
     let user_id = auth
         .db
@@ -409,11 +404,6 @@ pub async fn complete_login(
     };
     tracing::info!(event = "logged_in", user_id = %user_id, session_id = %granted.continued.session.id, "logged in with a second factor");
     Ok(granted)
-}
-
-/// The digest a challenge is stored and found by: the table alone holds no usable token.
-fn token_hash(token: &str) -> Vec<u8> {
-    Sha256::digest(token.as_bytes()).to_vec()
 }
 
 /// The account's TOTP factor, pending or confirmed.

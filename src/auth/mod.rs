@@ -8,6 +8,9 @@
 //! | `POST /login` | [`login::attempt`] |
 //! | `POST /login/mfa` | [`mfa::complete_login`] |
 //! | `POST /me/mfa/totp`, `/confirm`, `DELETE /me/mfa/totp` | [`mfa::enrol`], [`mfa::confirm`], [`mfa::disable`] |
+//! | `POST /me/passkeys/register/start`, `/finish` | [`passkeys::start_registration`], [`passkeys::finish_registration`] |
+//! | `GET /me/passkeys`, `PATCH` and `DELETE /me/passkeys/{id}` | [`passkeys::list`], [`passkeys::rename`], [`passkeys::remove`] |
+//! | `POST /login/passkey/start`, `/finish` | [`passkeys::start_login`], [`passkeys::finish_login`] |
 //! | `POST /refresh` | [`sessions::refresh`] |
 //! | `POST /logout` | [`sessions::log_out`] |
 //! | every bearer-authenticated request, `GET /me` | [`sessions::authenticate`] |
@@ -37,9 +40,11 @@ pub mod keys;
 pub mod login;
 pub mod mfa;
 pub mod outbox;
+pub mod passkeys;
 pub mod passwords;
 pub mod recovery;
 pub mod refresh_token;
+pub mod relying_party;
 pub mod session_checks;
 pub mod sessions;
 pub mod throttle;
@@ -72,6 +77,8 @@ pub struct Auth {
     pub codes: codes::Codes,
     /// Second factors: the key sealing TOTP secrets, the issuer apps show.
     pub mfa: mfa::Factors,
+    /// Passkeys: the WebAuthn relying party, or that passkeys are off.
+    pub relying_party: relying_party::RelyingParty,
     /// Wakes this instance's mail worker.
     pub outbox: outbox::Outbox,
     /// Logins to accounts whose email is not verified are refused

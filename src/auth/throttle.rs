@@ -93,6 +93,16 @@ impl AttemptKeys {
         }
     }
 
+    /// The keys of a passkey login to a known account: the address's, and the account's
+    /// count of refused passkeys, apart from its passwords': whoever guesses passwords does
+    /// not lock the owner out of logging in with a passkey.
+    pub fn of_passkey(account_id: &UserId, address: Option<IpAddr>) -> Self {
+        Self {
+            account: format!("passkey:user:{account_id}"),
+            ..Self::of_account(account_id, address)
+        }
+    }
+
     /// Each key, with the limit it counts against.
     fn limits(&self, policy: &ThrottlePolicy) -> Vec<(&str, usize)> {
         let mut limits = vec![
@@ -106,7 +116,7 @@ impl AttemptKeys {
     }
 }
 
-fn address_key(address: Option<IpAddr>) -> String {
+pub(super) fn address_key(address: Option<IpAddr>) -> String {
     match address {
         Some(address) => format!("ip:{}", network_of(address)),
         None => "ip:unknown".to_owned(),

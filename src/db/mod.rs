@@ -26,6 +26,7 @@ pub mod login_failures;
 pub mod mfa_challenges;
 pub mod one_time_codes;
 pub mod outbox;
+pub mod passkeys;
 mod pool;
 pub mod recovery_codes;
 pub mod refresh_tokens;
@@ -39,6 +40,7 @@ pub mod totp_factors;
 mod transaction;
 mod url;
 pub mod users;
+pub mod webauthn_ceremonies;
 
 use diesel::connection::SimpleConnection as _;
 use diesel::result::QueryResult;

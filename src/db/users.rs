@@ -29,6 +29,14 @@ pub struct User {
     pub totp_enabled_at: Option<NaiveDateTime>,
 }
 
+impl User {
+    /// Whether the account can log in with a password: one that signed up with a passkey
+    /// has none (an empty `password_hash`) until a reset sets one.
+    pub fn has_password(&self) -> bool {
+        !self.password_hash.is_empty()
+    }
+}
+
 #[derive(Insertable)]
 #[diesel(table_name = users)]
 pub struct NewUser<'a> {

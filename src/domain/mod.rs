@@ -12,6 +12,6 @@ pub use common_passwords::warm_up as load_common_passwords;
 pub use email::Email;
 pub use password::NewPassword;
 pub use stored_text::{
-    AuthMethods, CodePurpose, EventKind, MailKind, RevokeReason, SessionId, UserId,
+    AuthMethods, CodePurpose, EventKind, MailKind, PasskeyId, RevokeReason, SessionId, UserId,
 };
 pub use username::Username;

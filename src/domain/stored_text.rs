@@ -53,6 +53,14 @@ macro_rules! text_id {
             pub fn as_str(&self) -> &str {
                 &self.0
             }
+
+            /// An id as a client writes it (a path segment): any spelling of a UUID, read
+            /// canonically; anything else names nothing.
+            pub fn parse(text: &str) -> Option<Self> {
+                uuid::Uuid::try_parse(text)
+                    .ok()
+                    .map(|id| Self(id.to_string()))
+            }
         }
 
         /// An id as a token's claim or a stored row gives it.
@@ -138,15 +146,10 @@ text_id!(
     SessionId
 );
 
-impl SessionId {
-    /// A session id as a client writes it (a path segment): any spelling of a UUID, read
-    /// canonically; anything else names no session.
-    pub fn parse(text: &str) -> Option<Self> {
-        uuid::Uuid::try_parse(text)
-            .ok()
-            .map(|id| Self(id.to_string()))
-    }
-}
+text_id!(
+    /// The id of a passkey (not its WebAuthn credential id).
+    PasskeyId
+);
 
 text_enum! {
     /// What happened to an account. The `type` of an event in `GET /me/events`.
@@ -192,6 +195,15 @@ text_enum! {
         MfaFailed => "mfa_failed",
         /// A recovery code was used up (at login, or to disable the factor).
         RecoveryCodeUsed => "recovery_code_used",
+        /// A passkey was registered from the session `session_id`.
+        PasskeyAdded => "passkey_added",
+        /// A passkey was removed from the session `session_id`.
+        PasskeyRemoved => "passkey_removed",
+        /// A login with a passkey; `session_id` is the new session.
+        PasskeyLogin => "passkey_login",
+        /// A passkey of this account was refused at login (a wrong signature or origin, no
+        /// user verification).
+        PasskeyFailed => "passkey_failed",
     }
 }
 
@@ -246,6 +258,9 @@ text_enum! {
         Password => "pwd",
         /// A password and a one-time password (a TOTP code or a recovery code).
         PasswordAndOtp => "pwd otp",
+        /// A passkey: a key held by an authenticator, which verified the user (RFC 8176
+        /// "hwk", proof of possession of a hardware-secured key).
+        Passkey => "hwk",
     }
 }
 

@@ -16,6 +16,7 @@ pub mod metrics;
 mod mfa;
 pub mod openapi;
 mod page;
+mod passkeys;
 pub mod problem;
 mod recovery;
 mod refresh;
@@ -66,6 +67,12 @@ pub fn routes(config: &mut web::ServiceConfig) {
         .service(resource("/signup", "POST").route(web::post().to(signup::signup)))
         .service(resource("/login", "POST").route(web::post().to(login::login)))
         .service(resource("/login/mfa", "POST").route(web::post().to(mfa::login)))
+        .service(
+            resource("/login/passkey/start", "POST").route(web::post().to(passkeys::start_login)),
+        )
+        .service(
+            resource("/login/passkey/finish", "POST").route(web::post().to(passkeys::finish_login)),
+        )
         .service(resource("/refresh", "POST").route(web::post().to(refresh::refresh)))
         .service(resource("/logout", "POST").route(web::post().to(logout::logout)))
         .service(
@@ -80,6 +87,20 @@ pub fn routes(config: &mut web::ServiceConfig) {
                 .route(web::delete().to(mfa::disable)),
         )
         .service(resource("/me/mfa/totp/confirm", "POST").route(web::post().to(mfa::confirm)))
+        .service(
+            resource("/me/passkeys/register/start", "POST")
+                .route(web::post().to(passkeys::start_registration)),
+        )
+        .service(
+            resource("/me/passkeys/register/finish", "POST")
+                .route(web::post().to(passkeys::finish_registration)),
+        )
+        .service(resource("/me/passkeys", "GET, HEAD").route(get().to(passkeys::list)))
+        .service(
+            resource("/me/passkeys/{id}", "PATCH, DELETE")
+                .route(web::patch().to(passkeys::rename))
+                .route(web::delete().to(passkeys::delete)),
+        )
         .service(resource("/me/email", "POST").route(web::post().to(email::change)))
         .service(
             resource("/me/email/verification", "POST")

@@ -24,7 +24,7 @@ use utoipa::{Modify, OpenApi};
 use utoipa_swagger_ui::{Config, SwaggerUi};
 
 use super::{
-    email, events, health, login, logout, me, mfa, page, problem, recovery, refresh,
+    email, events, health, login, logout, me, mfa, page, passkeys, problem, recovery, refresh,
     refresh_cookie, sessions, signup, well_known,
 };
 
@@ -40,6 +40,8 @@ use super::{
         signup::signup,
         login::login,
         mfa::login,
+        passkeys::start_login,
+        passkeys::finish_login,
         refresh::refresh,
         logout::logout,
         me::show,
@@ -48,6 +50,11 @@ use super::{
         mfa::enrol,
         mfa::confirm,
         mfa::disable,
+        passkeys::start_registration,
+        passkeys::finish_registration,
+        passkeys::list,
+        passkeys::rename,
+        passkeys::delete,
         email::change,
         email::send_verification,
         events::list,
@@ -69,6 +76,7 @@ use super::{
         (name = "auth", description = "Accounts, logins and tokens"),
         (name = "account", description = "The caller's own account"),
         (name = "mfa", description = "A second factor: TOTP, and recovery codes"),
+        (name = "passkeys", description = "The account's passkeys (WebAuthn), which log in without a password"),
         (name = "recovery", description = "Mailed codes: a forgotten password, a verified email"),
         (name = "sessions", description = "The caller's sessions"),
         (name = "keys", description = "Public keys for verifying access tokens offline"),

@@ -58,6 +58,12 @@ impl Error {
             Self::MfaAlreadyEnabled => "mfa_already_enabled",
             Self::MfaNotEnabled => "mfa_not_enabled",
             Self::MfaNotPending => "mfa_not_pending",
+            Self::InvalidCeremony => "invalid_ceremony",
+            Self::InvalidPasskey(_) => "invalid_passkey",
+            Self::PasskeyExists => "passkey_exists",
+            Self::TooManyPasskeys => "too_many_passkeys",
+            Self::LastCredential => "last_credential",
+            Self::PasskeysUnavailable => "passkeys_unavailable",
             Self::EmailAlreadyVerified => "email_already_verified",
             Self::TooManyAttempts { .. } => "too_many_attempts",
             Self::InvalidRefreshToken => "invalid_refresh_token",
@@ -99,6 +105,22 @@ impl Error {
             Self::MfaAlreadyEnabled => "This account has a TOTP factor already.",
             Self::MfaNotEnabled => "This account has no TOTP factor.",
             Self::MfaNotPending => "Start the enrolment first: POST /me/mfa/totp.",
+            Self::InvalidCeremony => {
+                "The ceremony_id is unknown, used or expired (after 5 minutes); start again."
+            }
+            Self::InvalidPasskey(detail) => detail,
+            Self::PasskeyExists => "This passkey is registered already.",
+            Self::TooManyPasskeys => {
+                "This account has as many passkeys as it may have; remove one first."
+            }
+            Self::LastCredential => {
+                "This passkey is the account's only way in: add another passkey, or set a \
+                 password (POST /password/forgot), first."
+            }
+            Self::PasskeysUnavailable => {
+                "Passkeys are off on this server: WebAuthn needs a domain name in \
+                 LATCHKEY_PUBLIC_URL (localhost works), not an IP address."
+            }
             Self::EmailAlreadyVerified => "This account's email address is verified already.",
             Self::TooManyAttempts { .. } => {
                 "Too many attempts; try again after the time in Retry-After."
@@ -134,8 +156,15 @@ impl ResponseError for Error {
             | Self::EmailAlreadyVerified
             | Self::MfaAlreadyEnabled
             | Self::MfaNotEnabled
-            | Self::MfaNotPending => StatusCode::CONFLICT,
-            Self::InvalidCode | Self::InvalidMfaCode => StatusCode::BAD_REQUEST,
+            | Self::MfaNotPending
+            | Self::PasskeyExists
+            | Self::TooManyPasskeys
+            | Self::LastCredential => StatusCode::CONFLICT,
+            Self::InvalidCode
+            | Self::InvalidMfaCode
+            | Self::InvalidCeremony
+            | Self::InvalidPasskey(_) => StatusCode::BAD_REQUEST,
+            Self::PasskeysUnavailable => StatusCode::NOT_FOUND,
             Self::InvalidCredentials
             | Self::InvalidRefreshToken
             | Self::RefreshTokenReused

@@ -104,7 +104,7 @@ pub struct TokenBody {
     /// A JWT (`typ: at+jwt`) for `Authorization: Bearer`. Its claims (RFC 9068): `iss`,
     /// `aud`, `sub` (the user's id), `sid` (the session's id), `iat`, `nbf`, `exp`, `jti`,
     /// and `amr` (RFC 8176), how the session's login proved who it was: `["pwd"]`, or
-    /// `["pwd", "otp"]` after a second factor.
+    /// `["pwd", "otp"]` after a second factor, `["hwk"]` after a passkey.
     access_token: String,
     #[schema(examples("Bearer"))]
     token_type: &'static str,

@@ -30,6 +30,7 @@ mod operator;
 mod outage;
 mod overload;
 mod page;
+mod passkeys;
 mod processes;
 mod recovery;
 mod refresh;

@@ -95,8 +95,8 @@ fn current_step() -> u64 {
 
 /// A user with an enrolled (confirmed) factor: its secret, the step its confirming code was
 /// for, and its recovery codes.
-struct Enrolled {
-    tokens: Tokens,
+pub(crate) struct Enrolled {
+    pub(crate) tokens: Tokens,
     secret: Vec<u8>,
     confirmed_step: u64,
     recovery_codes: Vec<String>,
@@ -152,7 +152,7 @@ async fn start_enrolment(app: &TestApp, token: &str) -> Vec<u8> {
 }
 
 /// Signs up a user and turns TOTP on with the current step's code.
-async fn enrolled_user(app: &TestApp) -> Enrolled {
+pub(crate) async fn enrolled_user(app: &TestApp) -> Enrolled {
     let tokens = app.signup_user().await;
     let secret = start_enrolment(app, &tokens.access_token).await;
     let step = current_step();
@@ -196,7 +196,7 @@ async fn with_recovery_code(app: &TestApp, token: &str, code: &str) -> Response 
 
 /// The types of the user's events, newest first, once `expected` is among them (refusals are
 /// recorded just after their answer).
-async fn event_types(app: &TestApp, token: &str, expected: &str) -> Vec<String> {
+pub(crate) async fn event_types(app: &TestApp, token: &str, expected: &str) -> Vec<String> {
     for _ in 0..100 {
         let response = app.send(Method::GET, "/me/events", Some(token), None).await;
         assert_eq!(response.status(), StatusCode::OK);

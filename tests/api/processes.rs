@@ -52,7 +52,8 @@ impl ServerProcess {
             _dir: dir,
             client: reqwest::Client::new(),
         };
-        let deadline = Instant::now() + Duration::from_secs(20);
+        // Generous: a loaded CI machine may take a while to start a process.
+        let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             let ready = server.client.get(server.at("/healthz")).send().await;
             if ready.is_ok_and(|r| r.status() == StatusCode::OK) {

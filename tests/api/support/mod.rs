@@ -6,6 +6,7 @@
 //! runs it on both backends. On a machine without PostgreSQL the PostgreSQL runs are
 //! skipped with a notice; with `CI=true` they fail instead.
 
+pub mod authenticator;
 pub mod cli;
 pub mod mail_sink;
 

@@ -1,0 +1,270 @@
+//! The WebAuthn relying party: webauthn-rs configured from `LATCHKEY_PUBLIC_URL` (the RP id
+//! and first origin), `LATCHKEY_WEBAUTHN_RP_ID` and `LATCHKEY_WEBAUTHN_ORIGINS`, and the
+//! ceremonies as this service runs them: options as the JSON a browser's
+//! `PublicKeyCredential.parse*OptionsFromJSON` reads, state as JSON for the database.
+
+use serde_json::Value;
+use url::Url;
+use webauthn_rs::prelude::{
+    AuthenticationResult, CredentialID, DiscoverableAuthentication, Passkey, PasskeyRegistration,
+    PublicKeyCredential, RegisterPublicKeyCredential, Uuid, Webauthn, WebauthnBuilder,
+    WebauthnError,
+};
+use webauthn_rs_proto::ResidentKeyRequirement;
+
+use crate::domain::UserId;
+use crate::error::Error;
+
+/// Where passkeys are offered, or why not.
+pub struct RelyingParty {
+    webauthn: Option<Webauthn>,
+}
+
+/// What the relying party is built from.
+pub struct RelyingPartySettings<'a> {
+    /// `LATCHKEY_PUBLIC_URL`: its origin is allowed, its host is the RP id by default.
+    pub public_url: &'a str,
+    /// `LATCHKEY_WEBAUTHN_RP_ID`: a registrable suffix of the public URL's host, so that
+    /// pages on its other subdomains can use the passkeys too.
+    pub rp_id: Option<&'a str>,
+    /// `LATCHKEY_WEBAUTHN_ORIGINS`: the pages' origins besides the public URL's (an SPA's,
+    /// `android:apk-key-hash:…` of an app).
+    pub origins: &'a [Url],
+    /// What the browser shows the user.
+    pub name: &'a str,
+}
+
+impl RelyingParty {
+    /// The relying party of these settings. Passkeys are off, not an error, when the public
+    /// URL's host is an IP address and no RP id is set (WebAuthn needs a domain); any other
+    /// setting WebAuthn cannot use is an error, said in a sentence.
+    pub fn new(settings: &RelyingPartySettings<'_>) -> Result<Self, String> {
+        let public_url = Url::parse(settings.public_url)
+            .map_err(|error| format!("LATCHKEY_PUBLIC_URL is no URL: {error}"))?;
+        let rp_id = match (settings.rp_id, public_url.domain()) {
+            (Some(rp_id), _) => rp_id,
+            (None, Some(domain)) => domain,
+            (None, None) if settings.origins.is_empty() => return Ok(Self::off()),
+            (None, None) => {
+                return Err(
+                    "LATCHKEY_WEBAUTHN_ORIGINS is set, but LATCHKEY_PUBLIC_URL's host \
+                            is no domain name and LATCHKEY_WEBAUTHN_RP_ID is not set"
+                        .into(),
+                );
+            }
+        };
+        let mut builder = WebauthnBuilder::new(rp_id, &public_url).map_err(|_| {
+            format!(
+                "the WebAuthn RP id {rp_id:?} is not LATCHKEY_PUBLIC_URL's host or a parent \
+                 domain of it"
+            )
+        })?;
+        for origin in settings.origins {
+            builder = builder.append_allowed_origin(origin);
+        }
+        let webauthn = builder
+            .rp_name(settings.name)
+            .build()
+            .map_err(|error| format!("WebAuthn: {error}"))?;
+        Ok(Self {
+            webauthn: Some(webauthn),
+        })
+    }
+
+    /// Passkeys are off: every ceremony answers `PasskeysUnavailable`.
+    pub fn off() -> Self {
+        Self { webauthn: None }
+    }
+
+    pub fn is_on(&self) -> bool {
+        self.webauthn.is_some()
+    }
+
+    fn webauthn(&self) -> Result<&Webauthn, Error> {
+        self.webauthn.as_ref().ok_or(Error::PasskeysUnavailable)
+    }
+
+    /// Starts registering a passkey for the account: the creation options, and the state
+    /// its finish needs. The credential must be discoverable (a login names no account) and
+    /// verify its user; `exclude` are the account's credentials already registered.
+    pub fn start_registration(
+        &self,
+        user_id: &UserId,
+        email: &str,
+        exclude: Vec<Vec<u8>>,
+    ) -> Result<(Value, String), Error> {
+        let handle = user_handle(user_id)?;
+        // A credential id is its bytes.
+        let exclude: Option<Vec<CredentialID>> = (!exclude.is_empty()).then_some(exclude);
+        let (mut options, state) = self
+            .webauthn()?
+            .start_passkey_registration(handle, email, email, exclude)
+            .map_err(Error::internal)?;
+        // webauthn-rs asks for a discoverable credential only as a preference, and some
+        // authenticators then make one that a usernameless login cannot find: require it.
+        let selection = options
+            .public_key
+            .authenticator_selection
+            .get_or_insert_with(Default::default);
+        selection.resident_key = Some(ResidentKeyRequirement::Required);
+        selection.require_resident_key = true;
+        Ok((to_json(&options.public_key)?, to_stored(&state)?))
+    }
+
+    /// Finishes a registration: the passkey, or `InvalidPasskey` saying why not.
+    pub fn finish_registration(
+        &self,
+        credential: &RegisterPublicKeyCredential,
+        state: &str,
+    ) -> Result<Passkey, Error> {
+        let state: PasskeyRegistration = from_stored(state)?;
+        // The client's word (credProps is not signed), but a client that says it made a
+        // credential no login can discover is believed: it would not work.
+        if credential
+            .extensions
+            .cred_props
+            .as_ref()
+            .is_some_and(|props| props.rk == Some(false))
+        {
+            return Err(Error::InvalidPasskey(
+                "The authenticator made a credential that is not discoverable (credProps.rk is \
+                 false); a login without an email could not find it."
+                    .into(),
+            ));
+        }
+        self.webauthn()?
+            .finish_passkey_registration(credential, &state)
+            .map_err(|error| refused("The passkey was refused", &error))
+    }
+
+    /// Starts a login with any passkey of this relying party: the request options (no
+    /// credentials listed, so the authenticator offers its own), and the state of the finish.
+    pub fn start_login(&self) -> Result<(Value, String), Error> {
+        let (options, state) = self
+            .webauthn()?
+            .start_discoverable_authentication()
+            .map_err(Error::internal)?;
+        let mut state = serde_json::to_value(&state).map_err(Error::internal)?;
+        allow_backup_eligibility_upgrade(&mut state)?;
+        Ok((to_json(&options.public_key)?, state.to_string()))
+    }
+
+    /// The account and the credential id a login's credential names (its `userHandle` and
+    /// `rawId`), before anything is verified.
+    pub fn identify(&self, credential: &PublicKeyCredential) -> Result<(UserId, Vec<u8>), Error> {
+        let (handle, credential_id) = self
+            .webauthn()?
+            .identify_discoverable_authentication(credential)
+            .map_err(|_| Error::InvalidCredentials)?;
+        Ok((UserId::from(handle.to_string()), credential_id.to_vec()))
+    }
+
+    /// Verifies a login's credential against the stored passkey it names.
+    pub fn finish_login(
+        &self,
+        credential: &PublicKeyCredential,
+        state: &str,
+        passkey: &Passkey,
+    ) -> Result<AuthenticationResult, WebauthnError> {
+        let state: DiscoverableAuthentication =
+            serde_json::from_str(state).map_err(WebauthnError::ParseJSONFailure)?;
+        let webauthn = self.webauthn.as_ref().ok_or(WebauthnError::Configuration)?;
+        webauthn.finish_discoverable_authentication_v2(credential, state, passkey)
+    }
+}
+
+/// The user handle of an account: its id, a UUID, as 16 bytes.
+fn user_handle(user_id: &UserId) -> Result<Uuid, Error> {
+    Uuid::try_parse(user_id.as_str()).map_err(Error::internal)
+}
+
+/// webauthn-rs refuses a login whose credential became backup-eligible since it was
+/// registered, in discoverable logins only (its passkey logins allow it). Apple's and
+/// Google's passkeys become so when the user turns on syncing, and refusing them then locks
+/// the user out for good: allow it, as for its passkey logins. A state without the field
+/// is an error, so that a newer webauthn-rs cannot drop this silently (a test says so).
+fn allow_backup_eligibility_upgrade(state: &mut Value) -> Result<(), Error> {
+    match state.pointer_mut("/ast/allow_backup_eligible_upgrade") {
+        Some(allowed @ Value::Bool(_)) => {
+            *allowed = Value::Bool(true);
+            Ok(())
+        }
+        _ => Err(Error::internal(anyhow::anyhow!(
+            "webauthn-rs's authentication state has no allow_backup_eligible_upgrade"
+        ))),
+    }
+}
+
+fn to_json(value: &impl serde::Serialize) -> Result<Value, Error> {
+    serde_json::to_value(value).map_err(Error::internal)
+}
+
+fn to_stored(value: &impl serde::Serialize) -> Result<String, Error> {
+    serde_json::to_string(value).map_err(Error::internal)
+}
+
+fn from_stored<T: serde::de::DeserializeOwned>(stored: &str) -> Result<T, Error> {
+    serde_json::from_str(stored).map_err(Error::internal)
+}
+
+/// `InvalidPasskey`, saying which check failed.
+fn refused(what: &str, error: &WebauthnError) -> Error {
+    tracing::info!(event = "passkey_refused", %error, "{what}");
+    Error::InvalidPasskey(format!("{what}: {error}."))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings<'a>(public_url: &'a str, rp_id: Option<&'a str>) -> RelyingPartySettings<'a> {
+        RelyingPartySettings {
+            public_url,
+            rp_id,
+            origins: &[],
+            name: "Latchkey",
+        }
+    }
+
+    #[test]
+    fn the_rp_id_is_the_public_urls_domain_or_a_parent_of_it() {
+        assert!(
+            RelyingParty::new(&settings("http://localhost:8080", None))
+                .unwrap()
+                .is_on()
+        );
+        let parent = settings("https://auth.example.com", Some("example.com"));
+        assert!(RelyingParty::new(&parent).unwrap().is_on());
+        let unrelated = settings("https://auth.example.com", Some("example.org"));
+        assert!(RelyingParty::new(&unrelated).is_err());
+        // An IP address is no RP id: passkeys are off, and the rest of the service runs.
+        assert!(
+            !RelyingParty::new(&settings("http://127.0.0.1:8080", None))
+                .unwrap()
+                .is_on()
+        );
+    }
+
+    #[test]
+    fn registrations_require_a_discoverable_credential_verifying_its_user() {
+        let rp = RelyingParty::new(&settings("http://localhost:8080", None)).unwrap();
+        let user_id = UserId::generate();
+        let (options, _) = rp
+            .start_registration(&user_id, "ada@example.com", vec![])
+            .unwrap();
+        let selection = &options["authenticatorSelection"];
+        assert_eq!(selection["residentKey"], "required");
+        assert_eq!(selection["requireResidentKey"], true);
+        assert_eq!(selection["userVerification"], "required");
+        assert_eq!(options["rp"]["id"], "localhost");
+    }
+
+    #[test]
+    fn logins_allow_a_credential_that_became_backup_eligible() {
+        let rp = RelyingParty::new(&settings("http://localhost:8080", None)).unwrap();
+        let (options, state) = rp.start_login().unwrap();
+        assert_eq!(options["allowCredentials"], serde_json::json!([]));
+        let state: Value = serde_json::from_str(&state).unwrap();
+        assert_eq!(state["ast"]["allow_backup_eligible_upgrade"], true);
+    }
+}

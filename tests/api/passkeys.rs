@@ -1,0 +1,561 @@
+//! Passkeys (API.md "Passkeys (WebAuthn)"): registering, listing, renaming and removing
+//! them, and logging in with one without naming the account, through a software
+//! authenticator that answers as a browser does. And the attacks: replayed and expired
+//! ceremonies, a ceremony finished as something else or by someone else, a wrong origin,
+//! another account's user handle, a cloned authenticator, guessing under the throttle.
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use reqwest::{Method, Response, StatusCode};
+use serde_json::{Value, json};
+
+use crate::mfa::{enrolled_user, event_types};
+use crate::support::authenticator::{ORIGIN, SoftAuthenticator};
+use crate::support::{Backend, PASSWORD, TestApp, Tokens, assert_problem, claims_of};
+
+backend_tests!(
+    a_passkey_is_registered_and_logs_in_without_an_email,
+    a_ceremony_started_on_one_instance_finishes_on_another,
+    ceremonies_are_used_once,
+    an_expired_ceremony_is_refused,
+    a_ceremony_finishes_only_as_what_and_for_whom_it_started,
+    a_wrong_origin_is_refused_and_listed_origins_are_not,
+    another_accounts_user_handle_logs_in_nobody,
+    a_cloned_authenticator_is_refused,
+    a_passkey_login_satisfies_the_second_factor,
+    passkeys_are_renamed_and_removed,
+    passkey_logins_are_throttled_apart_from_passwords,
+    open_ceremonies_are_bounded,
+    concurrent_finishes_of_one_login_succeed_once,
+    malformed_passkey_requests_are_refused_clearly,
+    passkeys_are_off_without_a_domain,
+);
+
+/// `POST` with a bearer token and a JSON body.
+async fn post_as(app: &TestApp, token: &str, path: &str, body: &Value) -> Response {
+    app.send(Method::POST, path, Some(token), Some(body)).await
+}
+
+/// A started ceremony: its id and options.
+async fn started(response: Response) -> (String, Value) {
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.headers()["cache-control"], "no-store");
+    let body: Value = response.json().await.unwrap();
+    let id = body["ceremony_id"].as_str().unwrap().to_owned();
+    (id, body["options"].clone())
+}
+
+async fn start_registration(app: &TestApp, token: &str) -> (String, Value) {
+    started(post_as(app, token, "/me/passkeys/register/start", &json!({})).await).await
+}
+
+async fn finish_registration(
+    app: &TestApp,
+    token: &str,
+    ceremony_id: &str,
+    credential: &Value,
+    name: Option<&str>,
+) -> Response {
+    let body = json!({"ceremony_id": ceremony_id, "credential": credential, "name": name});
+    post_as(app, token, "/me/passkeys/register/finish", &body).await
+}
+
+/// A registration started, and answered by a new authenticator: its id and credential.
+async fn answered_registration(app: &TestApp, token: &str) -> (String, Value) {
+    let (ceremony_id, options) = start_registration(app, token).await;
+    let credential = SoftAuthenticator::new().register(&options).await;
+    (ceremony_id, credential)
+}
+
+/// Registers a passkey of `authenticator` for the account; answers the Passkey.
+async fn register(app: &TestApp, token: &str, authenticator: &mut SoftAuthenticator) -> Value {
+    let (id, options) = start_registration(app, token).await;
+    let credential = authenticator.register(&options).await;
+    let response = finish_registration(app, token, &id, &credential, Some("Laptop")).await;
+    assert_eq!(response.status(), StatusCode::CREATED);
+    response.json().await.unwrap()
+}
+
+async fn start_login(app: &TestApp) -> (String, Value) {
+    started(app.post("/login/passkey/start", &json!({})).await).await
+}
+
+async fn finish_login(app: &TestApp, ceremony_id: &str, credential: &Value) -> Response {
+    let body = json!({"ceremony_id": ceremony_id, "credential": credential});
+    app.post("/login/passkey/finish", &body).await
+}
+
+/// A login with the authenticator's passkey, start to finish.
+async fn log_in(app: &TestApp, authenticator: &mut SoftAuthenticator) -> Response {
+    let (id, options) = start_login(app).await;
+    let credential = authenticator.assert(&options).await;
+    finish_login(app, &id, &credential).await
+}
+
+/// A user with a password and a passkey.
+async fn user_with_passkey(app: &TestApp) -> (Tokens, SoftAuthenticator, Value) {
+    let tokens = app.signup_user().await;
+    let mut authenticator = SoftAuthenticator::new();
+    let passkey = register(app, &tokens.access_token, &mut authenticator).await;
+    (tokens, authenticator, passkey)
+}
+
+async fn passkeys_of(app: &TestApp, token: &str) -> Vec<Value> {
+    let response = app
+        .send(Method::GET, "/me/passkeys", Some(token), None)
+        .await;
+    assert_eq!(response.status(), StatusCode::OK);
+    response.json().await.unwrap()
+}
+
+/// Asserts a token response for the user, whose tokens say `amr: ["hwk"]`.
+async fn assert_logged_in_as(response: Response, user_id: &str) -> Tokens {
+    assert_eq!(response.status(), StatusCode::OK);
+    let tokens = Tokens::from(response.json::<Value>().await.unwrap());
+    assert_eq!(tokens.user_id, user_id);
+    let claims = claims_of(&tokens.access_token);
+    assert_eq!(claims["amr"], json!(["hwk"]));
+    tokens
+}
+
+async fn a_passkey_is_registered_and_logs_in_without_an_email(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let tokens = app.signup_user().await;
+    let token = tokens.access_token.as_str();
+
+    let (ceremony_id, options) = start_registration(&app, token).await;
+    // A discoverable credential, verifying its user, for this relying party and account.
+    let selection = &options["authenticatorSelection"];
+    assert_eq!(selection["residentKey"], "required");
+    assert_eq!(selection["requireResidentKey"], true);
+    assert_eq!(selection["userVerification"], "required");
+    assert_eq!(options["rp"]["id"], "localhost");
+    assert_eq!(options["user"]["name"], tokens.email.as_str());
+    let handle = uuid::Uuid::parse_str(&tokens.user_id).unwrap();
+    assert_eq!(
+        options["user"]["id"],
+        URL_SAFE_NO_PAD.encode(handle.as_bytes())
+    );
+    assert!(options.get("excludeCredentials").is_none(), "{options}");
+
+    let mut authenticator = SoftAuthenticator::new();
+    let credential = authenticator.register(&options).await;
+    let response = finish_registration(&app, token, &ceremony_id, &credential, None).await;
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let passkey: Value = response.json().await.unwrap();
+    assert_eq!(passkey["name"], "Passkey");
+    assert!(passkey["last_used_at"].is_null());
+    assert!(passkey["created_at"].as_str().unwrap().ends_with('Z'));
+    let keys = passkeys_of(&app, token).await;
+    assert_eq!(keys, vec![passkey.clone()]);
+
+    // The next registration excludes it, so one authenticator does not hold two.
+    let (_, options) = start_registration(&app, token).await;
+    assert_eq!(options["excludeCredentials"][0]["id"], credential["rawId"]);
+
+    let (ceremony_id, options) = start_login(&app).await;
+    assert_eq!(options["allowCredentials"], json!([]));
+    assert_eq!(options["userVerification"], "required");
+    assert_eq!(options["rpId"], "localhost");
+    let assertion = authenticator.assert(&options).await;
+    let response = finish_login(&app, &ceremony_id, &assertion).await;
+    let session = assert_logged_in_as(response, &tokens.user_id).await;
+    assert_eq!(app.me(&session.access_token).await.status(), StatusCode::OK);
+    let keys = passkeys_of(&app, token).await;
+    assert!(keys[0]["last_used_at"].is_string());
+
+    let events = event_types(&app, token, "passkey_login").await;
+    assert!(events.contains(&"passkey_added".to_owned()), "{events:?}");
+}
+
+async fn a_ceremony_started_on_one_instance_finishes_on_another(backend: Backend) {
+    let first = TestApp::spawn(backend).await;
+    let second = TestApp::spawn_on(first.database.clone(), &[]).await;
+    let tokens = first.signup_user().await;
+    let token = tokens.access_token.as_str();
+    let mut authenticator = SoftAuthenticator::new();
+
+    let (ceremony_id, options) = start_registration(&first, token).await;
+    let credential = authenticator.register(&options).await;
+    let response = finish_registration(&second, token, &ceremony_id, &credential, None).await;
+    assert_eq!(response.status(), StatusCode::CREATED);
+
+    let (ceremony_id, options) = start_login(&second).await;
+    let assertion = authenticator.assert(&options).await;
+    let response = finish_login(&first, &ceremony_id, &assertion).await;
+    assert_logged_in_as(response, &tokens.user_id).await;
+}
+
+async fn ceremonies_are_used_once(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let (tokens, mut authenticator, _) = user_with_passkey(&app).await;
+    let token = tokens.access_token.as_str();
+
+    // A registration's answer, sent again.
+    let (ceremony_id, credential) = answered_registration(&app, token).await;
+    let first = finish_registration(&app, token, &ceremony_id, &credential, None).await;
+    assert_eq!(first.status(), StatusCode::CREATED);
+    let again = finish_registration(&app, token, &ceremony_id, &credential, None).await;
+    assert_problem(again, StatusCode::BAD_REQUEST, "invalid_ceremony").await;
+
+    // A login's answer, sent again: to the same ceremony, and to a new one (whose challenge
+    // it does not carry).
+    let (ceremony_id, options) = start_login(&app).await;
+    let assertion = authenticator.assert(&options).await;
+    let response = finish_login(&app, &ceremony_id, &assertion).await;
+    assert_logged_in_as(response, &tokens.user_id).await;
+    let replayed = finish_login(&app, &ceremony_id, &assertion).await;
+    assert_problem(replayed, StatusCode::BAD_REQUEST, "invalid_ceremony").await;
+    let (fresh, _) = start_login(&app).await;
+    let replayed = finish_login(&app, &fresh, &assertion).await;
+    assert_problem(replayed, StatusCode::UNAUTHORIZED, "invalid_credentials").await;
+
+    // A refused answer uses its ceremony up too.
+    let (ceremony_id, options) = start_login(&app).await;
+    let mut wrong = authenticator.moved_to("http://localhost:9999");
+    let refused = finish_login(&app, &ceremony_id, &wrong.assert(&options).await).await;
+    assert_problem(refused, StatusCode::UNAUTHORIZED, "invalid_credentials").await;
+    let right = authenticator.assert(&options).await;
+    let response = finish_login(&app, &ceremony_id, &right).await;
+    assert_problem(response, StatusCode::BAD_REQUEST, "invalid_ceremony").await;
+}
+
+async fn an_expired_ceremony_is_refused(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let (tokens, mut authenticator, _) = user_with_passkey(&app).await;
+    let (ceremony_id, options) = start_login(&app).await;
+    let assertion = authenticator.assert(&options).await;
+    // Five minutes pass.
+    app.db
+        .run_now(|conn| {
+            use diesel::RunQueryDsl as _;
+            diesel::sql_query("UPDATE webauthn_ceremonies SET expires_at = created_at")
+                .execute(conn)?;
+            Ok(())
+        })
+        .unwrap();
+    let response = finish_login(&app, &ceremony_id, &assertion).await;
+    assert_problem(response, StatusCode::BAD_REQUEST, "invalid_ceremony").await;
+    let response = log_in(&app, &mut authenticator).await;
+    assert_logged_in_as(response, &tokens.user_id).await;
+}
+
+async fn a_ceremony_finishes_only_as_what_and_for_whom_it_started(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let (tokens, mut authenticator, _) = user_with_passkey(&app).await;
+    let token = tokens.access_token.as_str();
+    let stranger = app.signup_user().await;
+
+    // Another account's registration: its ceremony is the owner's alone.
+    let (ceremony_id, options) = start_registration(&app, token).await;
+    let mut theirs = SoftAuthenticator::new();
+    let credential = theirs.register(&options).await;
+    let response = finish_registration(
+        &app,
+        &stranger.access_token,
+        &ceremony_id,
+        &credential,
+        None,
+    )
+    .await;
+    assert_problem(response, StatusCode::BAD_REQUEST, "invalid_ceremony").await;
+    assert!(passkeys_of(&app, &stranger.access_token).await.is_empty());
+
+    // A login's ceremony is no registration's, and the other way round.
+    let (login_id, options) = start_login(&app).await;
+    let assertion = authenticator.assert(&options).await;
+    let response = finish_registration(&app, token, &login_id, &assertion, None).await;
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    let (register_id, _) = start_registration(&app, token).await;
+    let response = finish_login(&app, &register_id, &assertion).await;
+    assert_problem(response, StatusCode::BAD_REQUEST, "invalid_ceremony").await;
+    let response = finish_login(&app, &login_id, &assertion).await;
+    assert_logged_in_as(response, &tokens.user_id).await;
+}
+
+async fn a_wrong_origin_is_refused_and_listed_origins_are_not(backend: Backend) {
+    let app = TestApp::spawn_with(
+        backend,
+        &[("LATCHKEY_WEBAUTHN_ORIGINS", "https://app.localhost")],
+    )
+    .await;
+    let tokens = app.signup_user().await;
+    let token = tokens.access_token.as_str();
+
+    // A page of another origin (under the same RP id) registers nothing.
+    let mut elsewhere = SoftAuthenticator::at("http://localhost:9999");
+    let (ceremony_id, options) = start_registration(&app, token).await;
+    let credential = elsewhere.register(&options).await;
+    let response = finish_registration(&app, token, &ceremony_id, &credential, None).await;
+    let problem = assert_problem(response, StatusCode::BAD_REQUEST, "invalid_passkey").await;
+    assert!(
+        problem["detail"].as_str().unwrap().contains("origin"),
+        "{problem}"
+    );
+
+    // A listed one does; and a passkey registered there logs in from the public URL's page.
+    let mut app_page = SoftAuthenticator::at("https://app.localhost");
+    let (ceremony_id, options) = start_registration(&app, token).await;
+    let credential = app_page.register(&options).await;
+    let response = finish_registration(&app, token, &ceremony_id, &credential, None).await;
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let mut here = app_page.moved_to(ORIGIN);
+    assert_logged_in_as(log_in(&app, &mut here).await, &tokens.user_id).await;
+
+    // Its answer from a phishing page's origin logs in nobody, and the owner is told.
+    let mut phished = app_page.moved_to("http://localhost:9999");
+    let response = log_in(&app, &mut phished).await;
+    assert_problem(response, StatusCode::UNAUTHORIZED, "invalid_credentials").await;
+    event_types(&app, token, "passkey_failed").await;
+}
+
+async fn another_accounts_user_handle_logs_in_nobody(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let (victim, mut victims, _) = user_with_passkey(&app).await;
+    let (_, mut attackers, _) = user_with_passkey(&app).await;
+
+    // The user handle is not signed: the attacker's own valid answer, naming the victim.
+    let (ceremony_id, options) = start_login(&app).await;
+    let mut assertion = attackers.assert(&options).await;
+    let victim_handle = uuid::Uuid::parse_str(&victim.user_id).unwrap();
+    assertion["response"]["userHandle"] = json!(URL_SAFE_NO_PAD.encode(victim_handle.as_bytes()));
+    let response = finish_login(&app, &ceremony_id, &assertion).await;
+    assert_problem(response, StatusCode::UNAUTHORIZED, "invalid_credentials").await;
+
+    // The victim's credential id on the attacker's signature.
+    let (ceremony_id, options) = start_login(&app).await;
+    let mut assertion = attackers.assert(&options).await;
+    let genuine = victims.assert(&options).await;
+    for field in ["id", "rawId"] {
+        assertion[field] = genuine[field].clone();
+    }
+    assertion["response"]["userHandle"] = genuine["response"]["userHandle"].clone();
+    let response = finish_login(&app, &ceremony_id, &assertion).await;
+    assert_problem(response, StatusCode::UNAUTHORIZED, "invalid_credentials").await;
+    event_types(&app, &victim.access_token, "passkey_failed").await;
+}
+
+async fn a_cloned_authenticator_is_refused(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let tokens = app.signup_user().await;
+    let mut key = SoftAuthenticator::counting_signatures();
+    register(&app, &tokens.access_token, &mut key).await;
+    let mut clone = key.clone();
+    assert_logged_in_as(log_in(&app, &mut key).await, &tokens.user_id).await;
+    // The clone's counter has not moved past the original's.
+    let response = log_in(&app, &mut clone).await;
+    assert_problem(response, StatusCode::UNAUTHORIZED, "invalid_credentials").await;
+    assert_logged_in_as(log_in(&app, &mut key).await, &tokens.user_id).await;
+}
+
+async fn a_passkey_login_satisfies_the_second_factor(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let enrolled = enrolled_user(&app).await;
+    let token = enrolled.tokens.access_token.as_str();
+    let mut authenticator = SoftAuthenticator::new();
+    register(&app, token, &mut authenticator).await;
+    // The password alone still owes a code.
+    let response = app
+        .login(&json!({"email": enrolled.tokens.email, "password": PASSWORD}))
+        .await;
+    assert_problem(response, StatusCode::FORBIDDEN, "mfa_required").await;
+    let response = log_in(&app, &mut authenticator).await;
+    assert_logged_in_as(response, &enrolled.tokens.user_id).await;
+}
+
+async fn passkeys_are_renamed_and_removed(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let (tokens, mut authenticator, passkey) = user_with_passkey(&app).await;
+    let token = tokens.access_token.as_str();
+    let path = format!("/me/passkeys/{}", passkey["id"].as_str().unwrap());
+    let stranger = app.signup_user().await;
+
+    let response = app
+        .send(
+            Method::PATCH,
+            &path,
+            Some(token),
+            Some(&json!({"name": " Work laptop "})),
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let renamed: Value = response.json().await.unwrap();
+    assert_eq!(renamed["name"], "Work laptop");
+    assert_eq!(renamed["id"], passkey["id"]);
+    let long = "x".repeat(65);
+    let response = app
+        .send(
+            Method::PATCH,
+            &path,
+            Some(token),
+            Some(&json!({"name": long})),
+        )
+        .await;
+    assert_problem(
+        response,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "validation_failed",
+    )
+    .await;
+
+    // Another account's passkey is not there for it; neither is an id that is none.
+    let theirs = Some(stranger.access_token.as_str());
+    let response = app
+        .send(Method::PATCH, &path, theirs, Some(&json!({"name": "mine"})))
+        .await;
+    assert_problem(response, StatusCode::NOT_FOUND, "not_found").await;
+    let response = app.send(Method::DELETE, &path, theirs, None).await;
+    assert_problem(response, StatusCode::NOT_FOUND, "not_found").await;
+    let response = app
+        .send(Method::DELETE, "/me/passkeys/not-an-id", Some(token), None)
+        .await;
+    assert_problem(response, StatusCode::NOT_FOUND, "not_found").await;
+
+    // An account with a password may remove its only passkey; it logs in no more.
+    let response = app.send(Method::DELETE, &path, Some(token), None).await;
+    assert_eq!(response.status(), StatusCode::NO_CONTENT);
+    assert!(passkeys_of(&app, token).await.is_empty());
+    let response = log_in(&app, &mut authenticator).await;
+    assert_problem(response, StatusCode::UNAUTHORIZED, "invalid_credentials").await;
+    let response = app.send(Method::DELETE, &path, Some(token), None).await;
+    assert_problem(response, StatusCode::NOT_FOUND, "not_found").await;
+    event_types(&app, token, "passkey_removed").await;
+}
+
+async fn passkey_logins_are_throttled_apart_from_passwords(backend: Backend) {
+    let app = TestApp::spawn_with(backend, &[("LATCHKEY_LOGIN_MAX_FAILURES", "3")]).await;
+    let (tokens, mut authenticator, _) = user_with_passkey(&app).await;
+
+    // Whoever guesses the password locks the password out, not the passkey.
+    for _ in 0..3 {
+        let body = json!({"email": tokens.email, "password": "not the password"});
+        assert_eq!(app.login(&body).await.status(), StatusCode::UNAUTHORIZED);
+    }
+    let body = json!({"email": tokens.email, "password": PASSWORD});
+    assert_eq!(
+        app.login(&body).await.status(),
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    let response = log_in(&app, &mut authenticator).await;
+    assert_logged_in_as(response, &tokens.user_id).await;
+
+    // Refused passkeys count against the account's passkeys.
+    let mut phished = authenticator.moved_to("http://localhost:9999");
+    for _ in 0..3 {
+        let response = log_in(&app, &mut phished).await;
+        assert_problem(response, StatusCode::UNAUTHORIZED, "invalid_credentials").await;
+    }
+    let response = log_in(&app, &mut authenticator).await;
+    assert_problem(response, StatusCode::TOO_MANY_REQUESTS, "too_many_attempts").await;
+    event_types(&app, &tokens.access_token, "locked_out").await;
+}
+
+async fn open_ceremonies_are_bounded(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    for _ in 0..40 {
+        start_login(&app).await;
+    }
+    assert_eq!(app.rows("webauthn_ceremonies"), 32);
+    let tokens = app.signup_user().await;
+    for _ in 0..8 {
+        start_registration(&app, &tokens.access_token).await;
+    }
+    assert_eq!(app.rows("webauthn_ceremonies"), 32 + 5);
+}
+
+async fn concurrent_finishes_of_one_login_succeed_once(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let (tokens, mut authenticator, _) = user_with_passkey(&app).await;
+    let (ceremony_id, options) = start_login(&app).await;
+    let assertion = authenticator.assert(&options).await;
+    let responses = futures_util::future::join_all(
+        (0..8).map(|_| finish_login(&app, &ceremony_id, &assertion)),
+    )
+    .await;
+    let statuses: Vec<StatusCode> = responses.iter().map(Response::status).collect();
+    let won = statuses
+        .iter()
+        .filter(|status| **status == StatusCode::OK)
+        .count();
+    assert_eq!(won, 1, "{statuses:?}");
+    assert!(
+        statuses
+            .iter()
+            .all(|status| [StatusCode::OK, StatusCode::BAD_REQUEST].contains(status)),
+        "{statuses:?}"
+    );
+    let _ = tokens;
+}
+
+async fn malformed_passkey_requests_are_refused_clearly(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let (tokens, mut authenticator, _) = user_with_passkey(&app).await;
+    let token = tokens.access_token.as_str();
+
+    let (ceremony_id, credential) = answered_registration(&app, token).await;
+    // A bad name, or a credential of the wrong shape, loses nothing: the ceremony stays.
+    let response = finish_registration(
+        &app,
+        token,
+        &ceremony_id,
+        &credential,
+        Some(&"n".repeat(65)),
+    )
+    .await;
+    assert_problem(
+        response,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "validation_failed",
+    )
+    .await;
+    let body = json!({"ceremony_id": ceremony_id, "credential": {"id": 1}});
+    let response = post_as(&app, token, "/me/passkeys/register/finish", &body).await;
+    let problem = assert_problem(response, StatusCode::BAD_REQUEST, "malformed_request").await;
+    assert!(
+        problem["detail"].as_str().unwrap().contains("credential"),
+        "{problem}"
+    );
+    let response = finish_registration(&app, token, &ceremony_id, &credential, Some("Phone")).await;
+    assert_eq!(response.status(), StatusCode::CREATED);
+
+    let (ceremony_id, options) = start_login(&app).await;
+    let assertion = authenticator.assert(&options).await;
+    let response = finish_login(&app, &"x".repeat(10_000), &assertion).await;
+    assert_problem(response, StatusCode::BAD_REQUEST, "invalid_ceremony").await;
+    let response = app
+        .post(
+            "/login/passkey/finish",
+            &json!({"ceremony_id": ceremony_id}),
+        )
+        .await;
+    assert_problem(response, StatusCode::BAD_REQUEST, "malformed_request").await;
+    let mut garbled = assertion.clone();
+    garbled["response"]["signature"] = json!("not base64url!");
+    let response = finish_login(&app, &ceremony_id, &garbled).await;
+    assert_problem(response, StatusCode::BAD_REQUEST, "malformed_request").await;
+    let response = finish_login(&app, &ceremony_id, &assertion).await;
+    assert_logged_in_as(response, &tokens.user_id).await;
+
+    let response = app
+        .send(Method::POST, "/me/passkeys/register/start", None, None)
+        .await;
+    assert_problem(response, StatusCode::UNAUTHORIZED, "missing_token").await;
+}
+
+async fn passkeys_are_off_without_a_domain(backend: Backend) {
+    let app =
+        TestApp::spawn_with(backend, &[("LATCHKEY_PUBLIC_URL", "http://127.0.0.1:8080")]).await;
+    let tokens = app.signup_user().await;
+    let response = app.post("/login/passkey/start", &json!({})).await;
+    assert_problem(response, StatusCode::NOT_FOUND, "passkeys_unavailable").await;
+    let response = post_as(
+        &app,
+        &tokens.access_token,
+        "/me/passkeys/register/start",
+        &json!({}),
+    )
+    .await;
+    assert_problem(response, StatusCode::NOT_FOUND, "passkeys_unavailable").await;
+    // The rest of the service runs.
+    assert_eq!(app.me(&tokens.access_token).await.status(), StatusCode::OK);
+}
