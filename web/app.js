@@ -1154,11 +1154,15 @@ const passkeysSupported =
 /** The service's answers about passkeys, in plain words. */
 const PASSKEY_MESSAGES = {
   invalid_ceremony: "That took too long, or was finished already in another tab. Try again.",
+  // The service's detail says why, in a sentence of its own.
   invalid_passkey: (problem) =>
     problem.message && problem.message !== `HTTP ${problem.status}`
-      ? `The service did not accept this passkey: ${problem.message}`
+      ? `The service did not accept this passkey. ${problem.message}`
       : "The service did not accept this passkey.",
   passkey_exists: "This passkey is on your account already.",
+  too_many_passkeys:
+    "Your account has as many passkeys as it can have. Delete one you no longer use first.",
+  passkeys_unavailable: "Passkeys are turned off on this service.",
   last_credential:
     "This passkey cannot be deleted: your account has no password, and this is its only passkey, so you could no longer sign in. Add another passkey first.",
   not_found: "This passkey was deleted already.",
