@@ -34,19 +34,15 @@ impl NewAccount {
         password: SecretString,
     ) -> Result<Self, Error> {
         let mut errors: Vec<FieldError> = Vec::new();
-        let email_parsed = Email::parse(email).map_err(|e| errors.push(e)).ok();
-        let username_parsed = match username {
-            Some(raw) => Username::parse(raw).map_err(|e| errors.push(e)).ok(),
-            None => None,
-        };
-        let identity: Vec<&str> = std::iter::once(email).chain(username).collect();
-        let password = NewPassword::parse("password", password, &identity)
+        let identity = parse_identity(email, username, &mut errors);
+        let names: Vec<&str> = std::iter::once(email).chain(username).collect();
+        let password = NewPassword::parse("password", password, &names)
             .map_err(|e| errors.push(e))
             .ok();
-        match (email_parsed, password) {
-            (Some(email), Some(password)) if errors.is_empty() => Ok(Self {
-                email,
-                username: username_parsed,
+        match (identity, password) {
+            (Some(identity), Some(password)) if errors.is_empty() => Ok(Self {
+                email: identity.email,
+                username: identity.username,
                 password,
             }),
             _ => Err(Error::Validation(errors)),
@@ -56,6 +52,38 @@ impl NewAccount {
     fn password_secret(&self) -> SecretString {
         self.password.secret().clone()
     }
+}
+
+/// Who an account is, validated: its email and username, as an account without a password
+/// (one that signs up with a passkey) has them.
+pub struct Identity {
+    pub email: Email,
+    pub username: Option<Username>,
+}
+
+impl Identity {
+    /// Checks both fields and reports every failure at once.
+    pub fn parse(email: &str, username: Option<&str>) -> Result<Self, Error> {
+        let mut errors = Vec::new();
+        match parse_identity(email, username, &mut errors) {
+            Some(identity) if errors.is_empty() => Ok(identity),
+            _ => Err(Error::Validation(errors)),
+        }
+    }
+}
+
+/// The email and the username, their failures pushed to `errors`.
+fn parse_identity(
+    email: &str,
+    username: Option<&str>,
+    errors: &mut Vec<FieldError>,
+) -> Option<Identity> {
+    let email = Email::parse(email).map_err(|e| errors.push(e)).ok();
+    let username = match username {
+        Some(raw) => Username::parse(raw).map_err(|e| errors.push(e)).ok(),
+        None => None,
+    };
+    email.map(|email| Identity { email, username })
 }
 
 /// Creates the account and opens its first session (`POST /signup`), with its `signup`
@@ -74,7 +102,9 @@ pub async fn sign_up(
     let ticket = admitted?;
     let account = auth
         .db
-        .run(move |conn| ensure_available(conn, &account).map(|()| account))
+        .run(move |conn| {
+            ensure_available(conn, &account.email, account.username.as_ref()).map(|()| account)
+        })
         .await?;
     let password_hash = auth
         .passwords
@@ -85,7 +115,8 @@ pub async fn sign_up(
         .db
         .run(move |conn| {
             db::write_transaction(conn, |conn| {
-                let user = insert(conn, &account, &password_hash)?;
+                let id = UserId::generate();
+                let user = insert(conn, &id, &identity_of(&account), &password_hash)?;
                 let continued =
                     sessions::start(conn, &user.id, AuthMethods::Password, &client, &policy)?;
                 let session_id = Some(&continued.session.id);
@@ -107,6 +138,13 @@ pub async fn sign_up(
 async fn admit(auth: &Auth, key: QuotaKey) -> Result<Ticket, Error> {
     auth.quota_refusals.check(&key)?;
     let ticket = auth.passwords.reserve()?;
+    count_signup(auth, key).await.map(|()| ticket)
+}
+
+/// Counts a signup against its address's limit, refusals remembered; a refusal answers after
+/// a pause (see [`sign_up`]).
+pub(super) async fn count_signup(auth: &Auth, key: QuotaKey) -> Result<(), Error> {
+    auth.quota_refusals.check(&key)?;
     let (max, counted_key) = (auth.throttle.signups_per_address, key.clone());
     let admitted = auth
         .db
@@ -118,40 +156,57 @@ async fn admit(auth: &Auth, key: QuotaKey) -> Result<Ticket, Error> {
         })
         .await;
     auth.quota_refusals.remember(&key, &admitted);
-    admitted.map(|()| ticket)
+    admitted
 }
 
 /// Creates the account without a session, as an operator does (`latchkey user create`).
 pub async fn create(db: &Db, passwords: &Passwords, account: NewAccount) -> Result<User, Error> {
     let ticket = passwords.reserve()?;
     let password_hash = passwords.hash(ticket, account.password_secret()).await?;
-    db.run(move |conn| insert(conn, &account, &password_hash))
-        .await
+    db.run(move |conn| {
+        insert(
+            conn,
+            &UserId::generate(),
+            &identity_of(&account),
+            &password_hash,
+        )
+    })
+    .await
 }
 
 /// Answers `409` early for a taken username or email, before a hash is paid for. The
 /// username comes first: a taken one answers `username_taken` whatever the email, so a
 /// known username cannot be paired with candidate emails to learn which are registered.
 /// The unique indexes still decide races in [`insert`].
-fn ensure_available(conn: &mut DbConn, account: &NewAccount) -> Result<(), Error> {
-    if let Some(username) = &account.username
+pub(super) fn ensure_available(
+    conn: &mut DbConn,
+    email: &Email,
+    username: Option<&Username>,
+) -> Result<(), Error> {
+    if let Some(username) = username
         && users::username_exists(conn, username.as_str())?
     {
         return Err(Error::UsernameTaken);
     }
-    if users::email_exists(conn, account.email.as_str())? {
+    if users::email_exists(conn, email.as_str())? {
         return Err(Error::EmailTaken);
     }
     Ok(())
 }
 
-fn insert(conn: &mut DbConn, account: &NewAccount, password_hash: &str) -> Result<User, Error> {
+/// Inserts the account with this id; an empty `password_hash` is an account without a
+/// password.
+pub(super) fn insert(
+    conn: &mut DbConn,
+    id: &UserId,
+    identity: &Identity,
+    password_hash: &str,
+) -> Result<User, Error> {
     let now = db::now();
-    let id = UserId::generate();
     let new_user = NewUser {
-        id: &id,
-        email: account.email.as_str(),
-        username: account.username.as_ref().map(Username::as_str),
+        id,
+        email: identity.email.as_str(),
+        username: identity.username.as_ref().map(Username::as_str),
         password_hash,
         created_at: now,
         updated_at: now,
@@ -161,8 +216,15 @@ fn insert(conn: &mut DbConn, account: &NewAccount, password_hash: &str) -> Resul
         Some(Conflict::Username) => Error::UsernameTaken,
         None => error.into(),
     })?;
-    users::find(conn, &id)?
+    users::find(conn, id)?
         .ok_or_else(|| Error::internal(anyhow::anyhow!("user vanished after insert")))
+}
+
+fn identity_of(account: &NewAccount) -> Identity {
+    Identity {
+        email: account.email.clone(),
+        username: account.username.clone(),
+    }
 }
 
 /// Changes the caller's password once the current one is confirmed (`POST /me/password`);

@@ -89,8 +89,9 @@ pub async fn attempt(
     .await?;
     let user_id = user.as_ref().map(|user| user.id.clone());
     let reservation = admitted(auth, admission, user_id.as_ref(), &client)?;
-    // An unknown account is checked against a decoy hash: the same work, the same answer.
-    let stored_hash = user.as_ref().map(|user| user.password_hash.clone());
+    // An unknown account, or one without a password (a passkey's), is checked against a
+    // decoy hash: the same work, the same answer.
+    let stored_hash = user.as_ref().and_then(stored_password_hash);
     let verification = auth
         .passwords
         .verify(ticket, password.clone(), stored_hash)
@@ -170,13 +171,18 @@ pub(super) async fn confirm_password(
 ) -> Result<Reservation, Error> {
     let ticket = auth.passwords.reserve()?;
     let reservation = admit_account(auth, &user.id, client).await?;
-    let stored_hash = Some(user.password_hash.clone());
+    let stored_hash = stored_password_hash(user);
     let verification = auth.passwords.verify(ticket, password, stored_hash).await?;
     if verification.matches {
         Ok(reservation)
     } else {
         Err(wrong_password(auth, Some(&user.id), client))
     }
+}
+
+/// The hash a password is checked against: `None` (the decoy) for an account without one.
+fn stored_password_hash(user: &User) -> Option<String> {
+    user.has_password().then(|| user.password_hash.clone())
 }
 
 /// Counts an attempt on a known account (a code typed for it, say) against the throttle,

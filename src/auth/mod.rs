@@ -10,6 +10,7 @@
 //! | `POST /me/mfa/totp`, `/confirm`, `DELETE /me/mfa/totp` | [`mfa::enrol`], [`mfa::confirm`], [`mfa::disable`] |
 //! | `POST /me/passkeys/register/start`, `/finish` | [`passkeys::start_registration`], [`passkeys::finish_registration`] |
 //! | `GET /me/passkeys`, `PATCH` and `DELETE /me/passkeys/{id}` | [`passkeys::list`], [`passkeys::rename`], [`passkeys::remove`] |
+//! | `POST /signup/passkey/start`, `/finish` | [`passkeys::start_signup`], [`passkeys::finish_signup`] |
 //! | `POST /login/passkey/start`, `/finish` | [`passkeys::start_login`], [`passkeys::finish_login`] |
 //! | `POST /refresh` | [`sessions::refresh`] |
 //! | `POST /logout` | [`sessions::log_out`] |

@@ -16,17 +16,20 @@ use serde_json::Value;
 use webauthn_rs::prelude::{Passkey, PublicKeyCredential, RegisterPublicKeyCredential};
 
 use super::Auth;
+use super::accounts::{self, Identity};
 use super::client::ClientInfo;
 use super::codes;
+use super::codes::Purpose as CodePurpose;
 use super::events::{self, Refusal};
 use super::login;
+use super::outbox;
 use super::sessions::{self, Caller, Granted};
-use super::throttle::{self, AttemptKeys};
+use super::throttle::{self, AttemptKeys, QuotaKey};
 use crate::db::passkeys::{self, StoredPasskey};
 use crate::db::users::{self, User};
 use crate::db::webauthn_ceremonies::{self, NewCeremony};
 use crate::db::{self, DbConn};
-use crate::domain::{AuthMethods, EventKind, PasskeyId, UserId};
+use crate::domain::{AuthMethods, Email, EventKind, PasskeyId, UserId, Username};
 use crate::error::{Error, FieldError};
 
 /// How long a ceremony waits for its finish.
@@ -52,6 +55,7 @@ const DEFAULT_NAME: &str = "Passkey";
 enum Purpose {
     Register,
     Login,
+    Signup,
 }
 
 impl Purpose {
@@ -59,6 +63,7 @@ impl Purpose {
         match self {
             Self::Register => "register",
             Self::Login => "login",
+            Self::Signup => "signup",
         }
     }
 }
@@ -125,30 +130,15 @@ pub async fn finish_registration(
     let passkey = auth
         .relying_party
         .finish_registration(&credential, &state)?;
-    let credential_id = passkey.cred_id().to_vec();
-    if credential_id.len() > MAX_CREDENTIAL_ID_LENGTH {
-        return Err(Error::InvalidPasskey(
-            "The credential id is longer than WebAuthn allows (1023 bytes).".into(),
-        ));
-    }
-    let now = db::now();
-    let stored = StoredPasskey {
-        id: PasskeyId::generate(),
-        user_id: caller.user_id.clone(),
-        credential_id,
-        credential: serde_json::to_string(&passkey).map_err(Error::internal)?,
-        name,
-        created_at: now,
-        last_used_at: None,
-    };
+    let stored = new_passkey(&caller.user_id, &passkey, name)?;
     let policy = auth.sessions;
     let added = auth
         .db
         .run(move |conn| {
             db::write_transaction(conn, |conn| {
                 sessions::ensure_live(conn, &caller, policy.liveness(db::now()))?;
-                // Locked: concurrent registrations cannot together pass the limit.
-                users::find_locked(conn, &caller.user_id)?.ok_or(Error::InvalidToken)?;
+                // Concurrent registrations cannot together pass the limit.
+                passkeys::lock_account(conn, &caller.user_id)?;
                 if passkeys::count(conn, &caller.user_id)? >= MAX_PASSKEYS {
                     return Err(Error::TooManyPasskeys);
                 }
@@ -206,8 +196,9 @@ pub async fn remove(
             db::write_transaction(conn, |conn| {
                 sessions::ensure_live(conn, &caller, policy.liveness(db::now()))?;
                 let owner = &caller.user_id;
-                // Locked: of two concurrent removals of an account's last two passkeys, the
-                // second sees the first's.
+                // Of two concurrent removals of an account's last two passkeys, the second
+                // sees the first's.
+                passkeys::lock_account(conn, owner)?;
                 let user = users::find_locked(conn, owner)?.ok_or(Error::InvalidToken)?;
                 passkeys::find(conn, owner, &id)?.ok_or(Error::NotFound)?;
                 if !user.has_password() && passkeys::count(conn, owner)? <= 1 {
@@ -271,27 +262,27 @@ pub async fn finish_login(
         );
         return Err(Error::InvalidCredentials);
     };
-    let mut passkey: Passkey = serde_json::from_str(&stored.credential).map_err(Error::internal)?;
+    let passkey: Passkey = serde_json::from_str(&stored.credential).map_err(Error::internal)?;
     let verified = match auth.relying_party.identify(&credential) {
         Ok((handle, _)) if handle == stored.user_id => auth
             .relying_party
-            .finish_login(&credential, &state, &passkey)
+            .finish_login(&credential, &state, passkey)
             .map_err(|error| error.to_string()),
         Ok(_) => Err("the user handle names another account".to_owned()),
         Err(_) => Err("no user handle".to_owned()),
     };
-    let result = match verified {
-        Ok(result) => result,
+    let changed = match verified {
+        Ok(changed) => changed,
         Err(reason) => {
             tracing::info!(event = "passkey_refused", user_id = %stored.user_id, %reason, "passkey login refused");
             login::refused(auth, Some(&stored.user_id), &client, Refusal::WrongPasskey);
             return Err(Error::InvalidCredentials);
         }
     };
-    let updated = match passkey.update_credential(&result) {
-        Some(true) => Some(serde_json::to_string(&passkey).map_err(Error::internal)?),
-        _ => None,
-    };
+    let updated = changed
+        .map(|passkey| serde_json::to_string(&passkey))
+        .transpose()
+        .map_err(Error::internal)?;
     let (policy, require_verified) = (auth.sessions, auth.require_verified_email);
     let user_id = stored.user_id.clone();
     let granted = auth
@@ -326,6 +317,136 @@ pub async fn finish_login(
     Ok(granted)
 }
 
+/// What a passkey signup's ceremony keeps until its finish: the account to create (its id is
+/// the credential's user handle already) and webauthn-rs's state.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct PendingSignup {
+    user_id: String,
+    email: String,
+    username: Option<String>,
+    registration: String,
+}
+
+/// Starts signing up with a passkey and no password (`POST /signup/passkey/start`): counted
+/// against the address's signups like `POST /signup`, and `409` at once for a taken email or
+/// username, as there. Nothing is created until the finish.
+pub async fn start_signup(
+    auth: &Auth,
+    identity: Identity,
+    client: &ClientInfo,
+) -> Result<Started, Error> {
+    auth.relying_party.is_on_or_unavailable()?;
+    let counted = accounts::count_signup(auth, QuotaKey::signup(client.ip)).await;
+    if let Err(Error::TooManyAttempts { .. }) = &counted {
+        // As at `POST /signup`: retrying at once turns no cheap refusal into a flood.
+        tokio::time::sleep(throttle::REFUSAL_PAUSE).await;
+    }
+    counted?;
+    let identity = auth
+        .db
+        .run(move |conn| {
+            accounts::ensure_available(conn, &identity.email, identity.username.as_ref())
+                .map(|()| identity)
+        })
+        .await?;
+    let user_id = UserId::generate();
+    let email = identity.email.as_str();
+    let (options, registration) = auth
+        .relying_party
+        .start_registration(&user_id, email, vec![])?;
+    let pending = PendingSignup {
+        user_id: user_id.into(),
+        email: email.to_owned(),
+        username: identity
+            .username
+            .as_ref()
+            .map(|name| name.as_str().to_owned()),
+        registration,
+    };
+    let state = serde_json::to_string(&pending).map_err(Error::internal)?;
+    let owner = format!("address:{}", throttle::address_key(client.ip));
+    let ceremony_id = open(auth, Purpose::Signup, owner, None, state).await?;
+    Ok(Started {
+        ceremony_id,
+        options,
+    })
+}
+
+/// Finishes a passkey signup (`POST /signup/passkey/finish`): the account, without a
+/// password, its passkey, and its first session (`amr: ["hwk"]`), with the mail that
+/// verifies its address, in one transaction. Records `signup` and `passkey_added`.
+pub async fn finish_signup(
+    auth: &Auth,
+    ceremony_id: String,
+    credential: RegisterPublicKeyCredential,
+    name: String,
+    client: ClientInfo,
+) -> Result<Granted, Error> {
+    let state = take(auth, &ceremony_id, Purpose::Signup, None).await?;
+    let pending: PendingSignup = serde_json::from_str(&state).map_err(Error::internal)?;
+    let identity = Identity {
+        email: Email::parse(&pending.email).map_err(|_| stored_identity_unreadable())?,
+        username: match &pending.username {
+            Some(name) => Some(Username::parse(name).map_err(|_| stored_identity_unreadable())?),
+            None => None,
+        },
+    };
+    let passkey = auth
+        .relying_party
+        .finish_registration(&credential, &pending.registration)?;
+    let user_id = UserId::from(pending.user_id);
+    let stored = new_passkey(&user_id, &passkey, name)?;
+    let (policy, codes) = (auth.sessions, auth.codes.clone());
+    let granted = auth
+        .db
+        .run(move |conn| {
+            db::write_transaction(conn, |conn| {
+                // No password: only a reset by mail ever sets one.
+                let user = accounts::insert(conn, &user_id, &identity, "")?;
+                if !passkeys::insert(conn, &stored)? {
+                    return Err(Error::PasskeyExists);
+                }
+                let methods = AuthMethods::Passkey;
+                let continued = sessions::start(conn, &user.id, methods, &client, &policy)?;
+                let session_id = Some(&continued.session.id);
+                events::record(conn, &user.id, EventKind::Signup, &client, session_id)?;
+                events::record(conn, &user.id, EventKind::PasskeyAdded, &client, session_id)?;
+                let verification = CodePurpose::EmailVerification;
+                outbox::mail_code(conn, &codes, &user.id, verification, &user.email)?;
+                Ok(Granted { user, continued })
+            })
+        })
+        .await?;
+    auth.outbox.wake();
+    tracing::info!(event = "signed_up", user_id = %granted.user.id, session_id = %granted.continued.session.id, "signed up with a passkey");
+    Ok(granted)
+}
+
+fn stored_identity_unreadable() -> Error {
+    Error::internal(anyhow::anyhow!(
+        "a pending signup's email or username is unreadable"
+    ))
+}
+
+/// The row of a passkey just registered for the account.
+fn new_passkey(user_id: &UserId, passkey: &Passkey, name: String) -> Result<StoredPasskey, Error> {
+    let credential_id = passkey.cred_id().to_vec();
+    if credential_id.len() > MAX_CREDENTIAL_ID_LENGTH {
+        return Err(Error::InvalidPasskey(
+            "The credential id is longer than WebAuthn allows (1023 bytes).".into(),
+        ));
+    }
+    Ok(StoredPasskey {
+        id: PasskeyId::generate(),
+        user_id: user_id.clone(),
+        credential_id,
+        credential: serde_json::to_string(passkey).map_err(Error::internal)?,
+        name,
+        created_at: db::now(),
+        last_used_at: None,
+    })
+}
+
 /// Stores a ceremony's state under a new id, ending the owner's oldest beyond its limit;
 /// answers the id.
 async fn open(
@@ -339,7 +460,8 @@ async fn open(
     let id_hash = codes::token_digest(&ceremony_id);
     let keep = match purpose {
         Purpose::Register => MAX_OPEN_REGISTRATIONS,
-        Purpose::Login => MAX_OPEN_LOGINS,
+        // Signups and logins are started by whoever asks: bounded per address, together.
+        Purpose::Login | Purpose::Signup => MAX_OPEN_LOGINS,
     };
     auth.db
         .run(move |conn| {

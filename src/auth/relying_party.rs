@@ -6,7 +6,7 @@
 use serde_json::Value;
 use url::Url;
 use webauthn_rs::prelude::{
-    AuthenticationResult, CredentialID, DiscoverableAuthentication, Passkey, PasskeyRegistration,
+    Credential, CredentialID, DiscoverableAuthentication, Passkey, PasskeyRegistration,
     PublicKeyCredential, RegisterPublicKeyCredential, Uuid, Webauthn, WebauthnBuilder,
     WebauthnError,
 };
@@ -80,6 +80,11 @@ impl RelyingParty {
         self.webauthn.is_some()
     }
 
+    /// `PasskeysUnavailable` when passkeys are off.
+    pub fn is_on_or_unavailable(&self) -> Result<(), Error> {
+        self.webauthn().map(drop)
+    }
+
     fn webauthn(&self) -> Result<&Webauthn, Error> {
         self.webauthn.as_ref().ok_or(Error::PasskeysUnavailable)
     }
@@ -144,9 +149,7 @@ impl RelyingParty {
             .webauthn()?
             .start_discoverable_authentication()
             .map_err(Error::internal)?;
-        let mut state = serde_json::to_value(&state).map_err(Error::internal)?;
-        allow_backup_eligibility_upgrade(&mut state)?;
-        Ok((to_json(&options.public_key)?, state.to_string()))
+        Ok((to_json(&options.public_key)?, to_stored(&state)?))
     }
 
     /// The account and the credential id a login's credential names (its `userHandle` and
@@ -159,40 +162,47 @@ impl RelyingParty {
         Ok((UserId::from(handle.to_string()), credential_id.to_vec()))
     }
 
-    /// Verifies a login's credential against the stored passkey it names.
+    /// Verifies a login's credential against the stored passkey it names; answers the
+    /// passkey as the login leaves it (a newer counter, changed backup flags) when it changed.
+    ///
+    /// A credential registered when it was not backup-eligible may be so now: Apple's and
+    /// Google's passkeys become so when their owner turns syncing on. webauthn-rs refuses
+    /// that in a discoverable login (and, with the backed-up flag set at the same time, in
+    /// any login), which would lock the owner out for good. The flag is signed by the
+    /// credential's key like the rest, so it is taken as the passkey's new state before the
+    /// verification, which checks everything else as usual.
     pub fn finish_login(
         &self,
         credential: &PublicKeyCredential,
         state: &str,
-        passkey: &Passkey,
-    ) -> Result<AuthenticationResult, WebauthnError> {
+        passkey: Passkey,
+    ) -> Result<Option<Passkey>, WebauthnError> {
         let state: DiscoverableAuthentication =
             serde_json::from_str(state).map_err(WebauthnError::ParseJSONFailure)?;
         let webauthn = self.webauthn.as_ref().ok_or(WebauthnError::Configuration)?;
-        webauthn.finish_discoverable_authentication_v2(credential, state, passkey)
+        let mut stored = Credential::from(passkey);
+        let became_eligible = !stored.backup_eligible
+            && claims_backup_eligibility(&credential.response.authenticator_data);
+        stored.backup_eligible |= became_eligible;
+        let result = webauthn.finish_discoverable_authentication_v2(credential, state, &stored)?;
+        let mut passkey = Passkey::from(stored);
+        let changed = passkey.update_credential(&result) == Some(true);
+        Ok((changed || became_eligible).then_some(passkey))
     }
+}
+
+/// Whether authenticator data sets the backup-eligible flag (WebAuthn §6.1: bit 3 of the
+/// flags, after the 32 bytes of the RP id's hash).
+fn claims_backup_eligibility(authenticator_data: &[u8]) -> bool {
+    const BACKUP_ELIGIBLE: u8 = 0x08;
+    authenticator_data
+        .get(32)
+        .is_some_and(|flags| flags & BACKUP_ELIGIBLE != 0)
 }
 
 /// The user handle of an account: its id, a UUID, as 16 bytes.
 fn user_handle(user_id: &UserId) -> Result<Uuid, Error> {
     Uuid::try_parse(user_id.as_str()).map_err(Error::internal)
-}
-
-/// webauthn-rs refuses a login whose credential became backup-eligible since it was
-/// registered, in discoverable logins only (its passkey logins allow it). Apple's and
-/// Google's passkeys become so when the user turns on syncing, and refusing them then locks
-/// the user out for good: allow it, as for its passkey logins. A state without the field
-/// is an error, so that a newer webauthn-rs cannot drop this silently (a test says so).
-fn allow_backup_eligibility_upgrade(state: &mut Value) -> Result<(), Error> {
-    match state.pointer_mut("/ast/allow_backup_eligible_upgrade") {
-        Some(allowed @ Value::Bool(_)) => {
-            *allowed = Value::Bool(true);
-            Ok(())
-        }
-        _ => Err(Error::internal(anyhow::anyhow!(
-            "webauthn-rs's authentication state has no allow_backup_eligible_upgrade"
-        ))),
-    }
 }
 
 fn to_json(value: &impl serde::Serialize) -> Result<Value, Error> {
@@ -260,11 +270,19 @@ mod tests {
     }
 
     #[test]
-    fn logins_allow_a_credential_that_became_backup_eligible() {
+    fn logins_list_no_credentials() {
         let rp = RelyingParty::new(&settings("http://localhost:8080", None)).unwrap();
-        let (options, state) = rp.start_login().unwrap();
+        let (options, _) = rp.start_login().unwrap();
         assert_eq!(options["allowCredentials"], serde_json::json!([]));
-        let state: Value = serde_json::from_str(&state).unwrap();
-        assert_eq!(state["ast"]["allow_backup_eligible_upgrade"], true);
+        assert_eq!(options["userVerification"], "required");
+    }
+
+    #[test]
+    fn the_backup_eligible_flag_is_read_from_the_flags_byte() {
+        let mut data = vec![0u8; 37];
+        assert!(!claims_backup_eligibility(&data));
+        data[32] = 0x1d;
+        assert!(claims_backup_eligibility(&data));
+        assert!(!claims_backup_eligibility(&data[..32]));
     }
 }

@@ -44,6 +44,20 @@ pub fn insert(conn: &mut DbConn, passkey: &StoredPasskey) -> QueryResult<bool> {
     }
 }
 
+/// Serialises the transactions that call it for this account until they end, so that each
+/// counts the account's passkeys after the others' changes: PostgreSQL would otherwise let
+/// two removals of the last two both see two. SQLite's write transactions already run one at
+/// a time.
+pub fn lock_account(conn: &mut DbConn, user_id: &UserId) -> QueryResult<()> {
+    let DbConn::Postgres(pg) = conn else {
+        return Ok(());
+    };
+    diesel::sql_query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
+        .bind::<diesel::sql_types::Text, _>(format!("passkeys:{user_id}"))
+        .execute(pg)
+        .map(drop)
+}
+
 /// The account's passkeys, oldest first.
 pub fn list(conn: &mut DbConn, user_id: &UserId) -> QueryResult<Vec<StoredPasskey>> {
     passkeys::table

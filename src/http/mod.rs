@@ -65,6 +65,13 @@ pub struct AppState {
 pub fn routes(config: &mut web::ServiceConfig) {
     config
         .service(resource("/signup", "POST").route(web::post().to(signup::signup)))
+        .service(
+            resource("/signup/passkey/start", "POST").route(web::post().to(passkeys::start_signup)),
+        )
+        .service(
+            resource("/signup/passkey/finish", "POST")
+                .route(web::post().to(passkeys::finish_signup)),
+        )
         .service(resource("/login", "POST").route(web::post().to(login::login)))
         .service(resource("/login/mfa", "POST").route(web::post().to(mfa::login)))
         .service(

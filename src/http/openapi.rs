@@ -38,6 +38,8 @@ use super::{
     ),
     paths(
         signup::signup,
+        passkeys::start_signup,
+        passkeys::finish_signup,
         login::login,
         mfa::login,
         passkeys::start_login,
@@ -275,13 +277,18 @@ impl Modify for CommonResponses {
     }
 }
 
-/// Every operation of the document (the API uses GET, POST and DELETE), with its path.
+/// Every operation of the document (the API uses GET, POST, PATCH and DELETE), with its path.
 fn operations_mut(openapi: &mut Document) -> impl Iterator<Item = (&String, &mut Operation)> {
     openapi.paths.paths.iter_mut().flat_map(|(path, item)| {
-        [&mut item.get, &mut item.post, &mut item.delete]
-            .into_iter()
-            .flatten()
-            .map(move |operation| (path, operation))
+        [
+            &mut item.get,
+            &mut item.post,
+            &mut item.patch,
+            &mut item.delete,
+        ]
+        .into_iter()
+        .flatten()
+        .map(move |operation| (path, operation))
     })
 }
 

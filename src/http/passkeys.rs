@@ -1,6 +1,7 @@
 //! `POST /me/passkeys/register/start` and `/finish`, `GET /me/passkeys`, `PATCH` and
-//! `DELETE /me/passkeys/{id}`, `POST /login/passkey/start` and `/finish`: passkeys, and
-//! logging in with one.
+//! `DELETE /me/passkeys/{id}`, `POST /login/passkey/start` and `/finish`, `POST
+//! /signup/passkey/start` and `/finish`: passkeys, logging in with one, and signing up with
+//! one instead of a password.
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, web};
@@ -14,6 +15,7 @@ use super::extract::Json;
 use super::problem::Problem;
 use super::refresh_cookie::Transport;
 use super::responses::{TokenBody, private_json, timestamp, token_response};
+use crate::auth::accounts::Identity;
 use crate::auth::client::ClientInfo;
 use crate::auth::passkeys::{self, Started};
 use crate::auth::sessions::Caller;
@@ -102,7 +104,7 @@ pub struct FinishPasskeyRegistrationRequest {
     #[schema(value_type = Object)]
     credential: RegisterPublicKeyCredential,
     /// What the user calls it (at most 64 characters); `Passkey` when left out.
-    #[schema(examples("MacBook Touch ID"))]
+    #[schema(examples("MacBook Touch ID"), max_length = 64)]
     name: Option<String>,
 }
 
@@ -147,8 +149,8 @@ pub async fn list(state: web::Data<AppState>, caller: Caller) -> Result<HttpResp
 
 #[derive(Deserialize, utoipa::ToSchema)]
 pub struct RenamePasskeyRequest {
-    /// At most 64 characters; blank is `Passkey`.
-    #[schema(examples("YubiKey 5C"))]
+    /// At most 64 characters, no control characters; blank is `Passkey`.
+    #[schema(examples("YubiKey 5C"), max_length = 64)]
     name: String,
 }
 
@@ -256,4 +258,80 @@ pub async fn finish_login(
         outcome?,
         request.refresh_token_transport,
     )
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+pub struct StartPasskeySignupRequest {
+    /// As at `POST /signup`.
+    #[schema(format = Email, examples("ada@example.com"))]
+    email: String,
+    /// As at `POST /signup`: optional, 3 to 32 characters of `A-Z a-z 0-9 _ . -`.
+    #[schema(pattern = "^[A-Za-z0-9_.-]{3,32}$", examples("ada"))]
+    username: Option<String>,
+}
+
+/// Start signing up with a passkey instead of a password.
+#[utoipa::path(post, path = "/signup/passkey/start", tag = "auth", operation_id = "startPasskeySignup",
+    request_body = StartPasskeySignupRequest,
+    responses(
+        (status = 200, description = "The ceremony: `options` ask for a discoverable credential that verifies its user, for the account to be. Nothing is created until the finish.", body = CeremonyBody,
+            headers(("Cache-Control" = String, description = "Always `no-store`."))),
+        (status = 404, description = "`passkeys_unavailable`.", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "`email_taken` or `username_taken`, as at `POST /signup`.", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`validation_failed`: every invalid field is listed in `errors`.", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "`too_many_attempts`: this address has signed up `LATCHKEY_SIGNUP_IP_MAX` times within the hour (counted with `POST /signup`).", body = Problem, content_type = "application/problem+json",
+            headers(("Retry-After" = u64, description = "Seconds until a signup is allowed again."))),
+    ))]
+#[tracing::instrument(name = "start_passkey_signup", skip_all)]
+pub async fn start_signup(
+    state: web::Data<AppState>,
+    client: ClientInfo,
+    Json(request): Json<StartPasskeySignupRequest>,
+) -> Result<HttpResponse, Error> {
+    let identity = Identity::parse(&request.email, request.username.as_deref())?;
+    let started = passkeys::start_signup(&state.auth, identity, &client).await?;
+    Ok(private_json(CeremonyBody::from(started)))
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+pub struct FinishPasskeySignupRequest {
+    /// From `POST /signup/passkey/start`.
+    ceremony_id: String,
+    /// What `navigator.credentials.create()` answered, as its `toJSON()` gives it.
+    #[schema(value_type = Object)]
+    credential: RegisterPublicKeyCredential,
+    /// What the user calls the passkey (at most 64 characters); `Passkey` when left out.
+    #[schema(examples("iPhone"), max_length = 64)]
+    name: Option<String>,
+    #[serde(default)]
+    #[schema(value_type = Option<Transport>)]
+    refresh_token_transport: Transport,
+}
+
+/// Finish signing up with a passkey: the account exists, without a password, and this is its
+/// first session.
+#[utoipa::path(post, path = "/signup/passkey/finish", tag = "auth", operation_id = "finishPasskeySignup",
+    request_body = FinishPasskeySignupRequest,
+    responses(
+        (status = 201, description = "The account exists and this is its first session; its access tokens say `amr: [\"hwk\"]`. A code to verify the email is mailed, as at `POST /signup`. The account has no password until one is set with `POST /password/forgot` and `/password/reset`.", body = TokenBody,
+            headers(("Cache-Control" = String, description = "Always `no-store`."))),
+        (status = 400, description = "`invalid_ceremony`: unknown, used or expired: start again. `invalid_passkey`: the credential was refused; `detail` says why. Also `malformed_request`.", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "`passkeys_unavailable`.", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "`email_taken` or `username_taken`: taken since the start. `passkey_exists`.", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "`validation_failed`: the name is too long or has control characters.", body = Problem, content_type = "application/problem+json"),
+    ))]
+#[tracing::instrument(name = "finish_passkey_signup", skip_all)]
+pub async fn finish_signup(
+    state: web::Data<AppState>,
+    client: ClientInfo,
+    Json(request): Json<FinishPasskeySignupRequest>,
+) -> Result<HttpResponse, Error> {
+    // Checked before the ceremony is used up: a bad name loses nothing.
+    let name = passkeys::read_name(request.name.as_deref())?;
+    let (ceremony_id, credential) = (request.ceremony_id, request.credential);
+    let granted =
+        passkeys::finish_signup(&state.auth, ceremony_id, credential, name, client).await?;
+    state.metrics.signups.inc();
+    let transport = request.refresh_token_transport;
+    token_response(&state, StatusCode::CREATED, granted, transport)
 }

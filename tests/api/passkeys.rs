@@ -10,8 +10,10 @@ use reqwest::{Method, Response, StatusCode};
 use serde_json::{Value, json};
 
 use crate::mfa::{enrolled_user, event_types};
-use crate::support::authenticator::{ORIGIN, SoftAuthenticator};
-use crate::support::{Backend, PASSWORD, TestApp, Tokens, assert_problem, claims_of};
+use crate::support::authenticator::{
+    BACKED_UP, BACKUP_ELIGIBLE, HandMadeKey, ORIGIN, SoftAuthenticator, USER_PRESENT, USER_VERIFIED,
+};
+use crate::support::{Backend, PASSWORD, TestApp, Tokens, assert_problem, claims_of, unique_email};
 
 backend_tests!(
     a_passkey_is_registered_and_logs_in_without_an_email,
@@ -22,13 +24,18 @@ backend_tests!(
     a_wrong_origin_is_refused_and_listed_origins_are_not,
     another_accounts_user_handle_logs_in_nobody,
     a_cloned_authenticator_is_refused,
+    an_assertion_without_user_verification_is_refused,
+    a_passkey_that_became_synced_still_logs_in,
     a_passkey_login_satisfies_the_second_factor,
     passkeys_are_renamed_and_removed,
+    the_only_way_in_is_not_removed,
     passkey_logins_are_throttled_apart_from_passwords,
     open_ceremonies_are_bounded,
     concurrent_finishes_of_one_login_succeed_once,
     malformed_passkey_requests_are_refused_clearly,
     passkeys_are_off_without_a_domain,
+    an_account_signs_up_with_a_passkey_and_no_password,
+    passkey_signups_count_with_signups_and_lose_a_race_for_the_email,
 );
 
 /// `POST` with a bearer token and a JSON body.
@@ -90,6 +97,23 @@ async fn log_in(app: &TestApp, authenticator: &mut SoftAuthenticator) -> Respons
     let (id, options) = start_login(app).await;
     let credential = authenticator.assert(&options).await;
     finish_login(app, &id, &credential).await
+}
+
+async fn start_signup(app: &TestApp, email: &str) -> Response {
+    app.post("/signup/passkey/start", &json!({"email": email}))
+        .await
+}
+
+/// Signs up with `authenticator`'s new passkey and no password; answers the response.
+async fn passkey_signup(
+    app: &TestApp,
+    email: &str,
+    authenticator: &mut SoftAuthenticator,
+) -> Response {
+    let (ceremony_id, options) = started(start_signup(app, email).await).await;
+    let credential = authenticator.register(&options).await;
+    let body = json!({"ceremony_id": ceremony_id, "credential": credential, "name": "Phone"});
+    app.post("/signup/passkey/finish", &body).await
 }
 
 /// A user with a password and a passkey.
@@ -348,6 +372,60 @@ async fn a_cloned_authenticator_is_refused(backend: Backend) {
     assert_logged_in_as(log_in(&app, &mut key).await, &tokens.user_id).await;
 }
 
+async fn an_assertion_without_user_verification_is_refused(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let (tokens, authenticator, _) = user_with_passkey(&app).await;
+    let handle = uuid::Uuid::parse_str(&tokens.user_id).unwrap();
+    let synced = BACKUP_ELIGIBLE | BACKED_UP;
+    // Present but not verified (no fingerprint, no PIN): a passkey is not a factor then.
+    let (ceremony_id, options) = start_login(&app).await;
+    let unverified = USER_PRESENT | synced;
+    let assertion = authenticator.assert_with_flags(&options, handle.as_bytes(), unverified);
+    let response = finish_login(&app, &ceremony_id, &assertion).await;
+    assert_problem(response, StatusCode::UNAUTHORIZED, "invalid_credentials").await;
+    // Neither present nor verified.
+    let (ceremony_id, options) = start_login(&app).await;
+    let assertion = authenticator.assert_with_flags(&options, handle.as_bytes(), synced);
+    let response = finish_login(&app, &ceremony_id, &assertion).await;
+    assert_problem(response, StatusCode::UNAUTHORIZED, "invalid_credentials").await;
+    // The same hand-made assertion, verified, is accepted: only the flag made the difference.
+    let (ceremony_id, options) = start_login(&app).await;
+    let verified = USER_PRESENT | USER_VERIFIED | synced;
+    let assertion = authenticator.assert_with_flags(&options, handle.as_bytes(), verified);
+    let response = finish_login(&app, &ceremony_id, &assertion).await;
+    assert_logged_in_as(response, &tokens.user_id).await;
+}
+
+async fn a_passkey_that_became_synced_still_logs_in(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let tokens = app.signup_user().await;
+    let token = tokens.access_token.as_str();
+    let handle = uuid::Uuid::parse_str(&tokens.user_id).unwrap();
+    // Registered on a device that did not sync its passkeys then.
+    let key = HandMadeKey::new();
+    let verified = USER_PRESENT | USER_VERIFIED;
+    let (ceremony_id, options) = start_registration(&app, token).await;
+    let credential = key.register(&options, verified);
+    let response = finish_registration(&app, token, &ceremony_id, &credential, None).await;
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let (ceremony_id, options) = start_login(&app).await;
+    let assertion = key.assert(&options, handle.as_bytes(), verified);
+    assert_logged_in_as(
+        finish_login(&app, &ceremony_id, &assertion).await,
+        &tokens.user_id,
+    )
+    .await;
+    // Its owner turned syncing on since (iCloud Keychain): backup-eligible and backed up now.
+    let synced = verified | BACKUP_ELIGIBLE | BACKED_UP;
+    let (ceremony_id, options) = start_login(&app).await;
+    let assertion = key.assert(&options, handle.as_bytes(), synced);
+    assert_logged_in_as(
+        finish_login(&app, &ceremony_id, &assertion).await,
+        &tokens.user_id,
+    )
+    .await;
+}
+
 async fn a_passkey_login_satisfies_the_second_factor(backend: Backend) {
     let app = TestApp::spawn(backend).await;
     let enrolled = enrolled_user(&app).await;
@@ -420,6 +498,46 @@ async fn passkeys_are_renamed_and_removed(backend: Backend) {
     let response = app.send(Method::DELETE, &path, Some(token), None).await;
     assert_problem(response, StatusCode::NOT_FOUND, "not_found").await;
     event_types(&app, token, "passkey_removed").await;
+}
+
+async fn the_only_way_in_is_not_removed(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let mut authenticator = SoftAuthenticator::new();
+    let response = passkey_signup(&app, &unique_email(), &mut authenticator).await;
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let tokens = Tokens::from(response.json::<Value>().await.unwrap());
+    let token = tokens.access_token.as_str();
+    let first = passkeys_of(&app, token).await.remove(0);
+    let second = register(&app, token, &mut SoftAuthenticator::new()).await;
+    // No password logs in to it, and none fails otherwise than a wrong one.
+    for password in [PASSWORD, ""] {
+        let body = json!({"email": tokens.email, "password": password});
+        let response = app.login(&body).await;
+        assert_problem(response, StatusCode::UNAUTHORIZED, "invalid_credentials").await;
+    }
+
+    // Of two concurrent removals of its last two passkeys, one wins.
+    let paths: Vec<String> = [&first, &second]
+        .iter()
+        .map(|passkey| format!("/me/passkeys/{}", passkey["id"].as_str().unwrap()))
+        .collect();
+    let responses = futures_util::future::join_all(
+        paths
+            .iter()
+            .map(|path| app.send(Method::DELETE, path, Some(token), None)),
+    )
+    .await;
+    let mut statuses: Vec<StatusCode> = responses.iter().map(Response::status).collect();
+    statuses.sort();
+    assert_eq!(statuses, [StatusCode::NO_CONTENT, StatusCode::CONFLICT]);
+    let left = passkeys_of(&app, token).await;
+    assert_eq!(left.len(), 1);
+    let path = format!("/me/passkeys/{}", left[0]["id"].as_str().unwrap());
+    let response = app.send(Method::DELETE, &path, Some(token), None).await;
+    assert_problem(response, StatusCode::CONFLICT, "last_credential").await;
+    if left[0]["id"] == first["id"] {
+        assert_logged_in_as(log_in(&app, &mut authenticator).await, &tokens.user_id).await;
+    }
 }
 
 async fn passkey_logins_are_throttled_apart_from_passwords(backend: Backend) {
@@ -558,4 +676,71 @@ async fn passkeys_are_off_without_a_domain(backend: Backend) {
     assert_problem(response, StatusCode::NOT_FOUND, "passkeys_unavailable").await;
     // The rest of the service runs.
     assert_eq!(app.me(&tokens.access_token).await.status(), StatusCode::OK);
+}
+
+async fn an_account_signs_up_with_a_passkey_and_no_password(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let email = unique_email();
+    let response = start_signup(&app, "not an email").await;
+    assert_problem(
+        response,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "validation_failed",
+    )
+    .await;
+
+    let response = start_signup(&app, &email).await;
+    let (ceremony_id, options) = started(response).await;
+    assert_eq!(options["user"]["name"], email.as_str());
+    assert_eq!(options["authenticatorSelection"]["residentKey"], "required");
+    // Nothing exists before the finish.
+    assert_eq!(app.rows("users"), 0);
+    let mut authenticator = SoftAuthenticator::new();
+    let credential = authenticator.register(&options).await;
+    let body = json!({"ceremony_id": ceremony_id, "credential": credential});
+    let response = app.post("/signup/passkey/finish", &body).await;
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["user"]["email"], email.as_str());
+    assert_eq!(body["user"]["email_verified"], false);
+    let tokens = Tokens::from(body);
+    assert_eq!(claims_of(&tokens.access_token)["amr"], json!(["hwk"]));
+    let token = tokens.access_token.as_str();
+    assert_eq!(app.me(token).await.status(), StatusCode::OK);
+    let keys = passkeys_of(&app, token).await;
+    assert_eq!(keys.len(), 1);
+    assert_eq!(keys[0]["name"], "Passkey");
+    // Its address is verified by a mailed code, as after POST /signup.
+    assert_eq!(app.rows("one_time_codes"), 1);
+
+    // The passkey logs in; no password does.
+    assert_logged_in_as(log_in(&app, &mut authenticator).await, &tokens.user_id).await;
+    let body = json!({"email": email, "password": PASSWORD});
+    let response = app.login(&body).await;
+    assert_problem(response, StatusCode::UNAUTHORIZED, "invalid_credentials").await;
+    // The email is taken now, and the passkey is the only way in.
+    let response = start_signup(&app, &email).await;
+    assert_problem(response, StatusCode::CONFLICT, "email_taken").await;
+    let path = format!("/me/passkeys/{}", keys[0]["id"].as_str().unwrap());
+    let response = app.send(Method::DELETE, &path, Some(token), None).await;
+    assert_problem(response, StatusCode::CONFLICT, "last_credential").await;
+    let events = event_types(&app, token, "signup").await;
+    assert!(events.contains(&"passkey_added".to_owned()), "{events:?}");
+}
+
+async fn passkey_signups_count_with_signups_and_lose_a_race_for_the_email(backend: Backend) {
+    let app = TestApp::spawn_with(backend, &[("LATCHKEY_SIGNUP_IP_MAX", "2")]).await;
+    let email = unique_email();
+    let (ceremony_id, options) = started(start_signup(&app, &email).await).await;
+    // The address is taken meanwhile, with a password.
+    let body = json!({"email": email, "password": PASSWORD});
+    assert_eq!(app.signup(&body).await.status(), StatusCode::CREATED);
+    let credential = SoftAuthenticator::new().register(&options).await;
+    let body = json!({"ceremony_id": ceremony_id, "credential": credential});
+    let response = app.post("/signup/passkey/finish", &body).await;
+    assert_problem(response, StatusCode::CONFLICT, "email_taken").await;
+    assert_eq!(app.rows("passkeys"), 0);
+    // Two signups from this address within the hour, of either kind: the third waits.
+    let response = start_signup(&app, &unique_email()).await;
+    assert_problem(response, StatusCode::TOO_MANY_REQUESTS, "too_many_attempts").await;
 }

@@ -24,6 +24,13 @@ use public_suffix::PublicSuffixList;
 use serde_json::{Value, json};
 use url::Url;
 
+/// Authenticator data flags (WebAuthn §6.1): user present, user verified, backup eligible,
+/// backed up.
+pub const USER_PRESENT: u8 = 0x01;
+pub const USER_VERIFIED: u8 = 0x04;
+pub const BACKUP_ELIGIBLE: u8 = 0x08;
+pub const BACKED_UP: u8 = 0x10;
+
 /// The page's origin the tests' server expects by default (`LATCHKEY_PUBLIC_URL`).
 pub const ORIGIN: &str = "http://localhost:8080";
 
@@ -205,5 +212,155 @@ impl SoftAuthenticator {
             serde_json::to_value(asserted).unwrap()
         })
         .await
+    }
+}
+
+impl SoftAuthenticator {
+    /// An assertion for the request `options` made by hand with this authenticator's only
+    /// credential, with the authenticator data flags given: what a tampered or non-compliant
+    /// authenticator could send (no user verification, say). Signed like a real one.
+    pub fn assert_with_flags(&self, options: &Value, user_handle: &[u8], flags: u8) -> Value {
+        let [(rp_id, passkey)] = &self.credentials.0[..] else {
+            panic!("one credential expected");
+        };
+        let private = passkey
+            .key
+            .params
+            .iter()
+            .find(|(label, _)| *label == coset::Label::Int(-4))
+            .and_then(|(_, value)| value.as_bytes())
+            .expect("an EC2 private key");
+        let key = HandMadeKey {
+            key: p256::ecdsa::SigningKey::from_slice(private).unwrap(),
+            credential_id: passkey.credential_id.to_vec(),
+            rp_id: rp_id.clone(),
+            origin: self.origin.clone(),
+        };
+        key.assert(options, user_handle, flags)
+    }
+}
+
+/// A credential whose every answer is made by hand (CBOR, flags, signature), for what no
+/// compliant authenticator sends on request: a registration that was not backup-eligible
+/// whose later logins are (a passkey whose owner turned on iCloud Keychain since).
+pub struct HandMadeKey {
+    key: p256::ecdsa::SigningKey,
+    credential_id: Vec<u8>,
+    rp_id: String,
+    origin: Url,
+}
+
+fn base64url(bytes: &[u8]) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+impl HandMadeKey {
+    pub fn new() -> Self {
+        let mut credential_id = vec![0u8; 16];
+        getrandom::fill(&mut credential_id).unwrap();
+        Self {
+            key: p256::ecdsa::SigningKey::from_slice(&p256_scalar()).unwrap(),
+            credential_id,
+            rp_id: "localhost".into(),
+            origin: Url::parse(ORIGIN).unwrap(),
+        }
+    }
+
+    /// Authenticator data: the RP id's hash, the flags, a zero counter, and `attested`.
+    fn authenticator_data(&self, flags: u8, attested: &[u8]) -> Vec<u8> {
+        use sha2::{Digest, Sha256};
+        let mut data = Sha256::digest(self.rp_id.as_bytes()).to_vec();
+        data.push(flags);
+        data.extend_from_slice(&[0, 0, 0, 0]);
+        data.extend_from_slice(attested);
+        data
+    }
+
+    fn client_data(&self, kind: &str, options: &Value) -> String {
+        json!({
+            "type": kind,
+            "challenge": options["challenge"],
+            "origin": self.origin.origin().ascii_serialization(),
+            "crossOrigin": false,
+        })
+        .to_string()
+    }
+
+    /// The answer to creation `options`: "none" attestation, with these flags (AT added).
+    pub fn register(&self, options: &Value, flags: u8) -> Value {
+        use coset::iana;
+        let point = self.key.verifying_key().to_sec1_point(false);
+        let public = coset::CoseKeyBuilder::new_ec2_pub_key(
+            iana::EllipticCurve::P_256,
+            point.x().unwrap().to_vec(),
+            point.y().unwrap().to_vec(),
+        )
+        .algorithm(iana::Algorithm::ES256)
+        .build();
+        let public = coset::CborSerializable::to_vec(public).unwrap();
+        let mut attested = vec![0u8; 16]; // AAGUID: none
+        attested.extend_from_slice(
+            &u16::try_from(self.credential_id.len())
+                .unwrap()
+                .to_be_bytes(),
+        );
+        attested.extend_from_slice(&self.credential_id);
+        attested.extend_from_slice(&public);
+        let attested_flag = 0x40;
+        let auth_data = self.authenticator_data(flags | attested_flag, &attested);
+        let attestation = coset::cbor::Value::Map(vec![
+            ("fmt".into(), "none".into()),
+            ("attStmt".into(), coset::cbor::Value::Map(vec![])),
+            ("authData".into(), coset::cbor::Value::Bytes(auth_data)),
+        ]);
+        let mut attestation_object = Vec::new();
+        coset::cbor::ser::into_writer(&attestation, &mut attestation_object).unwrap();
+        let id = base64url(&self.credential_id);
+        json!({
+            "id": id,
+            "rawId": id,
+            "type": "public-key",
+            "response": {
+                "clientDataJSON": base64url(self.client_data("webauthn.create", options).as_bytes()),
+                "attestationObject": base64url(&attestation_object),
+            },
+            "clientExtensionResults": {"credProps": {"rk": true}},
+        })
+    }
+
+    /// The answer to request `options`, with these flags.
+    pub fn assert(&self, options: &Value, user_handle: &[u8], flags: u8) -> Value {
+        use p256::ecdsa::signature::Signer as _;
+        use sha2::{Digest, Sha256};
+        let authenticator_data = self.authenticator_data(flags, &[]);
+        let client_data = self.client_data("webauthn.get", options);
+        let mut signed = authenticator_data.clone();
+        signed.extend_from_slice(&Sha256::digest(client_data.as_bytes()));
+        let signature: p256::ecdsa::Signature = self.key.sign(&signed);
+        let id = base64url(&self.credential_id);
+        json!({
+            "id": id,
+            "rawId": id,
+            "type": "public-key",
+            "response": {
+                "clientDataJSON": base64url(client_data.as_bytes()),
+                "authenticatorData": base64url(&authenticator_data),
+                "signature": base64url(&signature.to_der().to_bytes()),
+                "userHandle": base64url(user_handle),
+            },
+            "clientExtensionResults": {},
+        })
+    }
+}
+
+/// 32 random bytes below the P-256 order: a private key.
+fn p256_scalar() -> [u8; 32] {
+    loop {
+        let mut bytes = [0u8; 32];
+        getrandom::fill(&mut bytes).unwrap();
+        if p256::ecdsa::SigningKey::from_slice(&bytes).is_ok() {
+            return bytes;
+        }
     }
 }
