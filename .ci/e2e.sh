@@ -10,7 +10,8 @@
 # Screenshots of the main states land in target/e2e/<backend>/.
 #
 # Passkeys: adding one, renaming and deleting it, signing in with it (no email typed, and no
-# code step on an account with TOTP), in a virtual authenticator that the test file adds to
+# code step on an account with TOTP), signing up with one and no password (whose only
+# passkey cannot be deleted), in a virtual authenticator that the test file adds to
 # each tab through the DevTools protocol (discoverable, user-verifying, backed up like a
 # synced passkey).
 #

@@ -1355,6 +1355,10 @@ async function addAuthenticator(page) {
     async verifies(isUserVerified) {
       await cdp.send("WebAuthn.setUserVerified", { authenticatorId, isUserVerified });
     },
+    /** The device is gone, with its passkeys. */
+    async remove() {
+      await cdp.send("WebAuthn.removeVirtualAuthenticator", { authenticatorId });
+    },
   };
 }
 
@@ -1519,7 +1523,7 @@ scenario("passkeys: an account with two-factor authentication signs in with its 
   assert.match(await page.locator("#mfa-state").textContent(), /^On/);
 });
 
-scenario("passkeys: deleting one asks first and is refused with a clear message when it is the last way in; a deleted one no longer signs in", async (newContext) => {
+scenario("passkeys: deleting one asks first; a deleted passkey no longer signs in, and the password still does", async (newContext) => {
   const context = await newContext();
   const page = await open(context);
   const authenticator = await addAuthenticator(page);
@@ -1534,6 +1538,7 @@ scenario("passkeys: deleting one asks first and is refused with a clear message 
   await item.getByRole("button", { name: "Delete the passkey Laptop" }).click();
   assert.match(await item.locator(".passkey-confirm").textContent(), /Delete “Laptop”\? It will no longer sign you in/);
   assert.equal(await item.locator(".passkey-view").isHidden(), true);
+  await shoot(page, "passkey-delete-confirm");
   await item.getByRole("button", { name: "Keep it" }).click();
   assert.equal(await item.locator(".passkey-view").isVisible(), true);
   assert.equal(
@@ -1541,40 +1546,9 @@ scenario("passkeys: deleting one asks first and is refused with a clear message 
     "Delete the passkey Laptop",
   );
 
-  // The service refuses to delete an account's last way in (an account without a password:
-  // none that this page makes can be one, so the answer is staged here): the passkey stays,
-  // and the item says why in plain words.
-  await page.route("**/me/passkeys/*", (route) =>
-    route.request().method() === "DELETE"
-      ? route.fulfill({
-          status: 409,
-          contentType: "application/problem+json",
-          body: JSON.stringify({
-            type: "about:blank",
-            title: "Conflict",
-            status: 409,
-            code: "last_credential",
-            detail: "This passkey is the account's only way in.",
-          }),
-        })
-      : route.continue(),
-  );
-  await item.getByRole("button", { name: "Delete the passkey Laptop" }).click();
-  await item.getByRole("button", { name: "Delete the passkey", exact: true }).click();
-  await item.locator(".passkey-error:not(:empty)").waitFor();
-  assert.match(
-    await item.locator(".passkey-error").textContent(),
-    /cannot be deleted: your account has no password, and this is its only passkey.*Add another passkey first/,
-  );
-  assert.equal(await item.locator(".passkey-name").textContent(), "Laptop");
-  assert.equal(await page.locator("#signed-in").isVisible(), true, "still logged in");
-  await shoot(page, "passkey-last-credential");
-  await page.unrouteAll({ behavior: "wait" });
-
   // Deleted for real.
   const deleted = page.waitForResponse((response) => response.request().method() === "DELETE");
   await item.getByRole("button", { name: "Delete the passkey Laptop" }).click();
-  assert.equal(await item.locator(".passkey-error").textContent(), "", "the old message goes");
   await item.getByRole("button", { name: "Delete the passkey", exact: true }).click();
   assert.equal((await deleted).status(), 204);
   await page.waitForSelector("#passkeys-empty:not([hidden])");
@@ -1601,6 +1575,71 @@ scenario("passkeys: deleting one asks first and is refused with a clear message 
   await expectLoggedIn(page, email);
 });
 
+scenario("passkeys: signing up with a passkey and no password; its only passkey cannot be deleted (409 last_credential) until another is added", async (newContext) => {
+  const context = await newContext();
+  const page = await open(context);
+  let authenticator = await addAuthenticator(page);
+  const email = uniqueEmail();
+  const username = `e2e_${Date.now().toString(36)}`;
+
+  // The email and username of the signup form, no password: the browser's prompt instead.
+  await page.getByLabel("Email", { exact: true }).fill(email);
+  await page.getByLabel("Username (optional)").fill(username);
+  const finished = page.waitForResponse(
+    (response) => new URL(response.url()).pathname === "/signup/passkey/finish",
+  );
+  await page.getByRole("button", { name: "Create the account with a passkey" }).click();
+  const response = await finished;
+  assert.equal(response.status(), 201);
+  assert.deepEqual(claimsOf((await response.json()).access_token).amr, ["hwk"]);
+  await expectLoggedIn(page, email);
+  assert.equal(await page.locator("#me-username").textContent(), username);
+  assert.match(await statusText(page), /logged in with its passkey\. It has no password/);
+  assert.equal(await focused(page), "account-heading");
+  assert.ok(await refreshCookie(context), "the first session's cookie");
+  const [credential] = await authenticator.credentials();
+  assert.equal(credential.isResidentCredential, true);
+  await page.waitForSelector("#passkeys-list > li");
+  const first = passkeyItemAt(page);
+  const firstName = await first.locator(".passkey-name").textContent();
+  assert.ok(firstName, "the service names it");
+
+  // Its only way in: the service refuses to delete it, and the item says why.
+  await first.getByRole("button", { name: `Delete the passkey ${firstName}` }).click();
+  const refused = page.waitForResponse((response) => response.request().method() === "DELETE");
+  await first.getByRole("button", { name: "Delete the passkey", exact: true }).click();
+  assert.equal((await refused).status(), 409);
+  await first.locator(".passkey-error:not(:empty)").waitFor();
+  assert.match(
+    await first.locator(".passkey-error").textContent(),
+    /cannot be deleted: your account has no password, and this is its only passkey.*Add another passkey first/,
+  );
+  assert.equal(await page.locator("#passkeys-list > li").count(), 1);
+  assert.equal(await page.locator("#signed-in").isVisible(), true, "still logged in");
+  await shoot(page, "passkey-last-credential");
+
+  // It signs in, with nothing typed.
+  await page.locator("#logout").click();
+  await expectLoggedOut(page);
+  assert.equal((await passkeySignIn(page)).status, 200);
+  await expectLoggedIn(page, email);
+
+  // A new device (this one's authenticator gone), and a passkey from it: now the first one
+  // can go.
+  await authenticator.remove();
+  authenticator = await addAuthenticator(page);
+  await page.locator("#passkeys").waitFor();
+  assert.equal(await addPasskey(page, "Phone"), 201);
+  await page.waitForFunction(() => document.querySelectorAll("#passkeys-list > li").length === 2);
+  const old = page.locator("#passkeys-list > li", { hasText: firstName }).filter({ hasNotText: "Phone" });
+  await old.getByRole("button", { name: `Delete the passkey ${firstName}` }).click();
+  const deleted = page.waitForResponse((response) => response.request().method() === "DELETE");
+  await old.getByRole("button", { name: "Delete the passkey", exact: true }).click();
+  assert.equal((await deleted).status(), 204);
+  await page.waitForFunction(() => document.querySelectorAll("#passkeys-list > li").length === 1);
+  assert.equal(await passkeyItemAt(page).locator(".passkey-name").textContent(), "Phone");
+});
+
 scenario("passkeys: a closed prompt is a quiet note, a device's second passkey is refused, another address says where passkeys work", async (newContext) => {
   const page = await open(await newContext());
   const authenticator = await addAuthenticator(page);
@@ -1617,13 +1656,22 @@ scenario("passkeys: a closed prompt is a quiet note, a device's second passkey i
   assert.equal(await focused(page), "passkey-login-button");
   await shoot(page, "passkey-sign-in-closed");
 
+  // Signing up with a passkey, and the person fails the device's check (or closes the
+  // prompt): no account, said quietly; the address is still free for a signup.
   const email = uniqueEmail();
+  await authenticator.verifies(false);
+  await page.getByLabel("Email", { exact: true }).fill(email);
+  await page.getByRole("button", { name: "Create the account with a passkey" }).click();
+  await page.waitForSelector("#passkey-signup-note:not(:empty)");
+  assert.match(await page.locator("#passkey-signup-note").textContent(), /No account was created/);
+  assert.equal(await page.locator("#signup-error").textContent(), "");
+  assert.equal(await focused(page), "passkey-signup-button");
+  await shoot(page, "passkey-signup-closed");
   await signUp(page, email);
   assert.equal(await page.locator("#passkey-login-note").textContent(), "", "gone once logged in");
   await page.locator("#passkeys").waitFor();
 
   // The person fails the device's check (or closes the prompt): nothing is added, quietly.
-  await authenticator.verifies(false);
   await page.locator("#passkey-add-name").fill("Laptop");
   await page.getByRole("button", { name: "Add a passkey" }).click();
   await page.waitForSelector("#passkeys-note:not(:empty)");
@@ -1673,7 +1721,9 @@ scenario("passkeys: a browser without WebAuthn is offered none", async (newConte
     if (new URL(request.url()).pathname.includes("passkey")) asked.push(request.url());
   });
   assert.equal(await page.locator("#passkey-login").isHidden(), true);
+  assert.equal(await page.locator("#passkey-signup").isHidden(), true);
   assert.equal(await page.getByRole("button", { name: "Sign in with a passkey" }).isVisible(), false);
+  assert.equal(await page.getByRole("button", { name: "Create the account with a passkey" }).isVisible(), false);
   await signUp(page, uniqueEmail());
   assert.equal(await page.locator("#passkeys").isHidden(), true);
   await page.getByRole("button", { name: "Reload" }).click();

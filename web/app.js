@@ -1,9 +1,9 @@
-// Latchkey's page: sign up, log in (with a code from an authenticator app when the account
-// has two-factor authentication, or with a passkey instead of a password), see the account
-// and its sessions, end a session, log out, verify or change the email address, reset a
-// forgotten password with a mailed code, turn two-factor authentication on or off, and add,
-// rename or delete passkeys — through the API on this origin, the way a single-page app
-// should use it:
+// Latchkey's page: sign up (with a password, or with a passkey and no password), log in
+// (with a code from an authenticator app when the account has two-factor authentication, or
+// with a passkey instead), see the account and its sessions, end a session, log out, verify
+// or change the email address, reset a forgotten password with a mailed code, turn
+// two-factor authentication on or off, and add, rename or delete passkeys — through the API
+// on this origin, the way a single-page app should use it:
 //
 // - The access token is kept in this module's memory only, never in localStorage or
 //   sessionStorage, so no other script and no later visitor can read it from storage.
@@ -1225,9 +1225,11 @@ const passkeyLogin = {
 
 passkeyLogin.block.hidden = !passkeysSupported;
 
+/** Signed in: the signed-out view's passkey notes are done with. */
 function clearPasskeyLogin() {
   passkeyLogin.error.textContent = "";
   passkeyLogin.note.textContent = "";
+  passkeySignup.note.textContent = "";
 }
 
 passkeyLogin.button.addEventListener("click", async () => {
@@ -1271,6 +1273,81 @@ passkeyLogin.button.addEventListener("click", async () => {
   } finally {
     button.disabled = false;
     // A disabled button loses focus: give it back, unless the login moved on.
+    if (!done) button.focus();
+  }
+});
+
+// Signing up with a passkey instead of a password: the signup form's email and username,
+// then the browser's prompt; the answer is the new account's first session, as a signup's.
+const passkeySignup = {
+  block: $("#passkey-signup"),
+  button: $("#passkey-signup-button"),
+  note: $("#passkey-signup-note"),
+};
+
+passkeySignup.block.hidden = !passkeysSupported;
+
+passkeySignup.button.addEventListener("click", async () => {
+  const button = passkeySignup.button;
+  if (button.disabled) return;
+  button.disabled = true;
+  clearErrors(signup.form);
+  passkeySignup.note.textContent = "";
+  let done = false;
+  try {
+    const email = signup.email.value.trim();
+    if (!email) {
+      fieldError(signup.email, "Enter your email address.");
+      signup.email.focus();
+      done = true;
+      return;
+    }
+    const body = { email };
+    const username = signup.username.value.trim();
+    if (username) body.username = username;
+    const { ceremony_id: ceremonyId, options } = await call("/signup/passkey/start", {
+      method: "POST",
+      body,
+    });
+    const credential = await passkeyPrompt(
+      () =>
+        navigator.credentials.create({
+          publicKey: PublicKeyCredential.parseCreationOptionsFromJSON(options),
+        }),
+      { rpId: options?.rp?.id },
+    );
+    if (!credential) {
+      passkeySignup.note.textContent =
+        "No account was created: the browser's prompt was closed. Try again, or choose a password.";
+      return;
+    }
+    const tokens = await call("/signup/passkey/finish", {
+      method: "POST",
+      body: {
+        ceremony_id: ceremonyId,
+        credential: credential.toJSON(),
+        refresh_token_transport: "cookie",
+      },
+    });
+    signup.form.reset();
+    done = true;
+    await signedIn(
+      tokens,
+      "Your account is ready and you are logged in with its passkey. It has no password; to set one, log out and use “Forgot your password?”.",
+    );
+  } catch (problem) {
+    if (!(problem instanceof Problem)) throw problem;
+    done = true;
+    showProblem(
+      signup.form,
+      problem,
+      { email: signup.email, username: signup.username },
+      { messages: PASSKEY_MESSAGES },
+    );
+  } finally {
+    button.disabled = false;
+    // A disabled button loses focus: give it back, unless focus moved on (to a field to fix,
+    // or to the account).
     if (!done) button.focus();
   }
 });
