@@ -233,9 +233,13 @@ async function logIn(page, identifier) {
   await page.getByRole("button", { name: "Log in" }).click();
 }
 
-/** The account card shows this email (from GET /me) and the session list has loaded. */
+/**
+ * The account card shows this email (from GET /me) and the session list has loaded; and the
+ * view's loads (the passkeys' too) have all answered, so that no request of the page's is
+ * still under way when the test goes on.
+ */
 async function expectLoggedIn(page, email) {
-  await page.waitForSelector("#signed-in:not([hidden])");
+  await page.waitForSelector("#signed-in:not([hidden]):not([aria-busy])");
   await page.waitForFunction(
     (expected) => document.querySelector("#me-email")?.textContent === expected,
     email,

@@ -726,10 +726,25 @@ async function signedIn(tokens, message) {
 async function showAccount() {
   // Logged in elsewhere (another tab) while this one was at the login's second step.
   if (mfaLogin.token) closeMfaStep();
-  views.signedOut.hidden = true;
-  views.signedIn.hidden = false;
   clearPasskeyLogin();
-  await Promise.all([loadMe(), loadSessions(), loadPasskeys()]);
+  await loadAccount(() => {
+    views.signedOut.hidden = true;
+    views.signedIn.hidden = false;
+  });
+}
+
+/**
+ * Loads the account, its sessions and its passkeys, with the view marked busy (for
+ * assistive technology) until all three have answered; `then` runs once it is marked.
+ */
+async function loadAccount(then = () => {}) {
+  views.signedIn.setAttribute("aria-busy", "true");
+  then();
+  try {
+    await Promise.all([loadMe(), loadSessions(), loadPasskeys()]);
+  } finally {
+    views.signedIn.removeAttribute("aria-busy");
+  }
 }
 
 async function loadMe() {
@@ -1681,7 +1696,7 @@ $("#logout-everywhere").addEventListener("click", (event) =>
 $("#reload-sessions").addEventListener("click", async (event) => {
   const button = event.currentTarget;
   button.disabled = true;
-  await Promise.all([loadMe(), loadSessions(), loadPasskeys()]);
+  await loadAccount();
   button.disabled = false;
 });
 
