@@ -7,11 +7,17 @@
 # the new one; then the second factor: enrol TOTP -> confirm with a code (recovery codes)
 # -> me mfa [totp] -> login 403 mfa_required with an mfa_token -> /login/mfa with the next
 # step's code (amr [pwd, otp]; the confirm's code refused as a replay), a wrong code 400, a
-# recovery code -> disable with a recovery code -> me mfa [] and a plain login) against
+# recovery code -> disable with a recovery code -> me mfa [] and a plain login; then
+# passkeys: register -> list -> rename -> log out -> log in naming no account (amr [hwk]),
+# a replayed answer 400 and one signed for another origin 401 -> remove, and a passkey-only
+# signup whose only passkey is not removed (409) and which no password logs in to) against
 # target/debug/latchkey on each backend. No SMTP server: the server runs with
 # LATCHKEY_LOG=info, so that it logs each message, and the smokes read the mailed codes from
 # its log ($LATCHKEY_SERVER_LOG). The TOTP codes the smokes compute themselves (RFC 6238,
-# from the enrolment's secret and the clock: no authenticator app, no new dependency).
+# from the enrolment's secret and the clock: no authenticator app, no new dependency). The
+# passkeys are software ones written in each smoke (ES256: node:crypto, and Python's
+# `cryptography`, installed here when missing); WebAuthn needs a domain name, so the server's
+# LATCHKEY_PUBLIC_URL is http://localhost:<its port>, exported for the smokes to sign for.
 # Run from anywhere after `cargo build` (CI: after `cargo test`). PostgreSQL must be up for
 # the postgres backend (.ci/run starts it). Generated code lands in git-ignored folders.
 #
@@ -20,6 +26,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 OPENAPI_PYTHON_CLIENT_VERSION=0.29.1
+CRYPTOGRAPHY_VERSION=48.0.0
 SMOKE_TIMEOUT=${SMOKE_TIMEOUT:-120}
 backends=${LATCHKEY_CLIENT_BACKENDS:-sqlite postgres}
 
@@ -40,6 +47,12 @@ if [ "$(python3 -m openapi_python_client --version 2>/dev/null || true)" != "ope
   log "installing openapi-python-client $OPENAPI_PYTHON_CLIENT_VERSION"
   python3 -m pip install -q --disable-pip-version-check --root-user-action=ignore \
     "openapi-python-client==$OPENAPI_PYTHON_CLIENT_VERSION"
+fi
+# The Python smoke's passkey signs with it; any version already there will do.
+if ! python3 -c 'import cryptography.hazmat.primitives.asymmetric.ec' 2>/dev/null; then
+  log "installing cryptography $CRYPTOGRAPHY_VERSION"
+  python3 -m pip install -q --disable-pip-version-check --root-user-action=ignore \
+    "cryptography==$CRYPTOGRAPHY_VERSION"
 fi
 if ! (cd clients/typescript && npm ls --depth=0 >/dev/null 2>&1); then
   log "npm ci (clients/typescript)"
@@ -96,7 +109,11 @@ for backend in $backends; do
   started=$SECONDS
   failed_before=$total_failed
   # info: without LATCHKEY_SMTP_URL each mail (with its code) is written to the log there.
-  start_latchkey "$backend" LATCHKEY_LOG=info
+  # The public URL names localhost, not 127.0.0.1: with an IP address passkeys are off. It is
+  # the origin (and its host the RP id) the smokes' passkeys sign for.
+  port=$(free_port)
+  export LATCHKEY_PUBLIC_URL="http://localhost:$port"
+  LATCHKEY_PORT=$port start_latchkey "$backend" LATCHKEY_LOG=info LATCHKEY_PUBLIC_URL="$LATCHKEY_PUBLIC_URL"
   export LATCHKEY_SERVER_LOG="$LATCHKEY_WORKDIR/server.log"
   run_smoke python python3 clients/python/smoke.py "$LATCHKEY_URL"
   run_smoke typescript bash -c 'cd clients/typescript && exec node_modules/.bin/tsx smoke.ts "$1"' _ "$LATCHKEY_URL"

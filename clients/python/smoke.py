@@ -19,7 +19,16 @@ then the second factor, on an account of its own:
     login: a wrong code (400 invalid_mfa_code), then a recovery code (200), its mfa_token
     then spent (401); disable with the password and an unused recovery code (204), after
     which GET /me says mfa [] and a login answers tokens directly. The codes are computed
-    here (RFC 6238, standard library only), checked first against the RFC's vectors.
+    here (RFC 6238, standard library only), checked first against the RFC's vectors;
+then passkeys (WebAuthn), with a software passkey written here (ES256 through the
+`cryptography` package, a few lines of CBOR), on accounts of their own:
+  - an account with a password adds a passkey (register start -> finish 201), lists it,
+    renames it, logs out, logs in with it naming no account (amr [hwk]); the same answer
+    again is refused (400 invalid_ceremony), one signed for another origin too (401
+    invalid_credentials); removed (204), it logs in no more (401);
+  - an account signs up with a passkey alone (201, amr [hwk]): its only passkey cannot be
+    removed (409 last_credential), and a password login to it answers 401.
+  The origin the passkey reports is $LATCHKEY_PUBLIC_URL's (default http://localhost:8080).
 
 Usage: smoke.py [BASE_URL]   (default: $LATCHKEY_URL)
 
@@ -50,14 +59,33 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
 
 sys.path.insert(0, os.environ.get("LATCHKEY_PY_CLIENT_DIR", str(Path(__file__).resolve().parent / "generated")))
 
 from latchkey_client import AuthenticatedClient, Client  # noqa: E402
 from latchkey_client.api.account import change_email, get_me, send_email_verification  # noqa: E402
-from latchkey_client.api.auth import login, login_with_mfa, logout, refresh, signup  # noqa: E402
+from latchkey_client.api.auth import (  # noqa: E402
+    finish_passkey_login,
+    finish_passkey_signup,
+    login,
+    login_with_mfa,
+    logout,
+    refresh,
+    signup,
+    start_passkey_login,
+    start_passkey_signup,
+)
 from latchkey_client.api.docs import get_open_api  # noqa: E402
 from latchkey_client.api.mfa import confirm_totp, disable_totp, enrol_totp  # noqa: E402
+from latchkey_client.api.passkeys import (  # noqa: E402
+    delete_passkey,
+    finish_passkey_registration,
+    list_passkeys,
+    rename_passkey,
+    start_passkey_registration,
+)
 from latchkey_client.api.recovery import forgot_password, reset_password, verify_email  # noqa: E402
 from latchkey_client.api.sessions import list_sessions  # noqa: E402
 from latchkey_client.models import (  # noqa: E402
@@ -65,17 +93,27 @@ from latchkey_client.models import (  # noqa: E402
     ConfirmTotpRequest,
     DisableTotpRequest,
     EnrolTotpRequest,
+    FinishPasskeyLoginRequest,
+    FinishPasskeyLoginRequestCredential,
+    FinishPasskeyRegistrationRequest,
+    FinishPasskeyRegistrationRequestCredential,
+    FinishPasskeySignupRequest,
+    FinishPasskeySignupRequestCredential,
     ForgotPasswordRequest,
     LoginMfaRequest,
     LoginRequest,
     MailAccepted,
+    Passkey,
+    PasskeyCeremony,
     Problem,
     RecoveryCodes,
     RefreshRequest,
     RefreshTokenTransport,
+    RenamePasskeyRequest,
     ResetPasswordRequest,
     Session,
     SignupRequest,
+    StartPasskeySignupRequest,
     TokenResponse,
     TotpEnrolment,
     User,
@@ -219,6 +257,103 @@ def amr_of(token: str) -> object:
         return f"undecodable: {err}"
 
 
+# --- a software passkey (WebAuthn L3 JSON, as a browser's credential.toJSON() gives it) ----
+def b64url(data: bytes) -> str:
+    """base64url without padding, as WebAuthn's JSON forms write binary values."""
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def cbor(value: int | str | bytes | dict[Any, Any]) -> bytes:
+    """CBOR (RFC 8949), only the types an attestation object and a COSE key use. Map entries
+    are written in the order given: the callers give CTAP2's canonical order."""
+
+    def head(major: int, n: int) -> bytes:
+        if n < 24:
+            return bytes([major << 5 | n])
+        size = 1 if n < 0x100 else 2 if n < 0x10000 else 4
+        return bytes([major << 5 | {1: 24, 2: 25, 4: 26}[size]]) + n.to_bytes(size, "big")
+
+    if isinstance(value, int):
+        return head(0, value) if value >= 0 else head(1, -1 - value)
+    if isinstance(value, str):
+        raw = value.encode()
+        return head(3, len(raw)) + raw
+    if isinstance(value, bytes):
+        return head(2, len(value)) + value
+    return head(5, len(value)) + b"".join(cbor(k) + cbor(v) for k, v in value.items())
+
+
+# Authenticator data flags (WebAuthn §6.1): user present, user verified, attested data.
+FLAG_UP, FLAG_UV, FLAG_AT = 0x01, 0x04, 0x40
+
+
+class SoftPasskey:
+    """One ES256 passkey, as a platform authenticator holds it: a discoverable credential that
+    verifies its user, with a counter that moves on at each use."""
+
+    def __init__(self, origin: str) -> None:
+        self.origin = origin
+        self.credential_id = os.urandom(16)
+        self.key = ec.generate_private_key(ec.SECP256R1())
+        self.counter = 0
+        # The user handle of the registration's options, given back at each login: a login
+        # that names no account is how the server finds it.
+        self.user_handle = ""
+
+    def _auth_data(self, rp_id: str, flags: int, attested: bytes = b"") -> bytes:
+        return hashlib.sha256(rp_id.encode()).digest() + bytes([flags]) + self.counter.to_bytes(4, "big") + attested
+
+    @staticmethod
+    def _client_data(kind: str, challenge: str, origin: str) -> bytes:
+        # The challenge goes back as the options gave it (base64url): the server compares it so.
+        return json.dumps({"type": kind, "challenge": challenge, "origin": origin, "crossOrigin": False}).encode()
+
+    def register(self, options: dict[str, Any]) -> dict[str, Any]:
+        """The answer of navigator.credentials.create(), with attestation "none" (nothing
+        vouches for the authenticator's make), as synced passkeys answer."""
+        self.user_handle = options["user"]["id"]
+        public = self.key.public_key().public_numbers()
+        # COSE_Key (RFC 9053): kty EC2, alg ES256, crv P-256, x, y.
+        cose_key = cbor({1: 2, 3: -7, -1: 1, -2: public.x.to_bytes(32, "big"), -3: public.y.to_bytes(32, "big")})
+        attested = bytes(16) + len(self.credential_id).to_bytes(2, "big") + self.credential_id + cose_key  # AAGUID 0
+        auth_data = self._auth_data(options["rp"]["id"], FLAG_UP | FLAG_UV | FLAG_AT, attested)
+        attestation = cbor({"fmt": "none", "attStmt": {}, "authData": auth_data})
+        client_data = self._client_data("webauthn.create", options["challenge"], self.origin)
+        return {
+            "id": b64url(self.credential_id),
+            "rawId": b64url(self.credential_id),
+            "type": "public-key",
+            "authenticatorAttachment": "platform",
+            "response": {
+                "clientDataJSON": b64url(client_data),
+                "attestationObject": b64url(attestation),
+                "transports": ["internal"],
+            },
+            "clientExtensionResults": {"credProps": {"rk": True}},
+        }
+
+    def login(self, options: dict[str, Any], origin: str | None = None) -> dict[str, Any]:
+        """The answer of navigator.credentials.get(); `origin` stands in for a page elsewhere."""
+        self.counter += 1
+        auth_data = self._auth_data(options["rpId"], FLAG_UP | FLAG_UV)
+        client_data = self._client_data("webauthn.get", options["challenge"], origin or self.origin)
+        # ECDSA signatures come DER-encoded from `cryptography`, as WebAuthn wants them.
+        signature = self.key.sign(auth_data + hashlib.sha256(client_data).digest(), ec.ECDSA(hashes.SHA256()))
+        return {
+            "id": b64url(self.credential_id),
+            "rawId": b64url(self.credential_id),
+            "type": "public-key",
+            "authenticatorAttachment": "platform",
+            "response": {
+                "clientDataJSON": b64url(client_data),
+                "authenticatorData": b64url(auth_data),
+                "signature": b64url(signature),
+                "userHandle": self.user_handle,
+            },
+            "clientExtensionResults": {},
+        }
+
+
 def main() -> int:
     base_url = (sys.argv[1] if len(sys.argv) > 1 else os.environ.get("LATCHKEY_URL", "")).rstrip("/")
     if not base_url:
@@ -229,6 +364,7 @@ def main() -> int:
 
     account_flow(base_url)
     mfa_flow(base_url)
+    passkey_flow(base_url)
     return finish(started)
 
 
@@ -729,6 +865,208 @@ def mfa_flow(base_url: str) -> None:
         check(plain.user.mfa == [], "its user.mfa is []", plain.user.mfa)
         amr = amr_of(plain.access_token)
         check(amr == ["pwd"], "its access token has amr [pwd]", amr)
+
+
+def passkey_flow(base_url: str) -> None:
+    """Passkeys, with the software passkey above: an account signs up with a password, adds a
+    passkey (start -> finish 201), lists it, renames it, logs out, and logs in with it naming
+    no account (amr [hwk]); the same answer again is refused (400 invalid_ceremony), and so is
+    one signed for another origin (401 invalid_credentials); the passkey is removed (204) and
+    logs in no more. A second account signs up with a passkey alone (201, amr [hwk]): its only
+    passkey cannot be removed (409 last_credential), and no password logs in to it (401).
+    Returns early where a failure leaves nothing to go on (the failure is counted)."""
+    timeout = httpx.Timeout(10.0)
+    anon = Client(base_url=base_url, timeout=timeout, raise_on_unexpected_status=True)
+
+    def session(token: str) -> AuthenticatedClient:
+        return AuthenticatedClient(base_url=base_url, token=token, timeout=timeout, raise_on_unexpected_status=True)
+
+    def options_of(resp: Response[Any], what: str) -> tuple[str, dict[str, Any]] | None:
+        """The ceremony id and options of a start's answer. `options` is a free object in the
+        contract: the generated model only carries it as a dict."""
+        check(resp.status_code == 200, f"{what} answers 200", body_of(resp))
+        ceremony = resp.parsed
+        if not check(isinstance(ceremony, PasskeyCeremony), f"{what} body parses as PasskeyCeremony", ceremony):
+            return None
+        assert isinstance(ceremony, PasskeyCeremony)
+        return ceremony.ceremony_id, ceremony.options.to_dict()
+
+    # The origin the browser would report: the server's public URL (.ci/clients.sh sets it to
+    # http://localhost:<port>; the server's default is http://localhost:8080). Its host is the
+    # RP id; an IP address there turns passkeys off.
+    public = urlsplit(os.environ.get("LATCHKEY_PUBLIC_URL") or "http://localhost:8080")
+    origin = f"{public.scheme}://{public.netloc}"
+    rp_id = public.hostname or ""
+    tag = uuid.uuid4().hex[:12]
+    email = f"py-smoke-pk-{tag}@example.com"
+    password = f"py smoke passkey {uuid.uuid4().hex}"
+
+    resp_su = signup.sync_detailed(client=anon, body=SignupRequest(email=email, password=password))
+    check(resp_su.status_code == 201, "passkeys: signup answers 201", body_of(resp_su))
+    signed_up = resp_su.parsed
+    if not isinstance(signed_up, TokenResponse):
+        return
+    user_id = signed_up.user.id
+    first = session(signed_up.access_token)
+
+    # --- register ---------------------------------------------------------------------
+    started = options_of(start_passkey_registration.sync_detailed(client=first), "POST /me/passkeys/register/start")
+    if started is None:
+        return
+    ceremony_id, creation = started
+    check(creation.get("rp", {}).get("id") == rp_id, f"the creation options' rp.id is {rp_id}", creation.get("rp"))
+    selection = creation.get("authenticatorSelection", {})
+    check(
+        selection.get("residentKey") == "required" and selection.get("userVerification") == "required",
+        "the creation options require a discoverable credential that verifies its user",
+        selection,
+    )
+    check(
+        isinstance(creation.get("challenge"), str) and isinstance(creation.get("user", {}).get("id"), str),
+        "the creation options have a challenge and a user id",
+    )
+    authenticator = SoftPasskey(origin)
+    resp_rf = finish_passkey_registration.sync_detailed(
+        client=first,
+        body=FinishPasskeyRegistrationRequest(
+            ceremony_id=ceremony_id,
+            credential=FinishPasskeyRegistrationRequestCredential.from_dict(authenticator.register(creation)),
+            name="Python smoke key",
+        ),
+    )
+    check(resp_rf.status_code == 201, "POST /me/passkeys/register/finish answers 201", body_of(resp_rf))
+    added = resp_rf.parsed
+    if not check(isinstance(added, Passkey), "POST /me/passkeys/register/finish parses as Passkey", added):
+        return
+    assert isinstance(added, Passkey)
+    check(added.name == "Python smoke key", "the passkey has the name given", added.name)
+    check(
+        is_aware(added.created_at) and added.last_used_at is None,
+        "a new passkey has created_at and no last_used_at",
+        (added.created_at, added.last_used_at),
+    )
+
+    resp_ls = list_passkeys.sync_detailed(client=first)
+    check(resp_ls.status_code == 200, "GET /me/passkeys answers 200", body_of(resp_ls))
+    listed = resp_ls.parsed if isinstance(resp_ls.parsed, list) else []
+    check([p.id for p in listed] == [added.id], "GET /me/passkeys lists the passkey", listed)
+
+    resp_rn = rename_passkey.sync_detailed(
+        added.id, client=first, body=RenamePasskeyRequest(name="Python smoke key, renamed")
+    )
+    check(resp_rn.status_code == 200, "PATCH /me/passkeys/{id} answers 200", body_of(resp_rn))
+    renamed = resp_rn.parsed
+    check(
+        isinstance(renamed, Passkey) and renamed.name == "Python smoke key, renamed" and renamed.id == added.id,
+        "the passkey is renamed",
+        renamed,
+    )
+
+    resp_lo = logout.sync_detailed(client=first)
+    check(resp_lo.status_code == 204, "passkeys: POST /logout answers 204", body_of(resp_lo))
+
+    # --- log in with it, naming no account ------------------------------------------------
+    started = options_of(start_passkey_login.sync_detailed(client=anon), "POST /login/passkey/start")
+    if started is None:
+        return
+    login_ceremony, request = started
+    check(request.get("rpId") == rp_id, f"the request options' rpId is {rp_id}", request.get("rpId"))
+    check(
+        not request.get("allowCredentials"),
+        "the request options list no credentials (a discoverable login)",
+        request.get("allowCredentials"),
+    )
+    answer = FinishPasskeyLoginRequest(
+        ceremony_id=login_ceremony,
+        credential=FinishPasskeyLoginRequestCredential.from_dict(authenticator.login(request)),
+    )
+    resp_lf = finish_passkey_login.sync_detailed(client=anon, body=answer)
+    check(resp_lf.status_code == 200, "POST /login/passkey/finish answers 200", body_of(resp_lf))
+    tokens = resp_lf.parsed
+    if not check(isinstance(tokens, TokenResponse), "POST /login/passkey/finish parses as TokenResponse", tokens):
+        return
+    assert isinstance(tokens, TokenResponse)
+    check(tokens.user.id == user_id, "the passkey logs in to its account", tokens.user.id)
+    amr = amr_of(tokens.access_token)
+    check(amr == ["hwk"], "the passkey login's access token has amr [hwk]", amr)
+    check(isinstance(tokens.refresh_token, str), "the passkey login has the refresh_token in the body")
+    second = session(tokens.access_token)
+    used = list_passkeys.sync_detailed(client=second).parsed
+    check(
+        isinstance(used, list) and len(used) == 1 and is_aware(used[0].last_used_at),
+        "the passkey's last_used_at is set by the login",
+        used,
+    )
+
+    # --- attacks: the same answer again; an answer signed for another origin --------------
+    resp_rp = finish_passkey_login.sync_detailed(client=anon, body=answer)
+    is_problem(resp_rp, 400, "invalid_ceremony", "a replayed passkey login answer")
+    started = options_of(start_passkey_login.sync_detailed(client=anon), "a second POST /login/passkey/start")
+    if started is not None:
+        phished = authenticator.login(started[1], origin="https://latchkey.example.net")
+        resp_ph = finish_passkey_login.sync_detailed(
+            client=anon,
+            body=FinishPasskeyLoginRequest(
+                ceremony_id=started[0], credential=FinishPasskeyLoginRequestCredential.from_dict(phished)
+            ),
+        )
+        is_problem(resp_ph, 401, "invalid_credentials", "a passkey login answer signed for another origin")
+
+    # --- remove it: it logs in no more ----------------------------------------------------
+    resp_rm = delete_passkey.sync_detailed(added.id, client=second)
+    check(resp_rm.status_code == 204, "DELETE /me/passkeys/{id} answers 204", body_of(resp_rm))
+    resp_none = list_passkeys.sync_detailed(client=second)
+    check(resp_none.parsed == [], "GET /me/passkeys is empty once it is removed", body_of(resp_none))
+    started = options_of(start_passkey_login.sync_detailed(client=anon), "a third POST /login/passkey/start")
+    if started is not None:
+        resp_gone = finish_passkey_login.sync_detailed(
+            client=anon,
+            body=FinishPasskeyLoginRequest(
+                ceremony_id=started[0],
+                credential=FinishPasskeyLoginRequestCredential.from_dict(authenticator.login(started[1])),
+            ),
+        )
+        is_problem(resp_gone, 401, "invalid_credentials", "a passkey login with the removed passkey")
+
+    # --- an account with a passkey and no password ---------------------------------------
+    only_email = f"py-smoke-pk-only-{tag}@example.com"
+    started = options_of(
+        start_passkey_signup.sync_detailed(
+            client=anon, body=StartPasskeySignupRequest(email=only_email, username=f"pypk_{tag}")
+        ),
+        "POST /signup/passkey/start",
+    )
+    if started is None:
+        return
+    only_key = SoftPasskey(origin)
+    resp_sf = finish_passkey_signup.sync_detailed(
+        client=anon,
+        body=FinishPasskeySignupRequest(
+            ceremony_id=started[0],
+            credential=FinishPasskeySignupRequestCredential.from_dict(only_key.register(started[1])),
+            name="Python phone",
+        ),
+    )
+    check(resp_sf.status_code == 201, "POST /signup/passkey/finish answers 201", body_of(resp_sf))
+    only = resp_sf.parsed
+    if not check(isinstance(only, TokenResponse), "POST /signup/passkey/finish parses as TokenResponse", only):
+        return
+    assert isinstance(only, TokenResponse)
+    check(only.user.email == only_email, "the passkey signup's account has the email", only.user.email)
+    amr = amr_of(only.access_token)
+    check(amr == ["hwk"], "the passkey signup's access token has amr [hwk]", amr)
+    only_session = session(only.access_token)
+    only_keys = list_passkeys.sync_detailed(client=only_session).parsed
+    if check(
+        isinstance(only_keys, list) and len(only_keys) == 1 and only_keys[0].name == "Python phone",
+        "the passkey signup's account lists its passkey",
+        only_keys,
+    ):
+        assert isinstance(only_keys, list)
+        resp_last = delete_passkey.sync_detailed(only_keys[0].id, client=only_session)
+        is_problem(resp_last, 409, "last_credential", "removing the only passkey of an account without a password")
+    resp_pw = login.sync_detailed(client=anon, body=LoginRequest(email=only_email, password=password))
+    is_problem(resp_pw, 401, "invalid_credentials", "a password login to an account without a password")
 
 
 def finish(started: float) -> int:

@@ -18,7 +18,16 @@
 //     second login: a wrong code (400 invalid_mfa_code), then a recovery code (200), its
 //     mfa_token then spent (401); disable with the password and an unused recovery code
 //     (204), after which GET /me says mfa [] and a login answers tokens directly. The codes
-//     are computed here (RFC 6238 with node:crypto), checked first against the RFC's vectors.
+//     are computed here (RFC 6238 with node:crypto), checked first against the RFC's vectors;
+// then passkeys (WebAuthn), with a software passkey written here (ES256 with node:crypto, a
+// few lines of CBOR), on accounts of their own:
+//   - an account with a password adds a passkey (register start -> finish 201), lists it,
+//     renames it, logs out, logs in with it naming no account (amr [hwk]); the same answer
+//     again is refused (400 invalid_ceremony), one signed for another origin too (401
+//     invalid_credentials); removed (204), it logs in no more (401);
+//   - an account signs up with a passkey alone (201, amr [hwk]): its only passkey cannot be
+//     removed (409 last_credential), and a password login to it answers 401.
+//   The origin the passkey reports is $LATCHKEY_PUBLIC_URL's (default http://localhost:8080).
 // Usage: tsx smoke.ts [BASE_URL]   (default: $LATCHKEY_URL)
 //
 // The mailed codes are read from the server's log ($LATCHKEY_SERVER_LOG): without
@@ -28,7 +37,7 @@
 //
 // `npm run generate` writes generated/schema.d.ts (git-ignored); `npm run typecheck`
 // (tsc --noEmit, strict) proves that the calls below match the generated types.
-import { createHmac } from "node:crypto";
+import { createHash, createHmac, generateKeyPairSync, randomBytes, sign } from "node:crypto";
 import { readFileSync } from "node:fs";
 import createClient from "openapi-fetch";
 import type { components, paths } from "./generated/schema";
@@ -40,6 +49,13 @@ type Problem = components["schemas"]["Problem"];
 type MailAccepted = components["schemas"]["MailAccepted"];
 type TotpEnrolment = components["schemas"]["TotpEnrolment"];
 type RecoveryCodes = components["schemas"]["RecoveryCodes"];
+type Passkey = components["schemas"]["Passkey"];
+type PasskeyCeremony = components["schemas"]["PasskeyCeremony"];
+// The contract gives `credential` (and a ceremony's `options`) as a bare `type: object`, which
+// openapi-typescript makes `Record<string, never>`: no real credential fits it, so the
+// authenticator's JSON is cast to it (`asCredential`) and the options read through the
+// interfaces below.
+type Credential = components["schemas"]["FinishPasskeyLoginRequest"]["credential"];
 
 let passed = 0;
 const failures: string[] = [];
@@ -191,6 +207,137 @@ function amrOf(token: string): unknown {
 }
 const sameJson = (a: unknown, b: unknown): boolean => JSON.stringify(a) === JSON.stringify(b);
 
+// --- a software passkey (WebAuthn L3 JSON, as a browser's credential.toJSON() gives it) ----
+// Only what the server reads of the options; the contract leaves `options` untyped.
+interface CreationOptions {
+  challenge: string;
+  rp: { id: string };
+  user: { id: string };
+  authenticatorSelection?: { residentKey?: string; userVerification?: string };
+}
+interface RequestOptions {
+  challenge: string;
+  rpId: string;
+  allowCredentials?: unknown[];
+  userVerification?: string;
+}
+const creationOptions = (c: PasskeyCeremony): CreationOptions => c.options as unknown as CreationOptions;
+const requestOptions = (c: PasskeyCeremony): RequestOptions => c.options as unknown as RequestOptions;
+const asCredential = (json: object): Credential => json as unknown as Credential;
+
+const sha256 = (data: Buffer | string): Buffer => createHash("sha256").update(data).digest();
+
+// CBOR (RFC 8949), only the types an attestation object and a COSE key use. Map entries are
+// written in the order given: the callers give CTAP2's canonical order.
+type Cbor = number | string | Buffer | Map<Cbor, Cbor>;
+function cbor(value: Cbor): Buffer {
+  const head = (major: number, n: number): Buffer => {
+    if (n < 24) return Buffer.from([(major << 5) | n]);
+    if (n < 0x100) return Buffer.from([(major << 5) | 24, n]);
+    if (n < 0x10000) return Buffer.from([(major << 5) | 25, n >> 8, n & 0xff]);
+    const b = Buffer.alloc(5);
+    b[0] = (major << 5) | 26;
+    b.writeUInt32BE(n, 1);
+    return b;
+  };
+  if (typeof value === "number") return value >= 0 ? head(0, value) : head(1, -1 - value);
+  if (typeof value === "string") return Buffer.concat([head(3, Buffer.byteLength(value)), Buffer.from(value)]);
+  if (Buffer.isBuffer(value)) return Buffer.concat([head(2, value.length), value]);
+  return Buffer.concat([head(5, value.size), ...[...value].flatMap(([k, v]) => [cbor(k), cbor(v)])]);
+}
+
+// Authenticator data flags (WebAuthn §6.1): user present, user verified, attested data.
+const UP = 0x01;
+const UV = 0x04;
+const AT = 0x40;
+
+// One ES256 passkey, as a platform authenticator holds it: a discoverable credential that
+// verifies its user, with a counter that moves on at each use.
+class SoftPasskey {
+  readonly id = randomBytes(16);
+  private readonly keys = generateKeyPairSync("ec", { namedCurve: "prime256v1" });
+  private counter = 0;
+  // The user handle the registration's options gave, returned at each login (a discoverable
+  // login names no account: this is how the server finds it).
+  private userHandle = "";
+
+  constructor(private readonly origin: string) {}
+
+  private authData(rpId: string, flags: number, attested?: Buffer): Buffer {
+    const count = Buffer.alloc(4);
+    count.writeUInt32BE(this.counter);
+    return Buffer.concat([sha256(rpId), Buffer.from([flags]), count, attested ?? Buffer.alloc(0)]);
+  }
+
+  private clientData(type: string, challenge: string, origin: string): Buffer {
+    return Buffer.from(JSON.stringify({ type, challenge, origin, crossOrigin: false }));
+  }
+
+  // The answer of navigator.credentials.create(), with attestation "none" (nothing vouches
+  // for the authenticator's make), as synced passkeys answer.
+  register(options: CreationOptions): object {
+    this.userHandle = options.user.id;
+    const jwk = this.keys.publicKey.export({ format: "jwk" });
+    // COSE_Key (RFC 9053): kty EC2, alg ES256, crv P-256, x, y.
+    const coseKey = cbor(
+      new Map<Cbor, Cbor>([
+        [1, 2],
+        [3, -7],
+        [-1, 1],
+        [-2, Buffer.from(jwk.x ?? "", "base64url")],
+        [-3, Buffer.from(jwk.y ?? "", "base64url")],
+      ]),
+    );
+    const idLength = Buffer.alloc(2);
+    idLength.writeUInt16BE(this.id.length);
+    const attested = Buffer.concat([Buffer.alloc(16), idLength, this.id, coseKey]); // AAGUID 0: none
+    const authData = this.authData(options.rp.id, UP | UV | AT, attested);
+    const attestationObject = cbor(
+      new Map<Cbor, Cbor>([
+        ["fmt", "none"],
+        ["attStmt", new Map()],
+        ["authData", authData],
+      ]),
+    );
+    return {
+      id: this.id.toString("base64url"),
+      rawId: this.id.toString("base64url"),
+      type: "public-key",
+      authenticatorAttachment: "platform",
+      response: {
+        clientDataJSON: this.clientData("webauthn.create", options.challenge, this.origin).toString("base64url"),
+        attestationObject: attestationObject.toString("base64url"),
+        transports: ["internal"],
+      },
+      clientExtensionResults: { credProps: { rk: true } },
+    };
+  }
+
+  // The answer of navigator.credentials.get(); `origin` stands in for a page elsewhere.
+  login(options: RequestOptions, origin: string = this.origin): object {
+    this.counter += 1;
+    const authData = this.authData(options.rpId, UP | UV);
+    const clientDataJSON = this.clientData("webauthn.get", options.challenge, origin);
+    const signature = sign("sha256", Buffer.concat([authData, sha256(clientDataJSON)]), {
+      key: this.keys.privateKey,
+      dsaEncoding: "der",
+    });
+    return {
+      id: this.id.toString("base64url"),
+      rawId: this.id.toString("base64url"),
+      type: "public-key",
+      authenticatorAttachment: "platform",
+      response: {
+        clientDataJSON: clientDataJSON.toString("base64url"),
+        authenticatorData: authData.toString("base64url"),
+        signature: signature.toString("base64url"),
+        userHandle: this.userHandle,
+      },
+      clientExtensionResults: {},
+    };
+  }
+}
+
 function summary(started: number): number {
   console.log(`typescript client smoke took ${((performance.now() - started) / 1000).toFixed(1)}s`);
   console.log(`typescript: ${passed} passed, ${failures.length} failed`);
@@ -208,6 +355,7 @@ async function main(): Promise<number> {
 
   await accountFlow(baseUrl);
   await mfaFlow(baseUrl);
+  await passkeyFlow(baseUrl);
   return summary(started);
 }
 
@@ -639,6 +787,137 @@ async function mfaFlow(baseUrl: string): Promise<void> {
   }
 }
 
+// Passkeys, with the software passkey above: an account signs up with a password, adds a
+// passkey (start -> finish 201), lists it, renames it, logs out, and logs in with it naming no
+// account (amr [hwk]); the same answer again is refused (400 invalid_ceremony), and so is one
+// signed for another origin (401 invalid_credentials); the passkey is removed (204) and logs
+// in no more. A second account signs up with a passkey alone (201, amr [hwk]): its only
+// passkey cannot be removed (409 last_credential), and no password logs in to it (401).
+// Returns early where a failure leaves nothing to go on (the failure is counted).
+async function passkeyFlow(baseUrl: string): Promise<void> {
+  const client = createClient<paths>({ baseUrl });
+  const bearer = (token: string) => ({ headers: { Authorization: `Bearer ${token}` } });
+  // The origin the browser would report: the server's public URL (.ci/clients.sh sets it to
+  // http://localhost:<port>; the server's default is http://localhost:8080). Its host is the
+  // RP id; an IP address there turns passkeys off.
+  const origin = new URL(process.env["LATCHKEY_PUBLIC_URL"] || "http://localhost:8080").origin;
+  const rpId = new URL(origin).hostname;
+  const tag = Math.random().toString(36).slice(2, 14).padEnd(12, "0");
+  const email = `ts-smoke-pk-${tag}@example.com`;
+  const password = `ts smoke passkey ${crypto.randomUUID()}`;
+
+  const su = await client.POST("/signup", { body: { email, password } });
+  check(su.response.status === 201, "passkeys: signup answers 201", su.error);
+  if (su.data === undefined) return;
+  const userId = su.data.user.id;
+  const first = bearer(su.data.access_token);
+
+  // --- register ---------------------------------------------------------------------
+  const rs = await client.POST("/me/passkeys/register/start", first);
+  check(rs.response.status === 200, "POST /me/passkeys/register/start answers 200", rs.error);
+  if (rs.data === undefined) return;
+  const creation = creationOptions(rs.data);
+  check(creation.rp?.id === rpId, `the creation options' rp.id is ${rpId}`, creation.rp);
+  check(
+    creation.authenticatorSelection?.residentKey === "required" &&
+      creation.authenticatorSelection.userVerification === "required",
+    "the creation options require a discoverable credential that verifies its user",
+    creation.authenticatorSelection,
+  );
+  check(typeof creation.challenge === "string" && typeof creation.user?.id === "string", "the creation options have a challenge and a user id");
+  const authenticator = new SoftPasskey(origin);
+  const rf = await client.POST("/me/passkeys/register/finish", {
+    body: { ceremony_id: rs.data.ceremony_id, credential: asCredential(authenticator.register(creation)), name: "TS smoke key" },
+    ...first,
+  });
+  check(rf.response.status === 201, "POST /me/passkeys/register/finish answers 201", rf.error);
+  if (rf.data === undefined) return;
+  const added: Passkey = rf.data;
+  check(UUID.test(added.id), "the passkey id is a UUID", added.id);
+  check(added.name === "TS smoke key", "the passkey has the name given", added.name);
+  check(isTimestamp(added.created_at) && added.last_used_at === null, "a new passkey has created_at and no last_used_at", added);
+
+  const ls = await client.GET("/me/passkeys", first);
+  check(ls.response.status === 200, "GET /me/passkeys answers 200", ls.error);
+  check(sameJson(ls.data?.map((p) => p.id), [added.id]), "GET /me/passkeys lists the passkey", ls.data);
+
+  const path = { params: { path: { id: added.id } } };
+  const rn = await client.PATCH("/me/passkeys/{id}", { ...path, body: { name: "TS smoke key, renamed" }, ...first });
+  check(rn.response.status === 200, "PATCH /me/passkeys/{id} answers 200", rn.error);
+  check(rn.data?.name === "TS smoke key, renamed" && rn.data.id === added.id, "the passkey is renamed", rn.data);
+
+  const lo = await client.POST("/logout", first);
+  check(lo.response.status === 204, "passkeys: POST /logout answers 204", lo.error);
+
+  // --- log in with it, naming no account ------------------------------------------------
+  const ls1 = await client.POST("/login/passkey/start");
+  check(ls1.response.status === 200, "POST /login/passkey/start answers 200", ls1.error);
+  if (ls1.data === undefined) return;
+  const request = requestOptions(ls1.data);
+  check(request.rpId === rpId, `the request options' rpId is ${rpId}`, request.rpId);
+  check((request.allowCredentials ?? []).length === 0, "the request options list no credentials (a discoverable login)", request.allowCredentials);
+  const answer = asCredential(authenticator.login(request));
+  const lf = await client.POST("/login/passkey/finish", { body: { ceremony_id: ls1.data.ceremony_id, credential: answer } });
+  check(lf.response.status === 200, "POST /login/passkey/finish answers 200", lf.error);
+  if (lf.data === undefined) return;
+  const tokens: TokenResponse = lf.data;
+  check(tokens.user.id === userId, "the passkey logs in to its account", tokens.user.id);
+  check(sameJson(amrOf(tokens.access_token), ["hwk"]), "the passkey login's access token has amr [hwk]", amrOf(tokens.access_token));
+  check(typeof tokens.refresh_token === "string", "the passkey login has the refresh_token in the body", tokens.refresh_token);
+  const second = bearer(tokens.access_token);
+  const used = await client.GET("/me/passkeys", second);
+  check(used.data?.[0]?.last_used_at != null, "the passkey's last_used_at is set by the login", used.data);
+
+  // --- attacks: the same answer again; an answer signed for another origin --------------
+  const replay = await client.POST("/login/passkey/finish", { body: { ceremony_id: ls1.data.ceremony_id, credential: answer } });
+  isProblem(replay, 400, "invalid_ceremony", "a replayed passkey login answer");
+  const ls2 = await client.POST("/login/passkey/start");
+  if (ls2.data === undefined) {
+    check(false, "a second POST /login/passkey/start answers a ceremony", ls2.error);
+  } else {
+    const phished = asCredential(authenticator.login(requestOptions(ls2.data), "https://latchkey.example.net"));
+    const pf = await client.POST("/login/passkey/finish", { body: { ceremony_id: ls2.data.ceremony_id, credential: phished } });
+    isProblem(pf, 401, "invalid_credentials", "a passkey login answer signed for another origin");
+  }
+
+  // --- remove it: it logs in no more ----------------------------------------------------
+  const rm = await client.DELETE("/me/passkeys/{id}", { ...path, ...second });
+  check(rm.response.status === 204, "DELETE /me/passkeys/{id} answers 204", rm.error);
+  const none = await client.GET("/me/passkeys", second);
+  check(sameJson(none.data, []), "GET /me/passkeys is empty once it is removed", none.data);
+  const ls3 = await client.POST("/login/passkey/start");
+  if (ls3.data !== undefined) {
+    const gone = await client.POST("/login/passkey/finish", {
+      body: { ceremony_id: ls3.data.ceremony_id, credential: asCredential(authenticator.login(requestOptions(ls3.data))) },
+    });
+    isProblem(gone, 401, "invalid_credentials", "a passkey login with the removed passkey");
+  }
+
+  // --- an account with a passkey and no password ---------------------------------------
+  const onlyEmail = `ts-smoke-pk-only-${tag}@example.com`;
+  const ss = await client.POST("/signup/passkey/start", { body: { email: onlyEmail, username: `tspk_${tag}` } });
+  check(ss.response.status === 200, "POST /signup/passkey/start answers 200", ss.error);
+  if (ss.data === undefined) return;
+  const onlyKey = new SoftPasskey(origin);
+  const sf = await client.POST("/signup/passkey/finish", {
+    body: { ceremony_id: ss.data.ceremony_id, credential: asCredential(onlyKey.register(creationOptions(ss.data))), name: "TS phone" },
+  });
+  check(sf.response.status === 201, "POST /signup/passkey/finish answers 201", sf.error);
+  if (sf.data === undefined) return;
+  check(sf.data.user.email === onlyEmail, "the passkey signup's account has the email", sf.data.user.email);
+  check(sameJson(amrOf(sf.data.access_token), ["hwk"]), "the passkey signup's access token has amr [hwk]", amrOf(sf.data.access_token));
+  const onlySession = bearer(sf.data.access_token);
+  const only = await client.GET("/me/passkeys", onlySession);
+  const onlyId = only.data?.[0]?.id;
+  check(only.data?.length === 1 && only.data[0]?.name === "TS phone", "the passkey signup's account lists its passkey", only.data);
+  if (onlyId !== undefined) {
+    const last = await client.DELETE("/me/passkeys/{id}", { params: { path: { id: onlyId } }, ...onlySession });
+    isProblem(last, 409, "last_credential", "removing the only passkey of an account without a password");
+  }
+  const pw = await client.POST("/login", { body: { email: onlyEmail, password } });
+  isProblem(pw, 401, "invalid_credentials", "a password login to an account without a password");
+}
+
 // Never called: each line must fail to type-check, which proves that the calls above are
 // checked against the generated types rather than against `any`.
 export function generatedTypesAreEnforced(client: ReturnType<typeof createClient<paths>>): void {
@@ -662,6 +941,10 @@ export function generatedTypesAreEnforced(client: ReturnType<typeof createClient
   void client.DELETE("/me/mfa/totp", { body: { password: "correct horse battery staple" } });
   // @ts-expect-error the second step of a login needs the mfa_token
   void client.POST("/login/mfa", { body: { code: "123456" } });
+  // @ts-expect-error finishing a passkey registration needs the ceremony_id
+  void client.POST("/me/passkeys/register/finish", { body: { credential: {} } });
+  // @ts-expect-error renaming a passkey needs a name
+  void client.PATCH("/me/passkeys/{id}", { params: { path: { id: "01936f7e-0000-7000-8000-000000000000" } }, body: {} });
   // @ts-expect-error there is no such path
   void client.GET("/no-such-path");
   const user = {} as User;

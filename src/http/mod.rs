@@ -25,6 +25,7 @@ pub mod request_log;
 mod responses;
 mod sessions;
 mod signup;
+mod webauthn_json;
 mod well_known;
 
 use actix_web::{Resource, Route, web};

@@ -15,6 +15,7 @@ use super::extract::Json;
 use super::problem::Problem;
 use super::refresh_cookie::Transport;
 use super::responses::{TokenBody, private_json, timestamp, token_response};
+use super::webauthn_json;
 use crate::auth::accounts::Identity;
 use crate::auth::client::ClientInfo;
 use crate::auth::passkeys::{self, Started};
@@ -37,7 +38,7 @@ pub struct CeremonyBody {
     /// `PublicKeyCredential.parseCreationOptionsFromJSON(options)` (or
     /// `parseRequestOptionsFromJSON`), then `navigator.credentials.create({publicKey})` (or
     /// `.get`).
-    #[schema(value_type = Object)]
+    #[schema(value_type = webauthn_json::Options)]
     options: Value,
 }
 
@@ -101,7 +102,7 @@ pub struct FinishPasskeyRegistrationRequest {
     /// What `navigator.credentials.create()` answered, as its `toJSON()` gives it
     /// (`RegistrationResponseJSON`: `id`, `rawId`, `type`, `response.clientDataJSON`,
     /// `response.attestationObject`, `clientExtensionResults`).
-    #[schema(value_type = Object)]
+    #[schema(value_type = webauthn_json::RegistrationResponse)]
     credential: RegisterPublicKeyCredential,
     /// What the user calls it (at most 64 characters); `Passkey` when left out.
     #[schema(examples("MacBook Touch ID"), max_length = 64)]
@@ -222,7 +223,7 @@ pub struct FinishPasskeyLoginRequest {
     /// What `navigator.credentials.get()` answered, as its `toJSON()` gives it
     /// (`AuthenticationResponseJSON`: `id`, `rawId`, `type`, `response.clientDataJSON`,
     /// `response.authenticatorData`, `response.signature`, `response.userHandle`).
-    #[schema(value_type = Object)]
+    #[schema(value_type = webauthn_json::AuthenticationResponse)]
     credential: PublicKeyCredential,
     #[serde(default)]
     #[schema(value_type = Option<Transport>)]
@@ -298,7 +299,7 @@ pub struct FinishPasskeySignupRequest {
     /// From `POST /signup/passkey/start`.
     ceremony_id: String,
     /// What `navigator.credentials.create()` answered, as its `toJSON()` gives it.
-    #[schema(value_type = Object)]
+    #[schema(value_type = webauthn_json::RegistrationResponse)]
     credential: RegisterPublicKeyCredential,
     /// What the user calls the passkey (at most 64 characters); `Passkey` when left out.
     #[schema(examples("iPhone"), max_length = 64)]
