@@ -38,8 +38,9 @@ pub const CEREMONY_TTL: Duration = Duration::from_secs(5 * 60);
 pub const MAX_PASSKEYS: i64 = 20;
 /// Registrations an account may have open at once; a new one beyond ends the oldest.
 const MAX_OPEN_REGISTRATIONS: i64 = 5;
-/// Logins an address may have open at once (many people behind one NAT log in at the same
-/// time); a new one beyond ends the oldest, so that starting logins in a loop grows nothing.
+/// Logins and signups an address may have open at once (many people behind one NAT log in
+/// at the same time). A start beyond waits (`429`) for the oldest to expire: it never ends
+/// anyone else's ceremony in progress, and starting in a loop grows nothing.
 const MAX_OPEN_LOGINS: i64 = 32;
 /// The longest `ceremony_id` read: longer is no id of ours (ours are 43 characters).
 const MAX_CEREMONY_ID_LENGTH: usize = 128;
@@ -271,48 +272,59 @@ pub async fn finish_login(
         Ok(_) => Err("the user handle names another account".to_owned()),
         Err(_) => Err("no user handle".to_owned()),
     };
-    let changed = match verified {
-        Ok(changed) => changed,
+    let verified = match verified {
+        Ok(verified) => verified,
         Err(reason) => {
             tracing::info!(event = "passkey_refused", user_id = %stored.user_id, %reason, "passkey login refused");
             login::refused(auth, Some(&stored.user_id), &client, Refusal::WrongPasskey);
             return Err(Error::InvalidCredentials);
         }
     };
-    let updated = changed
-        .map(|passkey| serde_json::to_string(&passkey))
+    let updated = verified
+        .updated
+        .as_ref()
+        .map(serde_json::to_string)
         .transpose()
         .map_err(Error::internal)?;
     let (policy, require_verified) = (auth.sessions, auth.require_verified_email);
-    let user_id = stored.user_id.clone();
+    let account = stored.user_id.clone();
+    let (owner, session_client) = (account.clone(), client.clone());
     let granted = auth
         .db
         .run(move |conn| {
             db::write_transaction(conn, |conn| {
-                let user = users::find_locked(conn, &user_id)?.ok_or(Error::InvalidCredentials)?;
+                let client = &session_client;
+                // Read again, locked: a passkey removed since it was read logs in nobody,
+                // and of two logins with one counting credential the second sees the first's
+                // counter (a cloned key racing the original).
+                match passkeys::find_locked(conn, &stored.id)? {
+                    Some(now) if now.credential == stored.credential => {}
+                    Some(now) if !verified.counted_before(&now.credential)? => {}
+                    _ => return Err(Error::InvalidCredentials),
+                }
+                let user = users::find_locked(conn, &owner)?.ok_or(Error::InvalidCredentials)?;
                 if user.disabled_at.is_some() {
                     return Err(Error::AccountDisabled);
                 }
                 if require_verified && user.email_verified_at.is_none() {
                     return Err(Error::EmailNotVerified);
                 }
-                let now = db::now();
-                passkeys::record_use(
-                    conn,
-                    &stored.id,
-                    &stored.credential,
-                    updated.as_deref(),
-                    now,
-                )?;
+                passkeys::record_use(conn, &stored.id, updated.as_deref(), db::now())?;
                 throttle::succeeded(conn, &reservation)?;
                 let methods = AuthMethods::Passkey;
-                let continued = sessions::start(conn, &user_id, methods, &client, &policy)?;
+                let continued = sessions::start(conn, &owner, methods, client, &policy)?;
                 let session_id = Some(&continued.session.id);
-                events::record(conn, &user_id, EventKind::PasskeyLogin, &client, session_id)?;
+                events::record(conn, &owner, EventKind::PasskeyLogin, client, session_id)?;
                 Ok(Granted { user, continued })
             })
         })
-        .await?;
+        .await;
+    if let Err(Error::InvalidCredentials) = &granted {
+        let reason = "removed, or its counter used, meanwhile";
+        tracing::info!(event = "passkey_refused", user_id = %account, %reason, "passkey login refused");
+        login::refused(auth, Some(&account), &client, Refusal::WrongPasskey);
+    }
+    let granted = granted?;
     tracing::info!(event = "logged_in", user_id = %granted.user.id, session_id = %granted.continued.session.id, "logged in with a passkey");
     Ok(granted)
 }
@@ -458,15 +470,23 @@ async fn open(
 ) -> Result<String, Error> {
     let ceremony_id = codes::random_token()?;
     let id_hash = codes::token_digest(&ceremony_id);
-    let keep = match purpose {
-        Purpose::Register => MAX_OPEN_REGISTRATIONS,
-        // Signups and logins are started by whoever asks: bounded per address, together.
-        Purpose::Login | Purpose::Signup => MAX_OPEN_LOGINS,
-    };
     auth.db
         .run(move |conn| {
             db::write_transaction(conn, |conn| {
                 let now = db::now();
+                if let Purpose::Login | Purpose::Signup = purpose {
+                    // Started by whoever asks: bounded per address, together.
+                    let open =
+                        webauthn_ceremonies::live_expiries(conn, &owner, now, MAX_OPEN_LOGINS)?;
+                    if let (true, Some(soonest)) =
+                        (open.len() as i64 >= MAX_OPEN_LOGINS, open.first())
+                    {
+                        let wait = (*soonest - now).num_seconds().max(1);
+                        return Err(Error::TooManyAttempts {
+                            retry_after: wait.unsigned_abs(),
+                        });
+                    }
+                }
                 let ceremony = NewCeremony {
                     id_hash: &id_hash,
                     purpose: purpose.as_str(),
@@ -477,7 +497,10 @@ async fn open(
                     expires_at: expiry(now),
                 };
                 webauthn_ceremonies::insert(conn, &ceremony)?;
-                webauthn_ceremonies::keep_newest(conn, &owner, keep)?;
+                if let Purpose::Register = purpose {
+                    // An account's own: a new one ends its oldest beyond the limit.
+                    webauthn_ceremonies::keep_newest(conn, &owner, MAX_OPEN_REGISTRATIONS)?;
+                }
                 Ok(())
             })
         })

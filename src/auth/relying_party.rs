@@ -176,7 +176,7 @@ impl RelyingParty {
         credential: &PublicKeyCredential,
         state: &str,
         passkey: Passkey,
-    ) -> Result<Option<Passkey>, WebauthnError> {
+    ) -> Result<VerifiedLogin, WebauthnError> {
         let state: DiscoverableAuthentication =
             serde_json::from_str(state).map_err(WebauthnError::ParseJSONFailure)?;
         let webauthn = self.webauthn.as_ref().ok_or(WebauthnError::Configuration)?;
@@ -187,7 +187,29 @@ impl RelyingParty {
         let result = webauthn.finish_discoverable_authentication_v2(credential, state, &stored)?;
         let mut passkey = Passkey::from(stored);
         let changed = passkey.update_credential(&result) == Some(true);
-        Ok((changed || became_eligible).then_some(passkey))
+        Ok(VerifiedLogin {
+            updated: (changed || became_eligible).then_some(passkey),
+            counter: result.counter(),
+        })
+    }
+}
+
+/// A login's credential, verified against the stored passkey it names.
+pub struct VerifiedLogin {
+    /// The passkey as the login leaves it, when it changed.
+    pub updated: Option<Passkey>,
+    /// The authenticator's signature counter (0: it keeps none, as synced passkeys).
+    pub counter: u32,
+}
+
+impl VerifiedLogin {
+    /// Whether `stored` (the passkey as another login left it meanwhile) counted this
+    /// signature already: a counting authenticator's counter only goes up, so an equal or
+    /// lower one comes from a copy of its key.
+    pub fn counted_before(&self, stored: &str) -> Result<bool, Error> {
+        let stored: Passkey = from_stored(stored)?;
+        let counted = Credential::from(stored).counter;
+        Ok(self.counter > 0 && self.counter <= counted)
     }
 }
 

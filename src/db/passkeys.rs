@@ -124,26 +124,45 @@ pub fn rename(
     .execute(conn)
 }
 
+/// The passkey with this id, read for a login's transaction: on PostgreSQL locked until it
+/// ends, so that concurrent logins with one credential check its counter one after the
+/// other (SQLite's write transactions already run one at a time).
+pub fn find_locked(conn: &mut DbConn, id: &PasskeyId) -> QueryResult<Option<StoredPasskey>> {
+    let found = passkeys::table.find(id);
+    match conn {
+        DbConn::Postgres(pg) => found
+            .select(StoredPasskey::as_select())
+            .for_update()
+            .get_result(pg)
+            .optional(),
+        DbConn::Sqlite(sqlite) => found
+            .select(StoredPasskey::as_select())
+            .get_result(sqlite)
+            .optional(),
+    }
+}
+
 /// Records a login with the passkey, and its credential as the login left it (a newer
-/// counter, changed backup flags) if it is still the one the login read: of two concurrent
-/// logins, the counter of the later one to write never goes back.
+/// counter, changed backup flags), if it changed.
 pub fn record_use(
     conn: &mut DbConn,
     id: &PasskeyId,
-    read: &str,
     updated: Option<&str>,
     now: NaiveDateTime,
 ) -> QueryResult<()> {
     let passkey = passkeys::table.filter(passkeys::id.eq(id));
-    diesel::update(passkey)
-        .set(passkeys::last_used_at.eq(Some(now)))
-        .execute(conn)?;
-    if let Some(updated) = updated {
-        diesel::update(passkey.filter(passkeys::credential.eq(read)))
-            .set(passkeys::credential.eq(updated))
-            .execute(conn)?;
+    match updated {
+        Some(updated) => diesel::update(passkey)
+            .set((
+                passkeys::last_used_at.eq(Some(now)),
+                passkeys::credential.eq(updated),
+            ))
+            .execute(conn),
+        None => diesel::update(passkey)
+            .set(passkeys::last_used_at.eq(Some(now)))
+            .execute(conn),
     }
-    Ok(())
+    .map(drop)
 }
 
 /// Deletes the account's passkey; answers how many rows changed.

@@ -62,6 +62,22 @@ pub fn take(
     taken.optional()
 }
 
+/// When the owner's live ceremonies expire, soonest first, at most `limit` of them.
+pub fn live_expiries(
+    conn: &mut DbConn,
+    owner: &str,
+    now: NaiveDateTime,
+    limit: i64,
+) -> QueryResult<Vec<NaiveDateTime>> {
+    webauthn_ceremonies::table
+        .filter(webauthn_ceremonies::owner.eq(owner))
+        .filter(webauthn_ceremonies::expires_at.gt(now))
+        .order(webauthn_ceremonies::expires_at.asc())
+        .limit(limit)
+        .select(webauthn_ceremonies::expires_at)
+        .load(conn)
+}
+
 /// Ends the owner's ceremonies but the newest `keep`.
 pub fn keep_newest(conn: &mut DbConn, owner: &str, keep: i64) -> QueryResult<usize> {
     let older: Vec<Vec<u8>> = webauthn_ceremonies::table

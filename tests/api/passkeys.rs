@@ -24,6 +24,7 @@ backend_tests!(
     a_wrong_origin_is_refused_and_listed_origins_are_not,
     another_accounts_user_handle_logs_in_nobody,
     a_cloned_authenticator_is_refused,
+    a_cloned_authenticator_racing_the_original_wins_at_most_once,
     an_assertion_without_user_verification_is_refused,
     a_passkey_that_became_synced_still_logs_in,
     a_passkey_login_satisfies_the_second_factor,
@@ -426,6 +427,31 @@ async fn a_passkey_that_became_synced_still_logs_in(backend: Backend) {
     .await;
 }
 
+async fn a_cloned_authenticator_racing_the_original_wins_at_most_once(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let tokens = app.signup_user().await;
+    let mut key = SoftAuthenticator::counting_signatures();
+    register(&app, &tokens.access_token, &mut key).await;
+    for _ in 0..5 {
+        let mut clone = key.clone();
+        let (first, options) = start_login(&app).await;
+        let original = key.assert(&options).await;
+        let (second, options) = start_login(&app).await;
+        // The same counter value as the original's.
+        let cloned = clone.assert(&options).await;
+        let (a, b) = futures_util::future::join(
+            finish_login(&app, &first, &original),
+            finish_login(&app, &second, &cloned),
+        )
+        .await;
+        let won = [a.status(), b.status()]
+            .iter()
+            .filter(|status| **status == StatusCode::OK)
+            .count();
+        assert_eq!(won, 1, "{} and {}", a.status(), b.status());
+    }
+}
+
 async fn a_passkey_login_satisfies_the_second_factor(backend: Backend) {
     let app = TestApp::spawn(backend).await;
     let enrolled = enrolled_user(&app).await;
@@ -570,15 +596,36 @@ async fn passkey_logins_are_throttled_apart_from_passwords(backend: Backend) {
 
 async fn open_ceremonies_are_bounded(backend: Backend) {
     let app = TestApp::spawn(backend).await;
-    for _ in 0..40 {
+    let (tokens, mut authenticator, _) = user_with_passkey(&app).await;
+    // A login in progress is never ended by others starting theirs from the same address:
+    // past 32 open ones, a start waits for the oldest to expire.
+    let (ceremony_id, options) = start_login(&app).await;
+    let assertion = authenticator.assert(&options).await;
+    for _ in 0..31 {
         start_login(&app).await;
     }
+    let response = app.post("/login/passkey/start", &json!({})).await;
+    let problem =
+        assert_problem(response, StatusCode::TOO_MANY_REQUESTS, "too_many_attempts").await;
+    let _ = problem;
+    let response = app
+        .post("/signup/passkey/start", &json!({"email": unique_email()}))
+        .await;
+    let retry_after: u64 = response.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=300).contains(&retry_after), "{retry_after}");
+    assert_problem(response, StatusCode::TOO_MANY_REQUESTS, "too_many_attempts").await;
     assert_eq!(app.rows("webauthn_ceremonies"), 32);
-    let tokens = app.signup_user().await;
+    let response = finish_login(&app, &ceremony_id, &assertion).await;
+    assert_logged_in_as(response, &tokens.user_id).await;
+    // An account's registrations end its own oldest.
     for _ in 0..8 {
         start_registration(&app, &tokens.access_token).await;
     }
-    assert_eq!(app.rows("webauthn_ceremonies"), 32 + 5);
+    assert_eq!(app.rows("webauthn_ceremonies"), 31 + 5);
 }
 
 async fn concurrent_finishes_of_one_login_succeed_once(backend: Backend) {
