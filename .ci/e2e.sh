@@ -5,13 +5,25 @@
 # ending another device's session, logout, a page on another origin trying the cookie, and
 # the mailed codes: a forgotten password, verifying and changing the address, the mails'
 # links; two-factor authentication: setting it up, the recovery codes, the login's code
-# step and turning it off, with TOTP codes the test file computes itself (no clock waits).
+# step and turning it off, with TOTP codes the test file computes itself (no clock waits);
+# passkeys (below).
 # Screenshots of the main states land in target/e2e/<backend>/.
+#
+# Passkeys: adding one, renaming and deleting it, signing in with it (no email typed, and no
+# code step on an account with TOTP), signing up with one and no password (whose only
+# passkey cannot be deleted), in a virtual authenticator that the test file adds to
+# each tab through the DevTools protocol (discoverable, user-verifying, backed up like a
+# synced passkey).
 #
 # Mail is real SMTP: the test file runs a sink (smtp-server, from e2e/node_modules) on
 # SMTP_PORT, which this script picks and gives to the server as LATCHKEY_SMTP_URL. The
-# server sends from a background worker with retries, so it may start before the sink. Its
-# LATCHKEY_PUBLIC_URL is its own address, so the mails' links lead to the server under test.
+# server sends from a background worker with retries, so it may start before the sink.
+#
+# The server's LATCHKEY_PUBLIC_URL is http://localhost:<its port>, and the tests open the
+# page there (LATCHKEY_URL of the test file): the mails' links lead to the server under test,
+# and WebAuthn, which needs a domain for its relying party id, takes `localhost` from it
+# (http://localhost is a secure context). 127.0.0.1, where the server listens, stands for
+# another site in the tests that need one.
 #
 # Run from anywhere after `cargo build` (CI: after `cargo test`). PostgreSQL must be up for
 # the postgres backend (.ci/run starts it).
@@ -66,16 +78,17 @@ for backend in $backends; do
   port=$(free_port)
   smtp_port=$(free_port)
   while [ "$smtp_port" = "$port" ]; do smtp_port=$(free_port); done
+  public_url="http://localhost:$port"
   # Every test signs up from 127.0.0.1: more than the default 20 signups (and mails asked
   # for) an hour allow.
   LATCHKEY_PORT=$port start_latchkey "$backend" LATCHKEY_ACCESS_TTL="$ACCESS_TTL" \
-    LATCHKEY_SMTP_URL="smtp://127.0.0.1:$smtp_port" LATCHKEY_PUBLIC_URL="http://127.0.0.1:$port" \
+    LATCHKEY_SMTP_URL="smtp://127.0.0.1:$smtp_port" LATCHKEY_PUBLIC_URL="$public_url" \
     LATCHKEY_SIGNUP_IP_MAX=1000
   out=$(mktemp)
   rc=0
   (
     cd e2e
-    LATCHKEY_URL="$LATCHKEY_URL" ACCESS_TTL="$ACCESS_TTL" E2E_SCREENSHOTS="$shots" \
+    LATCHKEY_URL="$public_url" ACCESS_TTL="$ACCESS_TTL" E2E_SCREENSHOTS="$shots" \
       SMTP_PORT="$smtp_port" \
       timeout --kill-after=10 "$E2E_TIMEOUT" \
       node --test --test-concurrency=1 --test-reporter=spec page.test.js

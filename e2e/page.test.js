@@ -2,7 +2,12 @@
 // playwright-core, with node's own test runner. .ci/e2e.sh starts the server (with a short
 // LATCHKEY_ACCESS_TTL, so that refreshes happen within a test) and runs this file:
 //
-//   LATCHKEY_URL=http://127.0.0.1:8080 ACCESS_TTL=2 node --test page.test.js
+//   LATCHKEY_URL=http://localhost:8080 ACCESS_TTL=2 node --test page.test.js
+//
+// LATCHKEY_URL is where the tests open the page: the server's LATCHKEY_PUBLIC_URL, which its
+// mails' links point to and which gives WebAuthn its relying party id (`localhost`: a domain,
+// as WebAuthn needs, and a secure context over plain http). The same server under its other
+// loopback name (127.0.0.1 for localhost) is another site, for the tests that need one.
 //
 // Each test uses fresh browser contexts (a context is one browser profile: its own cookie
 // jar) and fresh accounts. Screenshots of the main states go to E2E_SCREENSHOTS.
@@ -29,7 +34,13 @@ import { simpleParser } from "mailparser";
 import { chromium } from "playwright-core";
 import { SMTPServer } from "smtp-server";
 
-const BASE = process.env.LATCHKEY_URL ?? "http://127.0.0.1:8080";
+const BASE = process.env.LATCHKEY_URL ?? "http://localhost:8080";
+/** The same server at its other loopback name: another site than BASE's. */
+const OTHER_BASE = (() => {
+  const url = new URL(BASE);
+  url.hostname = url.hostname === "localhost" ? "127.0.0.1" : "localhost";
+  return url.origin;
+})();
 const ACCESS_TTL = Number(process.env.ACCESS_TTL ?? 2);
 /** How long past its expiry the service still accepts an access token (src/auth/tokens.rs). */
 const LEEWAY = 5;
@@ -222,9 +233,13 @@ async function logIn(page, identifier) {
   await page.getByRole("button", { name: "Log in" }).click();
 }
 
-/** The account card shows this email (from GET /me) and the session list has loaded. */
+/**
+ * The account card shows this email (from GET /me) and the session list has loaded; and the
+ * view's loads (the passkeys' too) have all answered, so that no request of the page's is
+ * still under way when the test goes on.
+ */
 async function expectLoggedIn(page, email) {
-  await page.waitForSelector("#signed-in:not([hidden])");
+  await page.waitForSelector("#signed-in:not([hidden]):not([aria-busy])");
   await page.waitForFunction(
     (expected) => document.querySelector("#me-email")?.textContent === expected,
     email,
@@ -353,14 +368,12 @@ scenario("a reload keeps you logged in, through the cookie", async (newContext) 
   assert.notEqual((await refreshCookie(context)).value, before, "the cookie rotated");
 });
 
-scenario("at http://localhost, the README's address, the cookie works as well", async (newContext) => {
-  const local = new URL(BASE);
-  local.hostname = "localhost";
+scenario("at the server's other loopback name (127.0.0.1 or localhost), the cookie works as well", async (newContext) => {
   const context = await newContext();
-  const page = await open(context, `${local.origin}/`);
+  const page = await open(context, `${OTHER_BASE}/`);
   const email = uniqueEmail();
   await signUp(page, email);
-  assert.ok((await context.cookies(local.origin)).some((cookie) => cookie.name === COOKIE));
+  assert.ok((await context.cookies(OTHER_BASE)).some((cookie) => cookie.name === COOKIE));
   await page.reload();
   await expectLoggedIn(page, email);
 });
@@ -585,13 +598,16 @@ scenario("a page on another origin cannot use the refresh cookie", async (newCon
     await signUp(page, email);
     const cookie = (await refreshCookie(context)).value;
 
-    // 127.0.0.1 on another port is another origin of the same site: SameSite lets the
-    // cookie go along, and the service's own rules refuse it (403 csrf_rejected). localhost
-    // is another site altogether: the browser keeps the cookie back (SameSite=Strict), and
-    // without it the text/plain body is simply unsupported (415).
+    // The page's host on another port is another origin of the same site: SameSite lets
+    // the cookie go along, and the service's own rules refuse it (403 csrf_rejected). The
+    // other loopback name (127.0.0.1 for localhost) is another site altogether: the browser
+    // keeps the cookie back (SameSite=Strict), and without it the text/plain body is simply
+    // unsupported (415).
+    const sameSite = new URL(BASE).hostname;
+    const otherSite = new URL(OTHER_BASE).hostname;
     const origins = [
-      { origin: `http://127.0.0.1:${port}`, cookieSent: true, status: 403, code: "csrf_rejected" },
-      { origin: `http://localhost:${port}`, cookieSent: false, status: 415, code: "unsupported_media_type" },
+      { origin: `http://${sameSite}:${port}`, cookieSent: true, status: 403, code: "csrf_rejected" },
+      { origin: `http://${otherSite}:${port}`, cookieSent: false, status: 415, code: "unsupported_media_type" },
     ];
     for (const { origin, cookieSent, status, code } of origins) {
       const attacker = await context.newPage();
@@ -1308,4 +1324,414 @@ scenario("turning it off takes the password and a code; then the password alone 
   await expectLoggedIn(page, account.email);
   assert.equal(await page.locator("#mfa-login-form").isHidden(), true);
   assert.match(await page.locator("#mfa-state").textContent(), /^Off/);
+});
+
+// --- passkeys (WebAuthn) -----------------------------------------------------------------
+//
+// The authenticator is Chromium's virtual one, added to a tab through the DevTools protocol:
+// CTAP2, built in (transport `internal`), discoverable credentials, user verification that
+// succeeds, presence simulated (no prompt waits), and backup-eligible, backed-up credentials
+// (BE and BS set), as a passkey synced by a phone's or a password manager's cloud is.
+
+const AUTHENTICATOR = {
+  protocol: "ctap2",
+  transport: "internal",
+  hasResidentKey: true,
+  hasUserVerification: true,
+  isUserVerified: true,
+  automaticPresenceSimulation: true,
+  defaultBackupEligibility: true,
+  defaultBackupState: true,
+};
+
+/** A virtual authenticator in this tab: its id, and what it holds. */
+async function addAuthenticator(page) {
+  const cdp = await page.context().newCDPSession(page);
+  await cdp.send("WebAuthn.enable");
+  const { authenticatorId } = await cdp.send("WebAuthn.addVirtualAuthenticator", {
+    options: AUTHENTICATOR,
+  });
+  return {
+    async credentials() {
+      return (await cdp.send("WebAuthn.getCredentials", { authenticatorId })).credentials;
+    },
+    /** Whether the person passes the device's check (screen lock, fingerprint, PIN). */
+    async verifies(isUserVerified) {
+      await cdp.send("WebAuthn.setUserVerified", { authenticatorId, isUserVerified });
+    },
+    /** The device is gone, with its passkeys. */
+    async remove() {
+      await cdp.send("WebAuthn.removeVirtualAuthenticator", { authenticatorId });
+    },
+  };
+}
+
+/** The `n`th (0-based) item of the Passkeys section. */
+function passkeyItemAt(page, n = 0) {
+  return page.locator("#passkeys-list > li").nth(n);
+}
+
+/** Adds a passkey through the page: the status of the ceremony's finish, 201 when added. */
+async function addPasskey(page, name) {
+  const finished = page.waitForResponse(
+    (response) => new URL(response.url()).pathname === "/me/passkeys/register/finish",
+  );
+  await page.locator("#passkey-add-name").fill(name);
+  await page.getByRole("button", { name: "Add a passkey" }).click();
+  const response = await finished;
+  return response.status();
+}
+
+/** Signs in with a passkey through the page: the finish's status and JSON body. */
+async function passkeySignIn(page) {
+  const finished = page.waitForResponse(
+    (response) => new URL(response.url()).pathname === "/login/passkey/finish",
+  );
+  await page.getByRole("button", { name: "Sign in with a passkey" }).click();
+  const response = await finished;
+  return { status: response.status(), json: await response.json() };
+}
+
+/** The claims of an access token (a JWT): its payload, decoded, unchecked. */
+function claimsOf(token) {
+  return JSON.parse(Buffer.from(token.split(".")[1], "base64url").toString("utf8"));
+}
+
+/** Collects the paths of the requests a page sends to the service's login endpoints. */
+function loginRequests(page) {
+  const sent = [];
+  page.on("request", (request) => {
+    const { pathname } = new URL(request.url());
+    if (pathname.startsWith("/login")) sent.push(pathname);
+  });
+  return sent;
+}
+
+scenario("passkeys: add one with a name, rename it, then sign in with it typing nothing (amr hwk)", async (newContext) => {
+  const context = await newContext();
+  const page = await open(context);
+  const authenticator = await addAuthenticator(page);
+  await expectLoggedOut(page);
+  assert.equal(await page.getByRole("button", { name: "Sign in with a passkey" }).isVisible(), true);
+
+  const email = uniqueEmail();
+  await signUp(page, email);
+  const section = page.locator("#passkeys");
+  await section.waitFor();
+  assert.equal(await page.locator("#passkeys-empty").isVisible(), true, "none yet");
+  assert.equal(await page.locator("#passkeys-list > li").count(), 0);
+  await shoot(page, "passkeys-none");
+
+  // Added with a name: listed with it, never used yet.
+  assert.equal(await addPasskey(page, "Laptop"), 201);
+  await page.waitForSelector("#passkeys-list > li");
+  const item = passkeyItemAt(page);
+  assert.equal(await item.locator(".passkey-name").textContent(), "Laptop");
+  assert.match(await item.locator(".passkey-meta").textContent(), /^Added .+ · never used yet$/);
+  assert.equal(await page.locator("#passkeys-empty").isHidden(), true);
+  assert.match(await statusText(page), /passkey “Laptop” is added/);
+  assert.equal(await focused(page), "passkeys-heading");
+  assert.equal(await page.locator("#passkey-add-name").inputValue(), "", "the form is reset");
+  await shoot(page, "passkey-added");
+
+  // The authenticator holds it as a discoverable (resident) credential of this site, backed
+  // up: what lets the login ask for no email.
+  const [credential, ...others] = await authenticator.credentials();
+  assert.deepEqual(others, []);
+  assert.equal(credential.isResidentCredential, true);
+  assert.equal(credential.rpId, new URL(BASE).hostname);
+  assert.ok(credential.userHandle, "the credential carries the account's user handle");
+  assert.equal(credential.backupEligibility, true);
+  assert.equal(credential.backupState, true);
+
+  // Renamed in place: an empty name is refused next to its field, then the new one is kept.
+  await item.getByRole("button", { name: "Rename the passkey Laptop" }).click();
+  const input = item.locator("input");
+  assert.equal(await focused(page), await input.getAttribute("id"));
+  assert.equal(await input.inputValue(), "Laptop");
+  await input.fill("   ");
+  await item.getByRole("button", { name: "Save the name" }).click();
+  await item.locator(".field-error:not(:empty)").waitFor();
+  assert.match(await item.locator(".field-error").textContent(), /Enter a name/);
+  assert.equal(await input.getAttribute("aria-invalid"), "true");
+  const renamed = page.waitForResponse(
+    (response) => response.request().method() === "PATCH" && new URL(response.url()).pathname.startsWith("/me/passkeys/"),
+  );
+  await input.fill("Work laptop");
+  await item.getByRole("button", { name: "Save the name" }).click();
+  assert.equal((await renamed).status(), 200);
+  await waitForText(page, "#passkeys-list > li .passkey-name", /^Work laptop$/);
+  assert.match(await statusText(page), /now named “Work laptop”/);
+  assert.equal(await passkeyItemAt(page).locator("form").isHidden(), true);
+  assert.equal(
+    await page.evaluate(() => document.activeElement?.getAttribute("aria-label")),
+    "Rename the passkey Work laptop",
+  );
+
+  // Logged out, then in with the passkey: nothing typed, no password sent.
+  await page.locator("#logout").click();
+  await expectLoggedOut(page);
+  assert.equal(await refreshCookie(context), undefined);
+  assert.equal(await page.locator("#login-identifier").inputValue(), "");
+  const sent = loginRequests(page);
+  await shoot(page, "passkey-sign-in");
+  const { status, json } = await passkeySignIn(page);
+  assert.equal(status, 200, JSON.stringify(json));
+  assert.deepEqual(claimsOf(json.access_token).amr, ["hwk"]);
+  await expectLoggedIn(page, email);
+  assert.deepEqual(sent, ["/login/passkey/start", "/login/passkey/finish"]);
+  assert.match(await statusText(page), /logged in with your passkey/);
+  assert.equal(await focused(page), "account-heading");
+  assert.equal(await page.locator("#passkey-login-error").textContent(), "");
+
+  // A session like a password login's: the cookie, which a reload uses; and the passkey's
+  // new name and its use, from the service.
+  const cookie = await refreshCookie(context);
+  assert.ok(cookie, "the session's refresh cookie");
+  assert.equal(cookie.httpOnly, true);
+  await page.reload();
+  await expectLoggedIn(page, email);
+  await page.waitForSelector("#passkeys-list > li");
+  assert.equal(await passkeyItemAt(page).locator(".passkey-name").textContent(), "Work laptop");
+  assert.match(await passkeyItemAt(page).locator(".passkey-meta").textContent(), /last used just now/);
+  await shoot(page, "passkey-signed-in");
+  await page.setViewportSize({ width: 360, height: 740 });
+  assert.equal(await overflow(page), 0, "the passkeys at phone width");
+  await shoot(page, "phone-passkeys");
+});
+
+scenario("passkeys: an account with two-factor authentication signs in with its passkey, with no code step", async (newContext) => {
+  const account = await accountWithMfa();
+  const page = await open(await newContext());
+  await addAuthenticator(page);
+  await logInToCodeStep(page, account.email);
+  assert.equal(await page.locator("#passkey-login").isHidden(), true, "not offered at the code step");
+  assert.equal(await enterLoginCode(page, account.app.fresh()), 200);
+  await expectLoggedIn(page, account.email);
+  await waitForText(page, "#mfa-state", /^On/);
+  await page.locator("#passkeys").waitFor();
+  assert.equal(await addPasskey(page, "Phone"), 201);
+  await page.waitForSelector("#passkeys-list > li");
+
+  await page.locator("#logout").click();
+  await expectLoggedOut(page);
+  assert.equal(await page.locator("#passkey-login").isVisible(), true, "offered again");
+  const sent = loginRequests(page);
+  const { status, json } = await passkeySignIn(page);
+  assert.equal(status, 200, JSON.stringify(json));
+  assert.deepEqual(claimsOf(json.access_token).amr, ["hwk"]);
+  await expectLoggedIn(page, account.email);
+  // The passkey is both factors at once: no code was asked for.
+  assert.deepEqual(sent, ["/login/passkey/start", "/login/passkey/finish"]);
+  assert.equal(await page.locator("#mfa-login-form").isHidden(), true);
+  assert.match(await page.locator("#mfa-state").textContent(), /^On/);
+});
+
+scenario("passkeys: deleting one asks first; a deleted passkey no longer signs in, and the password still does", async (newContext) => {
+  const context = await newContext();
+  const page = await open(context);
+  const authenticator = await addAuthenticator(page);
+  const email = uniqueEmail();
+  await signUp(page, email);
+  await page.locator("#passkeys").waitFor();
+  assert.equal(await addPasskey(page, "Laptop"), 201);
+  const item = passkeyItemAt(page);
+  await item.waitFor();
+
+  // Asked first; "Keep it" keeps it.
+  await item.getByRole("button", { name: "Delete the passkey Laptop" }).click();
+  assert.match(await item.locator(".passkey-confirm").textContent(), /Delete “Laptop”\? It will no longer sign you in/);
+  assert.equal(await item.locator(".passkey-view").isHidden(), true);
+  await shoot(page, "passkey-delete-confirm");
+  await item.getByRole("button", { name: "Keep it" }).click();
+  assert.equal(await item.locator(".passkey-view").isVisible(), true);
+  assert.equal(
+    await page.evaluate(() => document.activeElement?.getAttribute("aria-label")),
+    "Delete the passkey Laptop",
+  );
+
+  // Deleted for real.
+  const deleted = page.waitForResponse((response) => response.request().method() === "DELETE");
+  await item.getByRole("button", { name: "Delete the passkey Laptop" }).click();
+  await item.getByRole("button", { name: "Delete the passkey", exact: true }).click();
+  assert.equal((await deleted).status(), 204);
+  await page.waitForSelector("#passkeys-empty:not([hidden])");
+  assert.equal(await page.locator("#passkeys-list > li").count(), 0);
+  assert.match(await statusText(page), /“Laptop” is deleted: it no longer signs you in/);
+  assert.equal(await focused(page), "passkeys-heading");
+  await shoot(page, "passkey-deleted");
+
+  // The device still holds it (the service cannot reach into it), but it signs in no more.
+  assert.equal((await authenticator.credentials()).length, 1);
+  await page.locator("#logout").click();
+  await expectLoggedOut(page);
+  const { status, json } = await passkeySignIn(page);
+  assert.equal(status, 401, JSON.stringify(json));
+  assert.equal(json.code, "invalid_credentials");
+  await page.waitForSelector("#passkey-login-error:not(:empty)");
+  assert.match(await page.locator("#passkey-login-error").textContent(), /may have been deleted from your account/);
+  assert.equal(await page.locator("#signed-out").isVisible(), true);
+  assert.equal(await refreshCookie(context), undefined, "no session");
+  assert.equal(await focused(page), "passkey-login-button");
+  await shoot(page, "passkey-sign-in-refused");
+  // The password still works.
+  await logIn(page, email);
+  await expectLoggedIn(page, email);
+});
+
+scenario("passkeys: signing up with a passkey and no password; its only passkey cannot be deleted (409 last_credential) until another is added", async (newContext) => {
+  const context = await newContext();
+  const page = await open(context);
+  let authenticator = await addAuthenticator(page);
+  const email = uniqueEmail();
+  const username = `e2e_${Date.now().toString(36)}`;
+
+  // The email and username of the signup form, no password: the browser's prompt instead.
+  await page.getByLabel("Email", { exact: true }).fill(email);
+  await page.getByLabel("Username (optional)").fill(username);
+  const finished = page.waitForResponse(
+    (response) => new URL(response.url()).pathname === "/signup/passkey/finish",
+  );
+  await page.getByRole("button", { name: "Create the account with a passkey" }).click();
+  const response = await finished;
+  assert.equal(response.status(), 201);
+  assert.deepEqual(claimsOf((await response.json()).access_token).amr, ["hwk"]);
+  await expectLoggedIn(page, email);
+  assert.equal(await page.locator("#me-username").textContent(), username);
+  assert.match(await statusText(page), /logged in with its passkey\. It has no password/);
+  assert.equal(await focused(page), "account-heading");
+  assert.ok(await refreshCookie(context), "the first session's cookie");
+  const [credential] = await authenticator.credentials();
+  assert.equal(credential.isResidentCredential, true);
+  await page.waitForSelector("#passkeys-list > li");
+  const first = passkeyItemAt(page);
+  const firstName = await first.locator(".passkey-name").textContent();
+  assert.ok(firstName, "the service names it");
+
+  // Its only way in: the service refuses to delete it, and the item says why.
+  await first.getByRole("button", { name: `Delete the passkey ${firstName}` }).click();
+  const refused = page.waitForResponse((response) => response.request().method() === "DELETE");
+  await first.getByRole("button", { name: "Delete the passkey", exact: true }).click();
+  assert.equal((await refused).status(), 409);
+  await first.locator(".passkey-error:not(:empty)").waitFor();
+  assert.match(
+    await first.locator(".passkey-error").textContent(),
+    /cannot be deleted: your account has no password, and this is its only passkey.*Add another passkey first/,
+  );
+  assert.equal(await page.locator("#passkeys-list > li").count(), 1);
+  assert.equal(await page.locator("#signed-in").isVisible(), true, "still logged in");
+  await shoot(page, "passkey-last-credential");
+
+  // It signs in, with nothing typed.
+  await page.locator("#logout").click();
+  await expectLoggedOut(page);
+  assert.equal((await passkeySignIn(page)).status, 200);
+  await expectLoggedIn(page, email);
+
+  // A new device (this one's authenticator gone), and a passkey from it: now the first one
+  // can go.
+  await authenticator.remove();
+  authenticator = await addAuthenticator(page);
+  await page.locator("#passkeys").waitFor();
+  assert.equal(await addPasskey(page, "Phone"), 201);
+  await page.waitForFunction(() => document.querySelectorAll("#passkeys-list > li").length === 2);
+  const old = page.locator("#passkeys-list > li", { hasText: firstName }).filter({ hasNotText: "Phone" });
+  await old.getByRole("button", { name: `Delete the passkey ${firstName}` }).click();
+  const deleted = page.waitForResponse((response) => response.request().method() === "DELETE");
+  await old.getByRole("button", { name: "Delete the passkey", exact: true }).click();
+  assert.equal((await deleted).status(), 204);
+  await page.waitForFunction(() => document.querySelectorAll("#passkeys-list > li").length === 1);
+  assert.equal(await passkeyItemAt(page).locator(".passkey-name").textContent(), "Phone");
+});
+
+scenario("passkeys: a closed prompt is a quiet note, a device's second passkey is refused, another address says where passkeys work", async (newContext) => {
+  const page = await open(await newContext());
+  const authenticator = await addAuthenticator(page);
+
+  // Signing in on a device with no passkey for the service: the browser answers as if the
+  // prompt were closed (NotAllowedError), and the page says so quietly.
+  const sent = loginRequests(page);
+  await page.getByRole("button", { name: "Sign in with a passkey" }).click();
+  await page.waitForSelector("#passkey-login-note:not(:empty)");
+  assert.match(await page.locator("#passkey-login-note").textContent(), /No passkey was used/);
+  assert.equal(await page.locator("#passkey-login-error").textContent(), "");
+  assert.equal(await page.locator("#status").getAttribute("class"), "status", "not an error");
+  assert.deepEqual(sent, ["/login/passkey/start"], "nothing to finish");
+  assert.equal(await focused(page), "passkey-login-button");
+  await shoot(page, "passkey-sign-in-closed");
+
+  // Signing up with a passkey, and the person fails the device's check (or closes the
+  // prompt): no account, said quietly; the address is still free for a signup.
+  const email = uniqueEmail();
+  await authenticator.verifies(false);
+  await page.getByLabel("Email", { exact: true }).fill(email);
+  await page.getByRole("button", { name: "Create the account with a passkey" }).click();
+  await page.waitForSelector("#passkey-signup-note:not(:empty)");
+  assert.match(await page.locator("#passkey-signup-note").textContent(), /No account was created/);
+  assert.equal(await page.locator("#signup-error").textContent(), "");
+  assert.equal(await focused(page), "passkey-signup-button");
+  await shoot(page, "passkey-signup-closed");
+  await signUp(page, email);
+  assert.equal(await page.locator("#passkey-login-note").textContent(), "", "gone once logged in");
+  await page.locator("#passkeys").waitFor();
+
+  // The person fails the device's check (or closes the prompt): nothing is added, quietly.
+  await page.locator("#passkey-add-name").fill("Laptop");
+  await page.getByRole("button", { name: "Add a passkey" }).click();
+  await page.waitForSelector("#passkeys-note:not(:empty)");
+  assert.match(await page.locator("#passkeys-note").textContent(), /No passkey was added/);
+  assert.equal(await page.locator("#passkey-add-error").textContent(), "");
+  assert.equal(await page.locator("#passkeys-list > li").count(), 0);
+  assert.deepEqual(await authenticator.credentials(), []);
+  await authenticator.verifies(true);
+
+  // One passkey per device: the service lists the account's passkeys as excluded, and the
+  // browser refuses a second one in the same authenticator.
+  assert.equal(await addPasskey(page, "Laptop"), 201);
+  await page.waitForSelector("#passkeys-list > li");
+  assert.equal(await page.locator("#passkeys-note").textContent(), "", "the earlier note goes");
+  const finishes = [];
+  page.on("request", (request) => {
+    if (new URL(request.url()).pathname === "/me/passkeys/register/finish") finishes.push(request);
+  });
+  await page.locator("#passkey-add-name").fill("Laptop again");
+  await page.getByRole("button", { name: "Add a passkey" }).click();
+  await page.waitForSelector("#passkey-add-error:not(:empty)");
+  assert.match(await page.locator("#passkey-add-error").textContent(), /already has a passkey for your account/);
+  assert.deepEqual(finishes, []);
+  assert.equal(await page.locator("#passkeys-list > li").count(), 1);
+  assert.equal((await authenticator.credentials()).length, 1);
+  await shoot(page, "passkey-already-on-device");
+
+  // The page at the server's other name (127.0.0.1): passkeys belong to the public URL's
+  // domain, and the browser refuses them elsewhere; the page says where they work.
+  const elsewhere = await open(await newContext(), `${OTHER_BASE}/`);
+  await elsewhere.getByRole("button", { name: "Sign in with a passkey" }).click();
+  await elsewhere.waitForSelector("#passkey-login-error:not(:empty)");
+  assert.match(
+    await elsewhere.locator("#passkey-login-error").textContent(),
+    new RegExp(`belong to ${new URL(BASE).hostname}, and this page was opened at ${new URL(OTHER_BASE).hostname.replaceAll(".", "\\.")}`),
+  );
+});
+
+scenario("passkeys: a browser without WebAuthn is offered none", async (newContext) => {
+  const context = await newContext();
+  await context.addInitScript(() => {
+    delete window.PublicKeyCredential;
+  });
+  const page = await open(context);
+  const asked = [];
+  page.on("request", (request) => {
+    if (new URL(request.url()).pathname.includes("passkey")) asked.push(request.url());
+  });
+  assert.equal(await page.locator("#passkey-login").isHidden(), true);
+  assert.equal(await page.locator("#passkey-signup").isHidden(), true);
+  assert.equal(await page.getByRole("button", { name: "Sign in with a passkey" }).isVisible(), false);
+  assert.equal(await page.getByRole("button", { name: "Create the account with a passkey" }).isVisible(), false);
+  await signUp(page, uniqueEmail());
+  assert.equal(await page.locator("#passkeys").isHidden(), true);
+  await page.getByRole("button", { name: "Reload" }).click();
+  await page.waitForFunction(() => !document.querySelector("#reload-sessions").disabled);
+  assert.equal(await page.locator("#passkeys").isHidden(), true);
+  assert.deepEqual(asked, [], "the page asked nothing about passkeys");
 });

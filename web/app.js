@@ -1,8 +1,9 @@
-// Latchkey's page: sign up, log in (with a code from an authenticator app when the account
-// has two-factor authentication), see the account and its sessions, end a session, log
-// out, verify or change the email address, reset a forgotten password with a mailed code,
-// and turn two-factor authentication on or off — through the API on this origin, the way a
-// single-page app should use it:
+// Latchkey's page: sign up (with a password, or with a passkey and no password), log in
+// (with a code from an authenticator app when the account has two-factor authentication, or
+// with a passkey instead), see the account and its sessions, end a session, log out, verify
+// or change the email address, reset a forgotten password with a mailed code, turn
+// two-factor authentication on or off, and add, rename or delete passkeys — through the API
+// on this origin, the way a single-page app should use it:
 //
 // - The access token is kept in this module's memory only, never in localStorage or
 //   sessionStorage, so no other script and no later visitor can read it from storage.
@@ -19,6 +20,12 @@
 // - The QR code of a new authenticator key is the service's SVG, shown as an image from a
 //   blob: URL (an SVG in an <img> runs no script and loads nothing), never parsed into the
 //   page. The recovery codes are shown once and dropped from the DOM when put away.
+// - Passkeys (WebAuthn): the service's options arrive as JSON and go to the browser through
+//   `PublicKeyCredential.parseCreationOptionsFromJSON` / `parseRequestOptionsFromJSON`; the
+//   credential goes back as its `toJSON()`, with the ceremony's id. Signing in asks for no
+//   email (discoverable credentials), and its answer is treated like a password login's.
+//   Where the browser lacks WebAuthn (or its JSON forms) the page shows no passkey controls;
+//   a prompt the person closed is not an error.
 // - Errors are RFC 9457 problem documents; they are shown as plain sentences, and a 422's
 //   field errors next to their fields.
 //
@@ -213,6 +220,7 @@ const FIELD_LABELS = {
   new_email: "New email address",
   code: "Code",
   recovery_code: "Recovery code",
+  name: "Name",
 };
 
 /** A problem in plain words; `messages` has a form's own words for some codes. */
@@ -358,6 +366,7 @@ function openMfaStep(token) {
   useRecoveryCode(false);
   login.form.hidden = true;
   $("#forgot-aside").hidden = true;
+  passkeyLogin.block.hidden = true;
   mfaLogin.form.hidden = false;
   mfaLogin.note.textContent =
     "The password is right. This account has two-factor authentication: enter the code from your authenticator app.";
@@ -372,6 +381,7 @@ function closeMfaStep(message = "") {
   mfaLogin.form.hidden = true;
   login.form.hidden = false;
   $("#forgot-aside").hidden = false;
+  passkeyLogin.block.hidden = !passkeysSupported;
   $("#login-error").textContent = message;
 }
 
@@ -716,9 +726,25 @@ async function signedIn(tokens, message) {
 async function showAccount() {
   // Logged in elsewhere (another tab) while this one was at the login's second step.
   if (mfaLogin.token) closeMfaStep();
-  views.signedOut.hidden = true;
-  views.signedIn.hidden = false;
-  await Promise.all([loadMe(), loadSessions()]);
+  clearPasskeyLogin();
+  await loadAccount(() => {
+    views.signedOut.hidden = true;
+    views.signedIn.hidden = false;
+  });
+}
+
+/**
+ * Loads the account, its sessions and its passkeys, with the view marked busy (for
+ * assistive technology) until all three have answered; `then` runs once it is marked.
+ */
+async function loadAccount(then = () => {}) {
+  views.signedIn.setAttribute("aria-busy", "true");
+  then();
+  try {
+    await Promise.all([loadMe(), loadSessions(), loadPasskeys()]);
+  } finally {
+    views.signedIn.removeAttribute("aria-busy");
+  }
 }
 
 async function loadMe() {
@@ -1127,6 +1153,441 @@ function resetMfa() {
   mfa.section.hidden = true;
 }
 
+// --- passkeys (WebAuthn): adding, naming and deleting them; signing in with one ----------
+
+/**
+ * Whether this browser makes and uses passkeys the way this page asks: WebAuthn with the
+ * JSON forms of its options and credentials (WebAuthn Level 3). Where it does not, the page
+ * shows no passkey controls at all.
+ */
+const passkeysSupported =
+  typeof window.PublicKeyCredential === "function" &&
+  typeof PublicKeyCredential.parseCreationOptionsFromJSON === "function" &&
+  typeof PublicKeyCredential.parseRequestOptionsFromJSON === "function" &&
+  typeof PublicKeyCredential.prototype.toJSON === "function";
+
+/** The service's answers about passkeys, in plain words. */
+const PASSKEY_MESSAGES = {
+  invalid_ceremony: "That took too long, or was finished already in another tab. Try again.",
+  // The service's detail says why, in a sentence of its own.
+  invalid_passkey: (problem) =>
+    problem.message && problem.message !== `HTTP ${problem.status}`
+      ? `The service did not accept this passkey. ${problem.message}`
+      : "The service did not accept this passkey.",
+  passkey_exists: "This passkey is on your account already.",
+  too_many_passkeys:
+    "Your account has as many passkeys as it can have. Delete one you no longer use first.",
+  passkeys_unavailable: "Passkeys are turned off on this service.",
+  last_credential:
+    "This passkey cannot be deleted: your account has no password, and this is its only passkey, so you could no longer sign in. Add another passkey first.",
+  not_found: "This passkey was deleted already.",
+};
+
+/** Signing in: a refused passkey is not a wrong password. */
+const PASSKEY_LOGIN_MESSAGES = {
+  ...PASSKEY_MESSAGES,
+  invalid_credentials:
+    "This passkey did not sign you in: it may have been deleted from your account. Log in with your password instead.",
+  not_found: "This service does not offer passkeys.",
+};
+
+/**
+ * Runs the browser's passkey prompt (`ask`). Resolves to the credential, or to null when the
+ * person closed the prompt or let it time out (the browser tells both apart from nothing
+ * else, on purpose: a page may not learn which passkeys a device has). Anything else throws
+ * a Problem in plain words. `rpId` is the domain the service's passkeys belong to.
+ */
+async function passkeyPrompt(ask, { rpId, adding = false }) {
+  try {
+    return (await ask()) ?? null;
+  } catch (error) {
+    const message = promptFailure(error, { rpId, adding });
+    if (message === null) return null;
+    throw new Problem(0, { code: "passkey_prompt", detail: message });
+  }
+}
+
+function promptFailure(error, { rpId, adding }) {
+  switch (error?.name) {
+    case "NotAllowedError":
+    case "AbortError":
+      return null;
+    case "InvalidStateError":
+      return adding
+        ? "This device already has a passkey for your account: you can sign in with it as it is."
+        : "The browser could not use a passkey. Try again.";
+    case "SecurityError":
+      return typeof rpId === "string" && rpId
+        ? `The service's passkeys belong to ${rpId}, and this page was opened at ${location.hostname}: open the service at its usual address to use them.`
+        : `Passkeys cannot be used at ${location.hostname}: open the service at its usual address to use them.`;
+    case "NotSupportedError":
+      return "This device cannot make the kind of passkey the service needs. Try another device, or a security key.";
+    case "ConstraintError":
+      return "This device cannot check that it is you (with a screen lock, fingerprint or PIN), which a passkey here needs.";
+    default:
+      return "The browser could not use a passkey. Try again, or use another device.";
+  }
+}
+
+// Signing in with a passkey: nothing typed; the browser offers the passkeys it has for the
+// service, and the answer is a token response like a password login's.
+const passkeyLogin = {
+  block: $("#passkey-login"),
+  button: $("#passkey-login-button"),
+  error: $("#passkey-login-error"),
+  note: $("#passkey-login-note"),
+};
+
+passkeyLogin.block.hidden = !passkeysSupported;
+
+/** Signed in: the signed-out view's passkey notes are done with. */
+function clearPasskeyLogin() {
+  passkeyLogin.error.textContent = "";
+  passkeyLogin.note.textContent = "";
+  passkeySignup.note.textContent = "";
+}
+
+passkeyLogin.button.addEventListener("click", async () => {
+  const button = passkeyLogin.button;
+  if (button.disabled) return;
+  button.disabled = true;
+  clearPasskeyLogin();
+  clearErrors(login.form);
+  let done = false;
+  try {
+    const { ceremony_id: ceremonyId, options } = await call("/login/passkey/start", {
+      method: "POST",
+      body: {},
+    });
+    const credential = await passkeyPrompt(
+      () =>
+        navigator.credentials.get({
+          publicKey: PublicKeyCredential.parseRequestOptionsFromJSON(options),
+        }),
+      { rpId: options?.rpId },
+    );
+    if (!credential) {
+      passkeyLogin.note.textContent =
+        "No passkey was used. Try again, or log in with your password.";
+      return;
+    }
+    const tokens = await call("/login/passkey/finish", {
+      method: "POST",
+      body: {
+        ceremony_id: ceremonyId,
+        credential: credential.toJSON(),
+        refresh_token_transport: "cookie",
+      },
+    });
+    login.form.reset();
+    done = true;
+    await signedIn(tokens, "You are logged in with your passkey.");
+  } catch (problem) {
+    if (!(problem instanceof Problem)) throw problem;
+    passkeyLogin.error.textContent = sentence(problem, PASSKEY_LOGIN_MESSAGES);
+  } finally {
+    button.disabled = false;
+    // A disabled button loses focus: give it back, unless the login moved on.
+    if (!done) button.focus();
+  }
+});
+
+// Signing up with a passkey instead of a password: the signup form's email and username,
+// then the browser's prompt; the answer is the new account's first session, as a signup's.
+const passkeySignup = {
+  block: $("#passkey-signup"),
+  button: $("#passkey-signup-button"),
+  note: $("#passkey-signup-note"),
+};
+
+passkeySignup.block.hidden = !passkeysSupported;
+
+passkeySignup.button.addEventListener("click", async () => {
+  const button = passkeySignup.button;
+  if (button.disabled) return;
+  button.disabled = true;
+  clearErrors(signup.form);
+  passkeySignup.note.textContent = "";
+  let done = false;
+  try {
+    const email = signup.email.value.trim();
+    if (!email) {
+      fieldError(signup.email, "Enter your email address.");
+      signup.email.focus();
+      done = true;
+      return;
+    }
+    const body = { email };
+    const username = signup.username.value.trim();
+    if (username) body.username = username;
+    const { ceremony_id: ceremonyId, options } = await call("/signup/passkey/start", {
+      method: "POST",
+      body,
+    });
+    const credential = await passkeyPrompt(
+      () =>
+        navigator.credentials.create({
+          publicKey: PublicKeyCredential.parseCreationOptionsFromJSON(options),
+        }),
+      { rpId: options?.rp?.id },
+    );
+    if (!credential) {
+      passkeySignup.note.textContent =
+        "No account was created: the browser's prompt was closed. Try again, or choose a password.";
+      return;
+    }
+    const tokens = await call("/signup/passkey/finish", {
+      method: "POST",
+      body: {
+        ceremony_id: ceremonyId,
+        credential: credential.toJSON(),
+        refresh_token_transport: "cookie",
+      },
+    });
+    signup.form.reset();
+    done = true;
+    await signedIn(
+      tokens,
+      "Your account is ready and you are logged in with its passkey. It has no password; to set one, log out and use “Forgot your password?”.",
+    );
+  } catch (problem) {
+    if (!(problem instanceof Problem)) throw problem;
+    done = true;
+    showProblem(
+      signup.form,
+      problem,
+      { email: signup.email, username: signup.username },
+      { messages: PASSKEY_MESSAGES },
+    );
+  } finally {
+    button.disabled = false;
+    // A disabled button loses focus: give it back, unless focus moved on (to a field to fix,
+    // or to the account).
+    if (!done) button.focus();
+  }
+});
+
+// The signed-in view's section: the account's passkeys, a new one, renaming, deleting.
+const passkeys = {
+  section: $("#passkeys"),
+  heading: $("#passkeys-heading"),
+  note: $("#passkeys-note"),
+  error: $("#passkeys-error"),
+  list: $("#passkeys-list"),
+  empty: $("#passkeys-empty"),
+  template: $("#passkey-template"),
+  addForm: $("#passkey-add-form"),
+  addName: $("#passkey-add-name"),
+  /** Numbers the items' inputs, whose ids must be unique. */
+  rendered: 0,
+};
+
+/** The longest name the service keeps, in characters. */
+const PASSKEY_NAME_MAX = 64;
+
+/** A name as the service will take it, or null after saying what is wrong with it. */
+function passkeyName(input, { optional = false } = {}) {
+  const name = input.value.trim();
+  if (!name && !optional) {
+    fieldError(input, "Enter a name.");
+  } else if ([...name].length > PASSKEY_NAME_MAX) {
+    fieldError(input, `Use at most ${PASSKEY_NAME_MAX} characters.`);
+  } else {
+    return name;
+  }
+  input.focus();
+  return null;
+}
+
+async function loadPasskeys() {
+  if (!passkeysSupported) return;
+  try {
+    const list = await api("/me/passkeys");
+    if (!access) return;
+    renderPasskeys(list);
+    passkeys.error.textContent = "";
+    passkeys.section.hidden = false;
+  } catch (problem) {
+    if (!access) return;
+    // A service without passkeys says nothing of them: no section then.
+    if (problem.status === 404) {
+      passkeys.section.hidden = true;
+      return;
+    }
+    passkeys.error.textContent = sentence(problem);
+    passkeys.section.hidden = false;
+  }
+}
+
+function renderPasskeys(list) {
+  passkeys.list.replaceChildren(...list.map(passkeyItem));
+  passkeys.empty.hidden = list.length > 0;
+}
+
+/** The item of one passkey, whose id is `passkey.id`. */
+function passkeyItem(passkey) {
+  const item = passkeys.template.content.firstElementChild.cloneNode(true);
+  passkeys.rendered += 1;
+  const number = passkeys.rendered;
+  item.dataset.passkeyId = passkey.id;
+  item.querySelector(".passkey-name").textContent = passkey.name;
+  item.querySelector(".passkey-meta").append(
+    "Added ",
+    timeElement(passkey.created_at, dateTime.format(new Date(passkey.created_at))),
+    " · ",
+    ...(passkey.last_used_at
+      ? ["last used ", timeElement(passkey.last_used_at, ago(passkey.last_used_at))]
+      : ["never used yet"]),
+  );
+  const view = item.querySelector(".passkey-view");
+  const error = item.querySelector(".passkey-error");
+  const renameButton = item.querySelector(".passkey-rename");
+  const deleteButton = item.querySelector(".passkey-delete");
+  renameButton.setAttribute("aria-label", `Rename the passkey ${passkey.name}`);
+  deleteButton.setAttribute("aria-label", `Delete the passkey ${passkey.name}`);
+
+  // Renaming, in place.
+  const form = item.querySelector(".passkey-rename-form");
+  const input = form.querySelector("input");
+  input.id = `passkey-${number}-name`;
+  form.querySelector("label").htmlFor = input.id;
+  form.querySelector(".field-error").id = `${input.id}-error`;
+  input.setAttribute("aria-describedby", `${input.id}-error`);
+  const showView = () => {
+    form.hidden = true;
+    confirm.hidden = true;
+    view.hidden = false;
+  };
+  renameButton.addEventListener("click", () => {
+    error.textContent = "";
+    view.hidden = true;
+    form.hidden = false;
+    clearErrors(form);
+    input.value = passkey.name;
+    input.focus();
+    input.select();
+  });
+  form.querySelector(".passkey-rename-cancel").addEventListener("click", () => {
+    showView();
+    renameButton.focus();
+  });
+  onSubmit(
+    form,
+    { name: input },
+    async () => {
+      const name = passkeyName(input);
+      if (name === null) return;
+      let renamed;
+      try {
+        renamed = await api(`/me/passkeys/${encodeURIComponent(passkey.id)}`, {
+          method: "PATCH",
+          body: { name },
+        });
+      } catch (problem) {
+        if (problem.code === "not_found") return passkeyGone(problem);
+        throw problem;
+      }
+      const fresh = passkeyItem(renamed);
+      item.replaceWith(fresh);
+      setStatus(`The passkey is now named “${renamed.name}”.`);
+      fresh.querySelector(".passkey-rename").focus();
+    },
+    { messages: PASSKEY_MESSAGES },
+  );
+
+  // Deleting, once confirmed.
+  const confirm = item.querySelector(".passkey-confirm");
+  confirm.querySelector(".passkey-confirm-text").textContent =
+    `Delete “${passkey.name}”? It will no longer sign you in.`;
+  const confirmButton = confirm.querySelector(".passkey-delete-confirm");
+  deleteButton.addEventListener("click", () => {
+    error.textContent = "";
+    view.hidden = true;
+    confirm.hidden = false;
+    confirm.querySelector(".passkey-delete-cancel").focus();
+  });
+  confirm.querySelector(".passkey-delete-cancel").addEventListener("click", () => {
+    showView();
+    deleteButton.focus();
+  });
+  confirmButton.addEventListener("click", async () => {
+    if (confirmButton.disabled) return;
+    confirmButton.disabled = true;
+    try {
+      await api(`/me/passkeys/${encodeURIComponent(passkey.id)}`, { method: "DELETE" });
+    } catch (problem) {
+      if (!access) return;
+      if (problem.code === "not_found") return passkeyGone(problem);
+      // Refused (the account's last way in, say): the passkey stays, and the item says why.
+      showView();
+      error.textContent = sentence(problem, PASSKEY_MESSAGES);
+      deleteButton.focus();
+      return;
+    } finally {
+      confirmButton.disabled = false;
+    }
+    await loadPasskeys();
+    setStatus(
+      `The passkey “${passkey.name}” is deleted: it no longer signs you in. Your device may still list it; you can remove it there too.`,
+    );
+    passkeys.heading.focus();
+  });
+  return item;
+}
+
+/** A passkey deleted elsewhere meanwhile (another tab): show the list as it is now. */
+async function passkeyGone(problem) {
+  await loadPasskeys();
+  passkeys.note.textContent = sentence(problem, PASSKEY_MESSAGES);
+  passkeys.heading.focus();
+}
+
+onSubmit(
+  passkeys.addForm,
+  { name: passkeys.addName },
+  async () => {
+    passkeys.note.textContent = "";
+    const name = passkeyName(passkeys.addName, { optional: true });
+    if (name === null) return;
+    const { ceremony_id: ceremonyId, options } = await api("/me/passkeys/register/start", {
+      method: "POST",
+      body: {},
+    });
+    const credential = await passkeyPrompt(
+      () =>
+        navigator.credentials.create({
+          publicKey: PublicKeyCredential.parseCreationOptionsFromJSON(options),
+        }),
+      { rpId: options?.rp?.id, adding: true },
+    );
+    if (!credential) {
+      passkeys.note.textContent = "No passkey was added: the browser's prompt was closed.";
+      return;
+    }
+    const body = { ceremony_id: ceremonyId, credential: credential.toJSON() };
+    if (name) body.name = name;
+    const added = await api("/me/passkeys/register/finish", { method: "POST", body });
+    passkeys.addForm.reset();
+    await loadPasskeys();
+    setStatus(
+      `The passkey “${added.name}” is added: you can sign in with it, without your password.`,
+    );
+    passkeys.heading.focus();
+  },
+  { messages: PASSKEY_MESSAGES },
+);
+
+/** Signed out: nothing of the account's passkeys stays in the page. */
+function resetPasskeys() {
+  passkeys.list.replaceChildren();
+  passkeys.addForm.reset();
+  clearErrors(passkeys.addForm);
+  passkeys.note.textContent = "";
+  passkeys.error.textContent = "";
+  passkeys.empty.hidden = true;
+  passkeys.section.hidden = true;
+}
+
 async function loadSessions() {
   const error = $("#sessions-error");
   try {
@@ -1224,6 +1685,7 @@ function signOutLocally(message, { error = false } = {}) {
   verify.note.textContent = "";
   resetChange();
   resetMfa();
+  resetPasskeys();
   setStatus(message, { error });
 }
 
@@ -1234,7 +1696,7 @@ $("#logout-everywhere").addEventListener("click", (event) =>
 $("#reload-sessions").addEventListener("click", async (event) => {
   const button = event.currentTarget;
   button.disabled = true;
-  await Promise.all([loadMe(), loadSessions()]);
+  await loadAccount();
   button.disabled = false;
 });
 
