@@ -1178,6 +1178,8 @@ const PASSKEY_MESSAGES = {
   too_many_passkeys:
     "Your account has as many passkeys as it can have. Delete one you no longer use first.",
   passkeys_unavailable: "Passkeys are turned off on this service.",
+  reauthentication_required:
+    "To add a passkey, log out and log in again first: this session began more than 10 minutes ago.",
   last_credential:
     "This passkey cannot be deleted: your account has no password, and this is its only passkey, so you could no longer sign in. Add another passkey first.",
   not_found: "This passkey was deleted already.",

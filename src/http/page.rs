@@ -1,6 +1,6 @@
 //! `GET /`: the page on which a person uses the service in a browser (sign up, log in, with
 //! a second factor too, see who they are and their sessions, end one, set up or turn off
-//! TOTP, log out), calling the API as any single-page
+//! TOTP, add and use passkeys, log out), calling the API as any single-page
 //! app would, with the refresh token in the `__Host-latchkey_refresh` cookie where its
 //! script cannot read it. Its files are `web/`, compiled into the binary: nothing is read
 //! from disk or loaded from another origin at run time.
