@@ -89,16 +89,14 @@ from latchkey_client.api.passkeys import (  # noqa: E402
 from latchkey_client.api.recovery import forgot_password, reset_password, verify_email  # noqa: E402
 from latchkey_client.api.sessions import list_sessions  # noqa: E402
 from latchkey_client.models import (  # noqa: E402
+    AuthenticationResponseJSON,
     ChangeEmailRequest,
     ConfirmTotpRequest,
     DisableTotpRequest,
     EnrolTotpRequest,
     FinishPasskeyLoginRequest,
-    FinishPasskeyLoginRequestCredential,
     FinishPasskeyRegistrationRequest,
-    FinishPasskeyRegistrationRequestCredential,
     FinishPasskeySignupRequest,
-    FinishPasskeySignupRequestCredential,
     ForgotPasswordRequest,
     LoginMfaRequest,
     LoginRequest,
@@ -109,6 +107,7 @@ from latchkey_client.models import (  # noqa: E402
     RecoveryCodes,
     RefreshRequest,
     RefreshTokenTransport,
+    RegistrationResponseJSON,
     RenamePasskeyRequest,
     ResetPasswordRequest,
     Session,
@@ -882,8 +881,8 @@ def passkey_flow(base_url: str) -> None:
         return AuthenticatedClient(base_url=base_url, token=token, timeout=timeout, raise_on_unexpected_status=True)
 
     def options_of(resp: Response[Any], what: str) -> tuple[str, dict[str, Any]] | None:
-        """The ceremony id and options of a start's answer. `options` is a free object in the
-        contract: the generated model only carries it as a dict."""
+        """The ceremony id and options of a start's answer, the options as the JSON a browser
+        would parse (either kind of the contract's union)."""
         check(resp.status_code == 200, f"{what} answers 200", body_of(resp))
         ceremony = resp.parsed
         if not check(isinstance(ceremony, PasskeyCeremony), f"{what} body parses as PasskeyCeremony", ceremony):
@@ -930,7 +929,7 @@ def passkey_flow(base_url: str) -> None:
         client=first,
         body=FinishPasskeyRegistrationRequest(
             ceremony_id=ceremony_id,
-            credential=FinishPasskeyRegistrationRequestCredential.from_dict(authenticator.register(creation)),
+            credential=RegistrationResponseJSON.from_dict(authenticator.register(creation)),
             name="Python smoke key",
         ),
     )
@@ -978,7 +977,7 @@ def passkey_flow(base_url: str) -> None:
     )
     answer = FinishPasskeyLoginRequest(
         ceremony_id=login_ceremony,
-        credential=FinishPasskeyLoginRequestCredential.from_dict(authenticator.login(request)),
+        credential=AuthenticationResponseJSON.from_dict(authenticator.login(request)),
     )
     resp_lf = finish_passkey_login.sync_detailed(client=anon, body=answer)
     check(resp_lf.status_code == 200, "POST /login/passkey/finish answers 200", body_of(resp_lf))
@@ -1007,7 +1006,7 @@ def passkey_flow(base_url: str) -> None:
         resp_ph = finish_passkey_login.sync_detailed(
             client=anon,
             body=FinishPasskeyLoginRequest(
-                ceremony_id=started[0], credential=FinishPasskeyLoginRequestCredential.from_dict(phished)
+                ceremony_id=started[0], credential=AuthenticationResponseJSON.from_dict(phished)
             ),
         )
         is_problem(resp_ph, 401, "invalid_credentials", "a passkey login answer signed for another origin")
@@ -1023,7 +1022,7 @@ def passkey_flow(base_url: str) -> None:
             client=anon,
             body=FinishPasskeyLoginRequest(
                 ceremony_id=started[0],
-                credential=FinishPasskeyLoginRequestCredential.from_dict(authenticator.login(started[1])),
+                credential=AuthenticationResponseJSON.from_dict(authenticator.login(started[1])),
             ),
         )
         is_problem(resp_gone, 401, "invalid_credentials", "a passkey login with the removed passkey")
@@ -1043,7 +1042,7 @@ def passkey_flow(base_url: str) -> None:
         client=anon,
         body=FinishPasskeySignupRequest(
             ceremony_id=started[0],
-            credential=FinishPasskeySignupRequestCredential.from_dict(only_key.register(started[1])),
+            credential=RegistrationResponseJSON.from_dict(only_key.register(started[1])),
             name="Python phone",
         ),
     )

@@ -52,10 +52,11 @@ type RecoveryCodes = components["schemas"]["RecoveryCodes"];
 type Passkey = components["schemas"]["Passkey"];
 type PasskeyCeremony = components["schemas"]["PasskeyCeremony"];
 // The contract gives `credential` (and a ceremony's `options`) as a bare `type: object`, which
-// openapi-typescript makes `Record<string, never>`: no real credential fits it, so the
-// authenticator's JSON is cast to it (`asCredential`) and the options read through the
-// interfaces below.
+// The authenticator's JSON is cast to the contract's credential types (`asCredential`,
+// `asRegistration`), and the options (a union of the two kinds) read through the interfaces
+// below.
 type Credential = components["schemas"]["FinishPasskeyLoginRequest"]["credential"];
+type Registration = components["schemas"]["FinishPasskeyRegistrationRequest"]["credential"];
 
 let passed = 0;
 const failures: string[] = [];
@@ -224,6 +225,7 @@ interface RequestOptions {
 const creationOptions = (c: PasskeyCeremony): CreationOptions => c.options as unknown as CreationOptions;
 const requestOptions = (c: PasskeyCeremony): RequestOptions => c.options as unknown as RequestOptions;
 const asCredential = (json: object): Credential => json as unknown as Credential;
+const asRegistration = (json: object): Registration => json as unknown as Registration;
 
 const sha256 = (data: Buffer | string): Buffer => createHash("sha256").update(data).digest();
 
@@ -827,7 +829,7 @@ async function passkeyFlow(baseUrl: string): Promise<void> {
   check(typeof creation.challenge === "string" && typeof creation.user?.id === "string", "the creation options have a challenge and a user id");
   const authenticator = new SoftPasskey(origin);
   const rf = await client.POST("/me/passkeys/register/finish", {
-    body: { ceremony_id: rs.data.ceremony_id, credential: asCredential(authenticator.register(creation)), name: "TS smoke key" },
+    body: { ceremony_id: rs.data.ceremony_id, credential: asRegistration(authenticator.register(creation)), name: "TS smoke key" },
     ...first,
   });
   check(rf.response.status === 201, "POST /me/passkeys/register/finish answers 201", rf.error);
@@ -900,7 +902,7 @@ async function passkeyFlow(baseUrl: string): Promise<void> {
   if (ss.data === undefined) return;
   const onlyKey = new SoftPasskey(origin);
   const sf = await client.POST("/signup/passkey/finish", {
-    body: { ceremony_id: ss.data.ceremony_id, credential: asCredential(onlyKey.register(creationOptions(ss.data))), name: "TS phone" },
+    body: { ceremony_id: ss.data.ceremony_id, credential: asRegistration(onlyKey.register(creationOptions(ss.data))), name: "TS phone" },
   });
   check(sf.response.status === 201, "POST /signup/passkey/finish answers 201", sf.error);
   if (sf.data === undefined) return;
