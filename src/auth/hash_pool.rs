@@ -114,15 +114,18 @@ impl HashPool {
         let metrics = self.metrics.clone();
         let since = Instant::now();
         let job: Job = Box::new(move || {
-            // The place is given back when the job ends, run or skipped.
-            let _place = ticket.place;
+            // The place is given back when the job ends, run, skipped or panicked; before its
+            // answer is sent, so that a caller holding the answer finds the place free.
+            let place = ticket.place;
             metrics.queued.dec();
             if done.is_closed() {
                 metrics.skipped.inc();
                 return;
             }
             metrics.wait.observe(since.elapsed().as_secs_f64());
-            let _ = done.send(work());
+            let answer = work();
+            drop(place);
+            let _ = done.send(answer);
         });
         self.metrics.queued.inc();
         self.jobs.send(job).map_err(|_| {
