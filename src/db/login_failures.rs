@@ -3,7 +3,6 @@
 
 use chrono::NaiveDateTime;
 use diesel::prelude::*;
-use diesel::sql_types::Text;
 
 use super::DbConn;
 use super::schema::login_failures;
@@ -25,9 +24,7 @@ pub fn lock_keys(conn: &mut DbConn, keys: &[&str]) -> QueryResult<()> {
     keys.sort_unstable();
     keys.dedup();
     for key in keys {
-        diesel::sql_query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
-            .bind::<Text, _>(key)
-            .execute(pg)?;
+        super::transaction::advisory_lock(pg, key)?;
     }
     Ok(())
 }

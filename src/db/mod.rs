@@ -48,7 +48,7 @@ use diesel::result::QueryResult;
 pub use clock::{now, span};
 pub use connection::DbConn;
 pub use pool::{Db, PoolOptions, PoolUse};
-pub use transaction::write_transaction;
+pub use transaction::{lock_until_commit, write_transaction};
 pub use url::{Backend, DatabaseUrl};
 
 /// What `Debug` shows in place of a secret column (a password hash, a private key).

@@ -49,13 +49,7 @@ pub fn insert(conn: &mut DbConn, passkey: &StoredPasskey) -> QueryResult<bool> {
 /// two removals of the last two both see two. SQLite's write transactions already run one at
 /// a time.
 pub fn lock_account(conn: &mut DbConn, user_id: &UserId) -> QueryResult<()> {
-    let DbConn::Postgres(pg) = conn else {
-        return Ok(());
-    };
-    diesel::sql_query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
-        .bind::<diesel::sql_types::Text, _>(format!("passkeys:{user_id}"))
-        .execute(pg)
-        .map(drop)
+    super::lock_until_commit(conn, &format!("passkeys:{user_id}"))
 }
 
 /// The account's passkeys, oldest first.

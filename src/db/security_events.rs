@@ -62,13 +62,7 @@ pub fn list_before(
 /// would otherwise let two of them check for the same event and both insert it. SQLite's
 /// write transactions already run one at a time.
 pub fn lock_user(conn: &mut DbConn, user_id: &UserId) -> QueryResult<()> {
-    let DbConn::Postgres(pg) = conn else {
-        return Ok(());
-    };
-    diesel::sql_query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
-        .bind::<diesel::sql_types::Text, _>(format!("security_events:{user_id}"))
-        .execute(pg)
-        .map(drop)
+    super::lock_until_commit(conn, &format!("security_events:{user_id}"))
 }
 
 /// Whether the user has an event of this kind since `since`.

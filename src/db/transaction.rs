@@ -80,3 +80,21 @@ where
         }
     }
 }
+
+/// Serialises the transactions that take the lock named `key` until each ends: on
+/// PostgreSQL a transaction-scoped advisory lock; SQLite's write transactions already run
+/// one at a time.
+pub fn lock_until_commit(conn: &mut DbConn, key: &str) -> QueryResult<()> {
+    match conn {
+        DbConn::Postgres(pg) => advisory_lock(pg, key),
+        DbConn::Sqlite(_) => Ok(()),
+    }
+}
+
+/// PostgreSQL's transaction-scoped advisory lock named `key`.
+pub(super) fn advisory_lock(pg: &mut PgConnection, key: &str) -> QueryResult<()> {
+    diesel::sql_query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
+        .bind::<diesel::sql_types::Text, _>(key)
+        .execute(pg)
+        .map(drop)
+}
