@@ -21,8 +21,7 @@ use crate::error::{Error, FieldError};
 
 /// A validated request for an account; the password is not hashed yet.
 pub struct NewAccount {
-    pub email: Email,
-    pub username: Option<Username>,
+    pub identity: Identity,
     pub password: NewPassword,
 }
 
@@ -40,11 +39,9 @@ impl NewAccount {
             .map_err(|e| errors.push(e))
             .ok();
         match (identity, password) {
-            (Some(identity), Some(password)) if errors.is_empty() => Ok(Self {
-                email: identity.email,
-                username: identity.username,
-                password,
-            }),
+            (Some(identity), Some(password)) if errors.is_empty() => {
+                Ok(Self { identity, password })
+            }
             _ => Err(Error::Validation(errors)),
         }
     }
@@ -102,9 +99,7 @@ pub async fn sign_up(
     let ticket = admitted?;
     let account = auth
         .db
-        .run(move |conn| {
-            ensure_available(conn, &account.email, account.username.as_ref()).map(|()| account)
-        })
+        .run(move |conn| ensure_available(conn, &account.identity).map(|()| account))
         .await?;
     let password_hash = auth
         .passwords
@@ -116,7 +111,7 @@ pub async fn sign_up(
         .run(move |conn| {
             db::write_transaction(conn, |conn| {
                 let id = UserId::generate();
-                let user = insert(conn, &id, &identity_of(&account), &password_hash)?;
+                let user = insert(conn, &id, &account.identity, &password_hash)?;
                 let continued =
                     sessions::start(conn, &user.id, AuthMethods::Password, &client, &policy)?;
                 let session_id = Some(&continued.session.id);
@@ -163,32 +158,21 @@ pub(super) async fn count_signup(auth: &Auth, key: QuotaKey) -> Result<(), Error
 pub async fn create(db: &Db, passwords: &Passwords, account: NewAccount) -> Result<User, Error> {
     let ticket = passwords.reserve()?;
     let password_hash = passwords.hash(ticket, account.password_secret()).await?;
-    db.run(move |conn| {
-        insert(
-            conn,
-            &UserId::generate(),
-            &identity_of(&account),
-            &password_hash,
-        )
-    })
-    .await
+    db.run(move |conn| insert(conn, &UserId::generate(), &account.identity, &password_hash))
+        .await
 }
 
 /// Answers `409` early for a taken username or email, before a hash is paid for. The
 /// username comes first: a taken one answers `username_taken` whatever the email, so a
 /// known username cannot be paired with candidate emails to learn which are registered.
 /// The unique indexes still decide races in [`insert`].
-pub(super) fn ensure_available(
-    conn: &mut DbConn,
-    email: &Email,
-    username: Option<&Username>,
-) -> Result<(), Error> {
-    if let Some(username) = username
+pub(super) fn ensure_available(conn: &mut DbConn, identity: &Identity) -> Result<(), Error> {
+    if let Some(username) = &identity.username
         && users::username_exists(conn, username.as_str())?
     {
         return Err(Error::UsernameTaken);
     }
-    if users::email_exists(conn, email.as_str())? {
+    if users::email_exists(conn, identity.email.as_str())? {
         return Err(Error::EmailTaken);
     }
     Ok(())
@@ -218,13 +202,6 @@ pub(super) fn insert(
     })?;
     users::find(conn, id)?
         .ok_or_else(|| Error::internal(anyhow::anyhow!("user vanished after insert")))
-}
-
-fn identity_of(account: &NewAccount) -> Identity {
-    Identity {
-        email: account.email.clone(),
-        username: account.username.clone(),
-    }
 }
 
 /// Changes the caller's password once the current one is confirmed (`POST /me/password`);

@@ -26,11 +26,10 @@ use super::outbox;
 use super::sessions::{self, Caller, Granted};
 use super::throttle::{self, AttemptKeys, QuotaKey};
 use crate::db::passkeys::{self, StoredPasskey};
-use crate::db::sessions as stored_sessions;
 use crate::db::users::{self, User};
 use crate::db::webauthn_ceremonies::{self, NewCeremony};
 use crate::db::{self, DbConn};
-use crate::domain::{AuthMethods, Email, EventKind, PasskeyId, UserId, Username};
+use crate::domain::{AuthMethods, CeremonyPurpose, Email, EventKind, PasskeyId, UserId, Username};
 use crate::error::{Error, FieldError};
 
 /// How long a ceremony waits for its finish.
@@ -55,24 +54,6 @@ const MAX_CREDENTIAL_ID_LENGTH: usize = 1023;
 const MAX_NAME_CHARS: usize = 64;
 /// The name of a passkey registered without one.
 const DEFAULT_NAME: &str = "Passkey";
-
-/// What a ceremony is for: it is finished only as that.
-#[derive(Clone, Copy)]
-enum Purpose {
-    Register,
-    Login,
-    Signup,
-}
-
-impl Purpose {
-    fn as_str(self) -> &'static str {
-        match self {
-            Self::Register => "register",
-            Self::Login => "login",
-            Self::Signup => "signup",
-        }
-    }
-}
 
 /// A ceremony started: its id, for the finish, and the options for the browser's
 /// `navigator.credentials.create()` or `.get()`.
@@ -103,17 +84,13 @@ pub fn read_name(name: Option<&str>) -> Result<String, Error> {
 /// /me/passkeys/register/start`); the authenticator is asked not to make a second
 /// credential beside one the account has.
 pub async fn start_registration(auth: &Auth, caller: Caller, user: User) -> Result<Started, Error> {
-    let (user_id, session_id) = (caller.user_id.clone(), caller.session_id.clone());
+    if caller.logged_in_at < db::now() - db::span(RECENT_LOGIN) {
+        return Err(Error::ReauthenticationRequired);
+    }
+    let user_id = caller.user_id.clone();
     let registered = auth
         .db
-        .run(move |conn| {
-            let session = stored_sessions::find(conn, &session_id)?;
-            let logged_in = session.map(|session| session.created_at);
-            if logged_in.is_none_or(|at| at < db::now() - db::span(RECENT_LOGIN)) {
-                return Err(Error::ReauthenticationRequired);
-            }
-            Ok(passkeys::credential_ids(conn, &user_id)?)
-        })
+        .run(move |conn| Ok(passkeys::credential_ids(conn, &user_id)?))
         .await?;
     if registered.len() >= MAX_PASSKEYS as usize {
         return Err(Error::TooManyPasskeys);
@@ -122,7 +99,7 @@ pub async fn start_registration(auth: &Auth, caller: Caller, user: User) -> Resu
         auth.relying_party
             .start_registration(&user.id, &user.email, registered)?;
     let owner = format!("user:{}", user.id);
-    let ceremony_id = open(auth, Purpose::Register, owner, Some(user.id), state).await?;
+    let ceremony_id = open(auth, CeremonyPurpose::Register, owner, Some(user.id), state).await?;
     Ok(Started {
         ceremony_id,
         options,
@@ -139,7 +116,13 @@ pub async fn finish_registration(
     name: String,
     client: ClientInfo,
 ) -> Result<StoredPasskey, Error> {
-    let state = take(auth, &ceremony_id, Purpose::Register, Some(&caller.user_id)).await?;
+    let state = take(
+        auth,
+        &ceremony_id,
+        CeremonyPurpose::Register,
+        Some(&caller.user_id),
+    )
+    .await?;
     let passkey = auth
         .relying_party
         .finish_registration(&credential, &state)?;
@@ -231,8 +214,8 @@ pub async fn remove(
 /// ceremonies open from one address are bounded.
 pub async fn start_login(auth: &Auth, client: &ClientInfo) -> Result<Started, Error> {
     let (options, state) = auth.relying_party.start_login()?;
-    let owner = format!("address:{}", throttle::address_key(client.ip));
-    let ceremony_id = open(auth, Purpose::Login, owner, None, state).await?;
+    let owner = address_owner(client);
+    let ceremony_id = open(auth, CeremonyPurpose::Login, owner, None, state).await?;
     Ok(Started {
         ceremony_id,
         options,
@@ -248,7 +231,7 @@ pub async fn finish_login(
     credential: PublicKeyCredential,
     client: ClientInfo,
 ) -> Result<Granted, Error> {
-    let state = take(auth, &ceremony_id, Purpose::Login, None).await?;
+    let state = take(auth, &ceremony_id, CeremonyPurpose::Login, None).await?;
     let credential_id = credential.raw_id.to_vec();
     let found = credential_id.clone();
     let stored = auth
@@ -277,7 +260,7 @@ pub async fn finish_login(
     };
     let passkey: Passkey = serde_json::from_str(&stored.credential).map_err(Error::internal)?;
     let verified = match auth.relying_party.identify(&credential) {
-        Ok((handle, _)) if handle == stored.user_id => auth
+        Ok(handle) if handle == stored.user_id => auth
             .relying_party
             .finish_login(&credential, &state, passkey)
             .map_err(|error| error.to_string()),
@@ -368,10 +351,7 @@ pub async fn start_signup(
     counted?;
     let identity = auth
         .db
-        .run(move |conn| {
-            accounts::ensure_available(conn, &identity.email, identity.username.as_ref())
-                .map(|()| identity)
-        })
+        .run(move |conn| accounts::ensure_available(conn, &identity).map(|()| identity))
         .await?;
     let user_id = UserId::generate();
     let email = identity.email.as_str();
@@ -388,8 +368,8 @@ pub async fn start_signup(
         registration,
     };
     let state = serde_json::to_string(&pending).map_err(Error::internal)?;
-    let owner = format!("address:{}", throttle::address_key(client.ip));
-    let ceremony_id = open(auth, Purpose::Signup, owner, None, state).await?;
+    let owner = address_owner(client);
+    let ceremony_id = open(auth, CeremonyPurpose::Signup, owner, None, state).await?;
     Ok(Started {
         ceremony_id,
         options,
@@ -406,7 +386,7 @@ pub async fn finish_signup(
     name: String,
     client: ClientInfo,
 ) -> Result<Granted, Error> {
-    let state = take(auth, &ceremony_id, Purpose::Signup, None).await?;
+    let state = take(auth, &ceremony_id, CeremonyPurpose::Signup, None).await?;
     let pending: PendingSignup = serde_json::from_str(&state).map_err(Error::internal)?;
     let identity = Identity {
         email: Email::parse(&pending.email).map_err(|_| stored_identity_unreadable())?,
@@ -471,11 +451,16 @@ fn new_passkey(user_id: &UserId, passkey: &Passkey, name: String) -> Result<Stor
     })
 }
 
+/// Who a ceremony started by whoever asks (a login, a signup) counts against: its address.
+fn address_owner(client: &ClientInfo) -> String {
+    format!("address:{}", throttle::address_key(client.ip))
+}
+
 /// Stores a ceremony's state under a new id, ending the owner's oldest beyond its limit;
 /// answers the id.
 async fn open(
     auth: &Auth,
-    purpose: Purpose,
+    purpose: CeremonyPurpose,
     owner: String,
     user_id: Option<UserId>,
     state: String,
@@ -486,7 +471,7 @@ async fn open(
         .run(move |conn| {
             db::write_transaction(conn, |conn| {
                 let now = db::now();
-                if let Purpose::Login | Purpose::Signup = purpose {
+                if let CeremonyPurpose::Login | CeremonyPurpose::Signup = purpose {
                     // Started by whoever asks: bounded per address, together.
                     let open =
                         webauthn_ceremonies::live_expiries(conn, &owner, now, MAX_OPEN_LOGINS)?;
@@ -501,7 +486,7 @@ async fn open(
                 }
                 let ceremony = NewCeremony {
                     id_hash: &id_hash,
-                    purpose: purpose.as_str(),
+                    purpose,
                     owner: &owner,
                     user_id: user_id.as_ref(),
                     state: &state,
@@ -509,7 +494,7 @@ async fn open(
                     expires_at: expiry(now),
                 };
                 webauthn_ceremonies::insert(conn, &ceremony)?;
-                if let Purpose::Register = purpose {
+                if let CeremonyPurpose::Register = purpose {
                     // An account's own: a new one ends its oldest beyond the limit.
                     webauthn_ceremonies::keep_newest(conn, &owner, MAX_OPEN_REGISTRATIONS)?;
                 }
@@ -529,7 +514,7 @@ fn expiry(now: NaiveDateTime) -> NaiveDateTime {
 async fn take(
     auth: &Auth,
     ceremony_id: &str,
-    purpose: Purpose,
+    purpose: CeremonyPurpose,
     user_id: Option<&UserId>,
 ) -> Result<String, Error> {
     if ceremony_id.len() > MAX_CEREMONY_ID_LENGTH {
@@ -540,8 +525,7 @@ async fn take(
     auth.db
         .run(move |conn: &mut DbConn| {
             let now = db::now();
-            let state =
-                webauthn_ceremonies::take(conn, &id_hash, purpose.as_str(), user_id.as_ref(), now)?;
+            let state = webauthn_ceremonies::take(conn, &id_hash, purpose, user_id.as_ref(), now)?;
             state.ok_or(Error::InvalidCeremony)
         })
         .await

@@ -152,14 +152,14 @@ impl RelyingParty {
         Ok((to_json(&options.public_key)?, to_stored(&state)?))
     }
 
-    /// The account and the credential id a login's credential names (its `userHandle` and
-    /// `rawId`), before anything is verified.
-    pub fn identify(&self, credential: &PublicKeyCredential) -> Result<(UserId, Vec<u8>), Error> {
-        let (handle, credential_id) = self
+    /// The account a login's credential names (its `userHandle`), before anything is
+    /// verified.
+    pub fn identify(&self, credential: &PublicKeyCredential) -> Result<UserId, Error> {
+        let (handle, _) = self
             .webauthn()?
             .identify_discoverable_authentication(credential)
             .map_err(|_| Error::InvalidCredentials)?;
-        Ok((UserId::from(handle.to_string()), credential_id.to_vec()))
+        Ok(UserId::from(handle.to_string()))
     }
 
     /// Verifies a login's credential against the stored passkey it names; answers the

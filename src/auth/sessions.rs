@@ -45,6 +45,9 @@ impl SessionPolicy {
 pub struct Caller {
     pub user_id: UserId,
     pub session_id: SessionId,
+    /// When the session's login happened (refreshes continue it): how recently the caller
+    /// proved who they are.
+    pub logged_in_at: NaiveDateTime,
 }
 
 impl From<Session> for Caller {
@@ -52,6 +55,7 @@ impl From<Session> for Caller {
         Self {
             user_id: session.user_id,
             session_id: session.id,
+            logged_in_at: session.created_at,
         }
     }
 }

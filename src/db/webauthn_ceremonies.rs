@@ -6,13 +6,13 @@ use diesel::prelude::*;
 
 use super::DbConn;
 use super::schema::webauthn_ceremonies;
-use crate::domain::UserId;
+use crate::domain::{CeremonyPurpose, UserId};
 
 /// A ceremony to store.
 pub struct NewCeremony<'a> {
     pub id_hash: &'a [u8],
     /// `register`, `login` or `signup`: a ceremony is finished only as what it was started for.
-    pub purpose: &'a str,
+    pub purpose: CeremonyPurpose,
     /// Who the open ceremonies are counted against (see the migration).
     pub owner: &'a str,
     /// The account a registration is for.
@@ -43,7 +43,7 @@ pub fn insert(conn: &mut DbConn, ceremony: &NewCeremony<'_>) -> QueryResult<()> 
 pub fn take(
     conn: &mut DbConn,
     id_hash: &[u8],
-    purpose: &str,
+    purpose: CeremonyPurpose,
     user_id: Option<&UserId>,
     now: NaiveDateTime,
 ) -> QueryResult<Option<String>> {

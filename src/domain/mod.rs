@@ -12,6 +12,7 @@ pub use common_passwords::warm_up as load_common_passwords;
 pub use email::Email;
 pub use password::NewPassword;
 pub use stored_text::{
-    AuthMethods, CodePurpose, EventKind, MailKind, PasskeyId, RevokeReason, SessionId, UserId,
+    AuthMethods, CeremonyPurpose, CodePurpose, EventKind, MailKind, PasskeyId, RevokeReason,
+    SessionId, UserId,
 };
 pub use username::Username;

@@ -284,6 +284,19 @@ text_enum! {
 }
 
 text_enum! {
+    /// What a passkey ceremony is for (`webauthn_ceremonies.purpose`): it is finished only
+    /// as that.
+    pub enum CeremonyPurpose {
+        /// Adding a passkey to the account (`POST /me/passkeys/register/*`).
+        Register => "register",
+        /// Logging in with a passkey (`POST /login/passkey/*`).
+        Login => "login",
+        /// Signing up with a passkey (`POST /signup/passkey/*`).
+        Signup => "signup",
+    }
+}
+
+text_enum! {
     /// What a message in the outbox is (`outbox.kind`).
     pub enum MailKind {
         /// A password reset code, for whoever holds the address: the outbox finds the account
