@@ -128,12 +128,31 @@ async fn user_with_passkey(app: &TestApp) -> (Tokens, SoftAuthenticator, Value) 
     (tokens, authenticator, passkey)
 }
 
+/// A user with a password and a hand-made passkey registered with these flags; and its
+/// user handle.
+async fn user_with_hand_made_key(app: &TestApp, flags: u8) -> (Tokens, HandMadeKey, Vec<u8>) {
+    let tokens = app.signup_user().await;
+    let token = tokens.access_token.as_str();
+    let key = HandMadeKey::new();
+    let (ceremony_id, options) = start_registration(app, token).await;
+    let credential = key.register(&options, flags);
+    let response = finish_registration(app, token, &ceremony_id, &credential, None).await;
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let handle = user_handle(&tokens.user_id);
+    (tokens, key, handle)
+}
+
 async fn passkeys_of(app: &TestApp, token: &str) -> Vec<Value> {
     let response = app
         .send(Method::GET, "/me/passkeys", Some(token), None)
         .await;
     assert_eq!(response.status(), StatusCode::OK);
     response.json().await.unwrap()
+}
+
+/// The user handle of the account with this id: its UUID's 16 bytes.
+fn user_handle(user_id: &str) -> Vec<u8> {
+    uuid::Uuid::parse_str(user_id).unwrap().as_bytes().to_vec()
 }
 
 /// Asserts a token response for the user, whose tokens say `amr: ["hwk"]`.
@@ -159,10 +178,9 @@ async fn a_passkey_is_registered_and_logs_in_without_an_email(backend: Backend) 
     assert_eq!(selection["userVerification"], "required");
     assert_eq!(options["rp"]["id"], "localhost");
     assert_eq!(options["user"]["name"], tokens.email.as_str());
-    let handle = uuid::Uuid::parse_str(&tokens.user_id).unwrap();
     assert_eq!(
         options["user"]["id"],
-        URL_SAFE_NO_PAD.encode(handle.as_bytes())
+        URL_SAFE_NO_PAD.encode(user_handle(&tokens.user_id))
     );
     assert!(options.get("excludeCredentials").is_none(), "{options}");
 
@@ -254,14 +272,10 @@ async fn an_expired_ceremony_is_refused(backend: Backend) {
     let (ceremony_id, options) = start_login(&app).await;
     let assertion = authenticator.assert(&options).await;
     // Five minutes pass.
-    app.db
-        .run_now(|conn| {
-            use diesel::RunQueryDsl as _;
-            diesel::sql_query("UPDATE webauthn_ceremonies SET expires_at = created_at")
-                .execute(conn)?;
-            Ok(())
-        })
-        .unwrap();
+    crate::recovery::execute(
+        &app,
+        "UPDATE webauthn_ceremonies SET expires_at = created_at",
+    );
     let response = finish_login(&app, &ceremony_id, &assertion).await;
     assert_problem(response, StatusCode::BAD_REQUEST, "invalid_ceremony").await;
     let response = log_in(&app, &mut authenticator).await;
@@ -345,8 +359,8 @@ async fn another_accounts_user_handle_logs_in_nobody(backend: Backend) {
     // The user handle is not signed: the attacker's own valid answer, naming the victim.
     let (ceremony_id, options) = start_login(&app).await;
     let mut assertion = attackers.assert(&options).await;
-    let victim_handle = uuid::Uuid::parse_str(&victim.user_id).unwrap();
-    assertion["response"]["userHandle"] = json!(URL_SAFE_NO_PAD.encode(victim_handle.as_bytes()));
+    assertion["response"]["userHandle"] =
+        json!(URL_SAFE_NO_PAD.encode(user_handle(&victim.user_id)));
     let response = finish_login(&app, &ceremony_id, &assertion).await;
     assert_problem(response, StatusCode::UNAUTHORIZED, "invalid_credentials").await;
 
@@ -379,41 +393,34 @@ async fn a_cloned_authenticator_is_refused(backend: Backend) {
 async fn an_assertion_without_user_verification_is_refused(backend: Backend) {
     let app = TestApp::spawn(backend).await;
     let (tokens, authenticator, _) = user_with_passkey(&app).await;
-    let handle = uuid::Uuid::parse_str(&tokens.user_id).unwrap();
+    let handle = user_handle(&tokens.user_id);
     let synced = BACKUP_ELIGIBLE | BACKED_UP;
     // Present but not verified (no fingerprint, no PIN): a passkey is not a factor then.
     let (ceremony_id, options) = start_login(&app).await;
     let unverified = USER_PRESENT | synced;
-    let assertion = authenticator.assert_with_flags(&options, handle.as_bytes(), unverified);
+    let assertion = authenticator.assert_with_flags(&options, &handle, unverified);
     let response = finish_login(&app, &ceremony_id, &assertion).await;
     assert_problem(response, StatusCode::UNAUTHORIZED, "invalid_credentials").await;
     // Neither present nor verified.
     let (ceremony_id, options) = start_login(&app).await;
-    let assertion = authenticator.assert_with_flags(&options, handle.as_bytes(), synced);
+    let assertion = authenticator.assert_with_flags(&options, &handle, synced);
     let response = finish_login(&app, &ceremony_id, &assertion).await;
     assert_problem(response, StatusCode::UNAUTHORIZED, "invalid_credentials").await;
     // The same hand-made assertion, verified, is accepted: only the flag made the difference.
     let (ceremony_id, options) = start_login(&app).await;
     let verified = USER_PRESENT | USER_VERIFIED | synced;
-    let assertion = authenticator.assert_with_flags(&options, handle.as_bytes(), verified);
+    let assertion = authenticator.assert_with_flags(&options, &handle, verified);
     let response = finish_login(&app, &ceremony_id, &assertion).await;
     assert_logged_in_as(response, &tokens.user_id).await;
 }
 
 async fn a_passkey_that_became_synced_still_logs_in(backend: Backend) {
     let app = TestApp::spawn(backend).await;
-    let tokens = app.signup_user().await;
-    let token = tokens.access_token.as_str();
-    let handle = uuid::Uuid::parse_str(&tokens.user_id).unwrap();
     // Registered on a device that did not sync its passkeys then.
-    let key = HandMadeKey::new();
     let verified = USER_PRESENT | USER_VERIFIED;
-    let (ceremony_id, options) = start_registration(&app, token).await;
-    let credential = key.register(&options, verified);
-    let response = finish_registration(&app, token, &ceremony_id, &credential, None).await;
-    assert_eq!(response.status(), StatusCode::CREATED);
+    let (tokens, key, handle) = user_with_hand_made_key(&app, verified).await;
     let (ceremony_id, options) = start_login(&app).await;
-    let assertion = key.assert(&options, handle.as_bytes(), verified);
+    let assertion = key.assert(&options, &handle, verified);
     assert_logged_in_as(
         finish_login(&app, &ceremony_id, &assertion).await,
         &tokens.user_id,
@@ -422,7 +429,7 @@ async fn a_passkey_that_became_synced_still_logs_in(backend: Backend) {
     // Its owner turned syncing on since (iCloud Keychain): backup-eligible and backed up now.
     let synced = verified | BACKUP_ELIGIBLE | BACKED_UP;
     let (ceremony_id, options) = start_login(&app).await;
-    let assertion = key.assert(&options, handle.as_bytes(), synced);
+    let assertion = key.assert(&options, &handle, synced);
     assert_logged_in_as(
         finish_login(&app, &ceremony_id, &assertion).await,
         &tokens.user_id,
@@ -457,22 +464,15 @@ async fn a_cloned_authenticator_racing_the_original_wins_at_most_once(backend: B
 
 async fn a_login_run_in_another_sites_frame_is_refused(backend: Backend) {
     let app = TestApp::spawn(backend).await;
-    let tokens = app.signup_user().await;
-    let token = tokens.access_token.as_str();
-    let handle = uuid::Uuid::parse_str(&tokens.user_id).unwrap();
-    let key = HandMadeKey::new();
     let verified = USER_PRESENT | USER_VERIFIED;
-    let (ceremony_id, options) = start_registration(&app, token).await;
-    let credential = key.register(&options, verified);
-    let response = finish_registration(&app, token, &ceremony_id, &credential, None).await;
-    assert_eq!(response.status(), StatusCode::CREATED);
+    let (tokens, key, handle) = user_with_hand_made_key(&app, verified).await;
     // The login page, framed by another site that makes its user log in unseen.
     let (ceremony_id, options) = start_login(&app).await;
-    let assertion = key.assert_framed(&options, handle.as_bytes(), "https://evil.example");
+    let assertion = key.assert_framed(&options, &handle, "https://evil.example");
     let response = finish_login(&app, &ceremony_id, &assertion).await;
     assert_problem(response, StatusCode::UNAUTHORIZED, "invalid_credentials").await;
     let (ceremony_id, options) = start_login(&app).await;
-    let assertion = key.assert(&options, handle.as_bytes(), verified);
+    let assertion = key.assert(&options, &handle, verified);
     assert_logged_in_as(
         finish_login(&app, &ceremony_id, &assertion).await,
         &tokens.user_id,
@@ -823,18 +823,11 @@ async fn passkey_signups_count_with_signups_and_lose_a_race_for_the_email(backen
 async fn adding_a_passkey_needs_a_recent_login(backend: Backend) {
     let app = TestApp::spawn(backend).await;
     let tokens = app.signup_user().await;
-    // The session logged in long ago (a stolen token, a device left unlocked).
-    let user_id = tokens.user_id.clone();
-    app.db
-        .run_now(move |conn| {
-            use diesel::RunQueryDsl as _;
-            diesel::sql_query(format!(
-                "UPDATE sessions SET created_at = '2000-01-01 00:00:00' WHERE user_id = '{user_id}'"
-            ))
-            .execute(conn)?;
-            Ok(())
-        })
-        .unwrap();
+    // The session logged in long ago (a stolen token, a device left unlocked); the only one.
+    crate::recovery::execute(
+        &app,
+        "UPDATE sessions SET created_at = '2000-01-01 00:00:00'",
+    );
     let response = post_as(
         &app,
         &tokens.access_token,
